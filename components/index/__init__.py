@@ -1,0 +1,1 @@
+"""Index: chunking, embedding, versioned Weaviate collections behind an alias."""

@@ -1,0 +1,122 @@
+"""MLflow: tracking set-up, run logging, model registration, aliases and the promotion ledger.
+
+    >>> client = configure_mlflow(settings, "ragops")  # doctest: +SKIP
+    >>> version = register_pyfunc("ragops-router", RouterPyfunc(), {"adapter": "out/router"}, ...)  # doctest: +SKIP
+    >>> set_alias(client, "ragops-assistant", "champion", version.version)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities.model_registry import ModelVersion  # noqa: E402
+
+from components.config import Settings  # noqa: E402
+
+PIP_REQUIREMENTS = ["mlflow==3.17.2", "torch==2.15.0", "transformers==5.23.0", "peft==0.21.2",
+                    "weaviate-client==4.23.1", "pandas"]
+
+
+def configure_mlflow(settings: Settings, experiment: str) -> MlflowClient:
+    """Point MLflow at the tracking store and make sure the experiment stores artifacts under
+    settings.home (not ./mlruns of whatever directory we were started from)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        location = None if settings.mlflow_tracking_uri else settings.artifact_root.as_uri()
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return client
+
+
+def log_params_section(prefix: str, values: Mapping) -> None:
+    mlflow.log_params({f"{prefix}.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                       for k, v in values.items()})
+
+
+def log_data_versions(versions: Mapping[str, str], curated_path: Path, context: str) -> None:
+    """Tags `data.<file>.md5` and one MLflow dataset input per file, digest = DVC md5."""
+    mlflow.set_tags({f"data.{name}.md5": md5 for name, md5 in versions.items()})
+    for name, md5 in versions.items():
+        path = curated_path / name
+        frame = pd.read_json(path, lines=True) if path.exists() else pd.DataFrame()
+        dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, digest=md5)
+        mlflow.log_input(dataset, context=context)
+
+
+def log_history(history: list[dict]) -> None:
+    for row in history:
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step"}, step=int(row["step"]))
+
+
+def log_loss_chart(history: list[dict], title: str, artifact_file: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
+    ax.set(title=title, xlabel="step", ylabel="training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def register_pyfunc(name: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str],
+                    model_config: dict, description: str, tags: Mapping[str, str]) -> ModelVersion:
+    """Log a pyfunc model in the active run and register it as a new version of `name`."""
+    info = mlflow.pyfunc.log_model(name=name, python_model=python_model, artifacts=artifacts,
+                                   model_config=model_config, pip_requirements=PIP_REQUIREMENTS,
+                                   registered_model_name=name)
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    client.update_model_version(name, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    return client.get_model_version(name, version)
+
+
+def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+
+
+def append_ledger(ledger_path: Path, entry: dict) -> None:
+    """Append-only JSONL record of every promotion decision (MLflow keeps no alias history)."""
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": getpass.getuser(), **entry}
+    with ledger_path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def wait_for_version_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get_model_version(name, version).status != "READY":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"model {name} version {version} not READY after {timeout_s}s")
+        time.sleep(0.5)

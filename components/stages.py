@@ -1,0 +1,269 @@
+"""Pipeline stages: each composes components into one step and logs it to MLflow.
+
+Flows (flows/pipeline.py) only call these in order. A stage takes the run context and the
+results of earlier stages and returns a small frozen result.
+
+    >>> ctx = make_context(Path("."), Path("params.yaml"))  # doctest: +SKIP
+    >>> data = curate_stage(ctx)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+
+from components.bundle import BundleModel, Manifest, load_assistant
+from components.config import Params, Settings, load_params, params_as_dict
+from components.data.versioning import reproduce_and_push
+from components.evaluation import Decision, Metric, answer_metrics, decide_promotion, retrieval_metrics, router_metrics
+from components.index.build import IndexVersion, build_index_version
+from components.index.embedding import load_embedder
+from components.index.store import connect_weaviate, live_collection, point_alias, prune_versions
+from components.models import resolve_model
+from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
+from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions,
+                                 log_history, log_loss_chart, log_params_section, register_pyfunc, set_alias)
+from components.training.generator import save_generator, train_generator
+from components.training.router import save_router, train_router
+from components.validation import DataValidationError, ValidationReport, validate_curated
+
+EXPERIMENT = "ragops"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    project_path: Path
+    params: Params
+    settings: Settings
+    work_path: Path
+
+    @property
+    def curated_path(self) -> Path:
+        return self.project_path / self.params.data.curated_dir
+
+    def read_curated(self, name: str) -> list[dict]:
+        return [json.loads(line) for line in (self.curated_path / name).read_text(encoding="utf-8").splitlines() if line]
+
+
+@dataclass(frozen=True)
+class DataVersions:
+    versions: dict[str, str]
+    reproduced: bool
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    name: str
+    version: str
+    adapter_path: str
+    metrics: dict[str, float]
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, Metric]
+    decision: Decision
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Promotion:
+    bundle_version: str
+    alias: str
+    collection: str
+    reasons: list[str]
+
+
+def make_context(project_path: Path, params_path: Path, settings: Settings | None = None) -> RunContext:
+    settings = settings or Settings()
+    params = load_params(params_path)
+    work_path = (settings.home / "runs" / uuid.uuid4().hex[:12]).resolve()
+    work_path.mkdir(parents=True, exist_ok=True)
+    configure_mlflow(settings, EXPERIMENT)
+    return RunContext(project_path.resolve(), params, settings, work_path)
+
+
+def curate_stage(ctx: RunContext) -> DataVersions:
+    remote = ctx.settings.dvc_remote_url or str((ctx.settings.home / "dvc-remote").resolve())
+    versions, ran = reproduce_and_push(ctx.project_path, remote)
+    return DataVersions(versions, ran)
+
+
+def validate_stage(ctx: RunContext, data: DataVersions) -> ValidationReport:
+    report = validate_curated(ctx.curated_path, ctx.params, ctx.work_path / "data-docs")
+    with mlflow.start_run(run_name="validate-data"):
+        log_data_versions(data.versions, ctx.curated_path, context="validation")
+        mlflow.log_metrics({"validation_success": float(report.success),
+                            "validation_failures": float(len(report.failures))})
+        mlflow.log_artifacts(str(report.docs_index.parent), "data-docs")
+    if not report.success:
+        raise DataValidationError(
+            f"curated data failed validation; nothing was trained or indexed, the champion is unchanged.\n"
+            f"{report.describe()}\nData Docs: {report.docs_index}\nFix the raw data named above and rerun."
+        )
+    return report
+
+
+def _lineage_tags(data: DataVersions) -> dict[str, str]:
+    return {f"data.{name}.md5": md5 for name, md5 in data.versions.items()}
+
+
+def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
+    p = ctx.params
+    encoder = resolve_model(p.models.encoder, ctx.settings.models_dir)
+    with mlflow.start_run(run_name="train-router") as run:
+        log_params_section("router", params_as_dict(p.router))
+        mlflow.log_param("models.encoder", p.models.encoder)
+        log_data_versions({"router.jsonl": data.versions["router.jsonl"]}, ctx.curated_path, "training")
+        result = train_router(ctx.read_curated("router.jsonl"), encoder, p.router, p.project.seed, p.project.device)
+        log_history(result.history)
+        log_loss_chart(result.history, "router training loss", "charts/router_loss.png")
+        mlflow.log_metrics({**result.metrics, "router_test_samples": result.test_size})
+        adapter = save_router(result, ctx.work_path / "router-adapter")
+        description = (f"Router: {p.models.encoder} + LoRA r={p.router.lora_r}, {p.router.epochs} epochs on "
+                       f"router.jsonl (md5 {data.versions['router.jsonl']}). Held-out ({result.test_size} queries): "
+                       + ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
+        version = register_pyfunc(
+            p.promotion.router_name, RouterPyfunc(), {"adapter": str(adapter)},
+            {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
+            description, {**_lineage_tags(data), "run_id": run.info.run_id})
+    return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
+
+
+def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
+    p = ctx.params
+    base = resolve_model(p.models.generator, ctx.settings.models_dir)
+    with mlflow.start_run(run_name="train-generator") as run:
+        log_params_section("generator", params_as_dict(p.generator))
+        mlflow.log_param("models.generator", p.models.generator)
+        log_data_versions({"generator.jsonl": data.versions["generator.jsonl"]}, ctx.curated_path, "training")
+        result = train_generator(ctx.read_curated("generator.jsonl"), base, p.generator, p.project.seed,
+                                 p.project.device)
+        log_history(result.history)
+        if result.history:
+            log_loss_chart(result.history, "generator training loss", "charts/generator_loss.png")
+        final_loss = result.history[-1]["loss"] if result.history else float("nan")
+        adapter = save_generator(result, ctx.work_path / "generator-adapter")
+        description = (f"Generator: LoRA r={p.generator.lora_r} on {p.models.generator} (base referenced, not "
+                       f"copied); {p.generator.max_steps} steps x {p.generator.batch_size} on generator.jsonl "
+                       f"({result.train_examples} examples, md5 {data.versions['generator.jsonl']}); "
+                       f"final training loss {final_loss:.3f}.")
+        version = register_pyfunc(
+            p.promotion.generator_name, GeneratorPyfunc(), {"adapter": str(adapter)},
+            {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
+            description, {**_lineage_tags(data), "run_id": run.info.run_id, "base_model": p.models.generator})
+    return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
+                        {"final_loss": final_loss}, run.info.run_id)
+
+
+def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:
+    docs = ctx.read_curated("documents.jsonl")
+    embedder = load_embedder(resolve_model(ctx.params.models.encoder, ctx.settings.models_dir), ctx.params.project.device)
+    with connect_weaviate(ctx.settings) as client:
+        return build_index_version(client, docs, embedder, ctx.params.index)
+
+
+def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel, index: IndexVersion,
+                  data: DataVersions) -> Manifest:
+    p = ctx.params
+    return Manifest(
+        encoder=p.models.encoder, generator_base=p.models.generator, collection=index.collection,
+        intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
+        confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
+        system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
+        max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
+        router_version=f"models:/{router.name}/{router.version}",
+        generator_version=f"models:/{generator.name}/{generator.version}", data_versions=dict(data.versions))
+
+
+def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, generator: TrainedModel) -> Evaluation:
+    golden = ctx.read_curated("golden.jsonl")
+    if ctx.params.evaluation.max_questions:
+        golden = golden[: ctx.params.evaluation.max_questions]
+    questions = [row["question"] for row in golden]
+    with connect_weaviate(ctx.settings) as client:
+        assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
+                                   ctx.params.project.device)
+        retrieved = assistant.retrieve(questions)
+        answers = assistant.answer(questions)
+    metrics = {**retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in retrieved]),
+               **router_metrics(golden, [a.route for a in answers]),
+               **answer_metrics(golden, [a.answer for a in answers])}
+    decision = decide_promotion({k: m.value for k, m in metrics.items()}, ctx.params.evaluation.gates)
+    (ctx.work_path / "answers.jsonl").write_text(
+        "".join(json.dumps({"id": row["id"], "question": a.question, "answer": a.answer, "route": a.route,
+                            "citations": a.citations}) + "\n" for row, a in zip(golden, answers)))
+    return Evaluation(metrics, decision, manifest)
+
+
+def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: TrainedModel,
+                          generator: TrainedModel) -> str:
+    """Register the candidate bundle with its evaluation, whatever the decision."""
+    p = ctx.params
+    manifest_path = ctx.work_path / "manifest.json"
+    manifest_path.write_text(evaluation.manifest.to_json())
+    with mlflow.start_run(run_name="evaluate-bundle") as run:
+        for name, metric in evaluation.metrics.items():
+            if not math.isnan(metric.value):
+                mlflow.log_metric(name, metric.value)
+            mlflow.log_metric(f"{name}_samples", metric.samples)
+        mlflow.log_artifact(str(ctx.work_path / "answers.jsonl"), "evaluation")
+        mlflow.set_tags({"gates_passed": str(evaluation.decision.passed),
+                         "collection": evaluation.manifest.collection})
+        gate_lines = "; ".join(evaluation.decision.reasons)
+        description = (f"Bundle: router {router.name} v{router.version}, generator {generator.name} "
+                       f"v{generator.version}, index {evaluation.manifest.collection}. Gates "
+                       f"{'PASSED' if evaluation.decision.passed else 'FAILED'}: {gate_lines}. Data: "
+                       + ", ".join(f"{k} md5 {v}" for k, v in evaluation.manifest.data_versions.items()))
+        version = register_pyfunc(
+            p.promotion.bundle_name, BundleModel(),
+            {"manifest": str(manifest_path), "router_adapter": router.adapter_path,
+             "generator_adapter": generator.adapter_path}, {}, description,
+            {"gates_passed": evaluation.decision.passed, "gate_reasons": gate_lines,
+             "collection": evaluation.manifest.collection, "router_version": router.version,
+             "generator_version": generator.version, "run_id": run.info.run_id,
+             **{f"data.{k}.md5": v for k, v in evaluation.manifest.data_versions.items()}})
+    return version.version
+
+
+def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) -> Promotion:
+    """Gates passed: move MLflow `champion` and the Weaviate alias together (undo the first if the
+    second fails). Otherwise: alias `challenger`, reasons already in the version's tags."""
+    p = ctx.params
+    client = mlflow.MlflowClient()
+    collection = evaluation.manifest.collection
+    ledger = ctx.settings.home / "promotions.jsonl"
+    if not evaluation.decision.passed or p.promotion.require_approval:
+        set_alias(client, p.promotion.bundle_name, "challenger", bundle_version)
+        why = evaluation.decision.reasons if not evaluation.decision.passed else ["awaiting approval"]
+        append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": bundle_version,
+                               "collection": collection, "reasons": why})
+        return Promotion(bundle_version, "challenger", collection, why)
+    previous = get_alias_version(client, p.promotion.bundle_name, "champion")
+    set_alias(client, p.promotion.bundle_name, "champion", bundle_version)
+    try:
+        with connect_weaviate(ctx.settings) as weaviate_client:
+            previous_collection = point_alias(weaviate_client, p.index.alias, collection)
+            prune_versions(weaviate_client, p.index.alias, p.index.keep_versions)
+    except Exception:
+        # The two aliases must agree: put the MLflow champion back before surfacing the error.
+        if previous is not None:
+            set_alias(client, p.promotion.bundle_name, "champion", previous.version)
+        else:
+            client.delete_registered_model_alias(p.promotion.bundle_name, "champion")
+        raise
+    append_ledger(ledger, {"action": "promote", "bundle": p.promotion.bundle_name, "version": bundle_version,
+                           "previous_version": previous.version if previous else None, "collection": collection,
+                           "previous_collection": previous_collection, "reasons": evaluation.decision.reasons})
+    return Promotion(bundle_version, "champion", collection, evaluation.decision.reasons)
+
+
+def champion_collection(ctx: RunContext) -> str | None:
+    with connect_weaviate(ctx.settings) as client:
+        return live_collection(client, ctx.params.index.alias)

@@ -1,0 +1,133 @@
+"""Router: the encoder with a classification head, fine-tuned with LoRA on labelled queries.
+
+    >>> result = train_router(rows, encoder_path, params.router, seed=42)  # doctest: +SKIP
+    >>> result.metrics["router_macro_f1"]  # doctest: +SKIP
+    0.93
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from rich.progress import Progress
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from components.config import RouterConfig
+
+
+@dataclass
+class RouterResult:
+    model: PeftModel
+    tokenizer: object
+    intents: tuple[str, ...]
+    metrics: dict[str, float]
+    history: list[dict] = field(default_factory=list)
+    test_size: int = 0
+
+
+def split_stratified(rows: list[dict], test_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Per-intent split so every intent is in both halves (when it has >= 2 rows)."""
+    rng = random.Random(seed)
+    train, test = [], []
+    for intent in sorted({r["intent"] for r in rows}):
+        group = [r for r in rows if r["intent"] == intent]
+        rng.shuffle(group)
+        n_test = max(1, round(len(group) * test_fraction)) if len(group) >= 2 else 0
+        test += group[:n_test]
+        train += group[n_test:]
+    return train, test
+
+
+def macro_f1(y_true: list[int], y_pred: list[int], n_classes: int) -> float:
+    scores = []
+    for c in range(n_classes):
+        tp = sum(t == c and p == c for t, p in zip(y_true, y_pred))
+        fp = sum(t != c and p == c for t, p in zip(y_true, y_pred))
+        fn = sum(t == c and p != c for t, p in zip(y_true, y_pred))
+        if tp + fp + fn == 0:
+            continue  # class absent from both: not counted
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def lora_config_for_router(config: RouterConfig) -> LoraConfig:
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=["query", "value"])
+
+
+@torch.inference_mode()
+def predict_intents(model, tokenizer, texts: list[str], intents: tuple[str, ...], max_length: int,
+                    batch_size: int = 64) -> list[tuple[str, float]]:
+    """(intent, confidence) per text."""
+    model.eval()
+    out: list[tuple[str, float]] = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(model.device)
+        probs = torch.softmax(model(**enc).logits, dim=-1)
+        conf, idx = probs.max(dim=-1)
+        out += [(intents[i], float(c)) for i, c in zip(idx.tolist(), conf.tolist())]
+    return out
+
+
+def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed: int,
+                 device: str = "cpu") -> RouterResult:
+    torch.manual_seed(seed)
+    intents = config.intents
+    label = {name: i for i, name in enumerate(intents)}
+    train, test = split_stratified(rows, config.test_fraction, seed)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        encoder_path, num_labels=len(intents), id2label=dict(enumerate(intents)), label2id=label)
+    model = get_peft_model(base, lora_config_for_router(config)).to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    rng = random.Random(seed)
+    history: list[dict] = []
+    steps_per_epoch = (len(train) + config.batch_size - 1) // config.batch_size
+    with Progress() as progress:
+        task = progress.add_task("router: training", total=config.epochs * steps_per_epoch)
+        step = 0
+        for _ in range(config.epochs):
+            order = train[:]
+            rng.shuffle(order)
+            model.train()
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                tic = time.perf_counter()
+                enc = tokenizer([r["text"] for r in batch], padding=True, truncation=True,
+                                max_length=config.max_length, return_tensors="pt").to(device)
+                labels = torch.tensor([label[r["intent"]] for r in batch], device=device)
+                loss = model(**enc, labels=labels).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                step += 1
+                history.append({"step": step, "loss": float(loss), "seconds": time.perf_counter() - tic})
+                progress.advance(task)
+    predictions = predict_intents(model, tokenizer, [r["text"] for r in test], intents, config.max_length)
+    y_true = [label[r["intent"]] for r in test]
+    y_pred = [label[p] for p, _ in predictions]
+    metrics = {"router_accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred)])),
+               "router_macro_f1": macro_f1(y_true, y_pred, len(intents))}
+    return RouterResult(model, tokenizer, intents, metrics, history, test_size=len(test))
+
+
+def save_router(result: RouterResult, out_path: Path) -> Path:
+    """The LoRA adapter (and the new classification head) plus the tokenizer."""
+    result.model.save_pretrained(out_path)
+    result.tokenizer.save_pretrained(out_path)
+    return out_path
+
+
+def load_router(adapter_path: str, encoder_path: str, intents: tuple[str, ...], device: str = "cpu"):
+    base = AutoModelForSequenceClassification.from_pretrained(
+        encoder_path, num_labels=len(intents), id2label=dict(enumerate(intents)),
+        label2id={n: i for i, n in enumerate(intents)})
+    model = PeftModel.from_pretrained(base, adapter_path).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(adapter_path)

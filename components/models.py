@@ -43,7 +43,7 @@ class ModelResolutionError(RuntimeError):
 
 
 def _slug(ref: str) -> str:
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", ref)[-60:]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", ref.rsplit("/", 1)[-1].removesuffix(".gguf"))[-60:]
     return f"{readable}-{hashlib.sha256(ref.encode()).hexdigest()[:10]}"
 
 

@@ -1,0 +1,152 @@
+"""The `ragops` command line.
+
+    ragops run                          # the whole pipeline on params.yaml (what `make run` does)
+    ragops ask "How much is the Kettlo Glass Kettle?"
+    ragops models fetch                 # download/convert the models of params.yaml into the cache
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOps for a RAG + LoRA store assistant")
+models_app = typer.Typer(help="Model cache commands.")
+app.add_typer(models_app, name="models")
+console = Console()
+
+SAMPLE_QUESTION = "How much does the Kettlo Glass Kettle cost?"
+
+
+def _environment() -> None:
+    """Quiet, offline-friendly defaults for the libraries, set before they are imported."""
+    from components.config import Settings
+
+    home = Settings().home.resolve()
+    defaults = {
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "GX_ANALYTICS_ENABLED": "false",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _fmt(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value:.3f}"
+
+
+def print_summary(result, gates: dict[str, float]) -> None:
+    table = Table(title="ragops run summary", show_lines=False)
+    table.add_column("what")
+    table.add_column("value")
+    for name, md5 in result.data_versions.items():
+        table.add_row(f"data {name}", f"md5 {md5}")
+    table.add_row("router", f"{result.router.name} v{result.router.version}  "
+                  + ", ".join(f"{k}={_fmt(v)}" for k, v in result.router.metrics.items()))
+    table.add_row("generator", f"{result.generator.name} v{result.generator.version}  "
+                  f"final loss {_fmt(result.generator.metrics['final_loss'])}")
+    table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
+    for name, metric in result.metrics.items():
+        gate = f"  (gate >= {gates[name]:.2f})" if name in gates else ""
+        table.add_row(f"metric {name}", f"{_fmt(metric.value)} on {metric.samples} samples{gate}")
+    verdict = "[green]champion[/]" if result.promotion.alias == "champion" else "[yellow]challenger[/]"
+    table.add_row("bundle", f"version {result.promotion.bundle_version} → {verdict}")
+    console.print(table)
+    for reason in result.promotion.reasons:
+        console.print(f"  gate: {reason}")
+
+
+def print_answer(answer: dict) -> None:
+    console.print(f"[bold]Q:[/] {answer['question']}")
+    console.print(f"[bold]A:[/] {answer['answer']}")
+    console.print(f"[dim]route: {answer['route']} ({answer['route_confidence']:.2f})[/]")
+    console.print("[bold]citations:[/] " + (", ".join(answer["citations"]) or "none"))
+    for chunk in answer["chunks"]:
+        console.print(f"  [{chunk['doc_id']}] {chunk['text'][:100]}")
+
+
+def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) -> list[dict]:
+    import mlflow
+    import pandas as pd
+
+    from components.config import Settings, load_params
+    from components.registry import configure_mlflow, get_alias_version
+
+    settings = Settings()
+    params = load_params(params_path)
+    client = configure_mlflow(settings, "ragops")
+    if get_alias_version(client, params.promotion.bundle_name, "champion") is None:
+        _fail(f"no champion for {params.promotion.bundle_name} in {settings.tracking_uri}; run `ragops run` first")
+    bundle = mlflow.pyfunc.load_model(f"models:/{params.promotion.bundle_name}@champion")
+    try:
+        return bundle.predict(pd.DataFrame({"question": questions}))
+    finally:
+        bundle.unwrap_python_model().unload()
+
+
+@app.command()
+def run(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+        project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
+        question: str = typer.Option(SAMPLE_QUESTION, help="sample question answered at the end")) -> None:
+    """Run the whole pipeline, print a summary and answer a sample question with the champion."""
+    _environment()
+    from components.config import ConfigError, load_params
+    from flows.pipeline import retrain
+
+    try:
+        gates = load_params(project / params).evaluation.gates
+    except ConfigError as exc:
+        _fail(str(exc))
+    result = retrain(project_path=str(project), params_path=str(params))
+    print_summary(result, gates)
+    if result.promotion.alias == "champion":
+        print_answer(ask_champion([question], project / params)[0])
+    else:
+        console.print("[yellow]no new champion: the candidate is held as challenger (reasons above)[/]")
+
+
+@app.command()
+def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print the raw prediction")) -> None:
+    """Answer a question with the champion bundle (citations shown)."""
+    _environment()
+    answer = ask_champion([question])[0]
+    if as_json:
+        sys.stdout.write(json.dumps(answer) + "\n")
+    else:
+        print_answer(answer)
+
+
+@models_app.command("fetch")
+def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
+    """Resolve the models of params.yaml into the cache (download and convert once)."""
+    _environment()
+    from components.config import Settings, load_params
+    from components.models import fetch_models
+
+    for kind, path in fetch_models(load_params(params).models, Settings().models_dir).items():
+        console.print(f"models: {kind} → {path}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,49 @@
+"""Chunking (heading-aware, deterministic ids) and the shared prompt/citation helpers."""
+
+import pytest
+
+from components.config import IndexConfig
+from components.index.chunking import chunk_document, chunk_uuid, split_sections, window_words
+from components.prompting import build_messages, extract_citations
+
+pytestmark = pytest.mark.unit
+
+
+def test_sections_carry_their_heading_path():
+    sections = split_sections("# Kettle\nBoils.\n## Specs\n- Power: 2200 W\n# Other\nText")
+    assert sections == [("Kettle", "Boils."), ("Kettle > Specs", "- Power: 2200 W"), ("Other", "Text")]
+
+
+@pytest.mark.parametrize(("n", "size", "overlap", "expected"), [(10, 4, 1, 3), (4, 4, 1, 1), (0, 4, 0, 1), (9, 3, 0, 3)])
+def test_windows_cover_all_words_with_overlap(n, size, overlap, expected):
+    words = [str(i) for i in range(n)]
+    windows = window_words(words, size, overlap)
+    assert len(windows) == expected
+    assert {w for win in windows for w in win} == set(words)
+
+
+def test_chunk_ids_are_deterministic_and_content_addressed():
+    doc = {"id": "p-1", "name": "Kettle", "text": "# Kettle\nBoils water fast."}
+    first, second = chunk_document(doc, IndexConfig()), chunk_document(doc, IndexConfig())
+    assert [c.uuid for c in first] == [c.uuid for c in second]
+    assert first[0].uuid == chunk_uuid("p-1", "Kettle: Boils water fast.")
+    assert chunk_uuid("p-1", "a") != chunk_uuid("p-2", "a") != chunk_uuid("p-1", "b")
+
+
+def test_long_sections_are_windowed():
+    doc = {"id": "d", "text": " ".join(f"w{i}" for i in range(300))}
+    chunks = chunk_document(doc, IndexConfig(chunk_words=100, chunk_overlap_words=10))
+    assert len(chunks) == 4
+    assert chunks[1].text.split()[0] == "w90"
+
+
+def test_citations_are_extracted_in_order_without_repeats():
+    assert extract_citations("See [p-001] and [pol-returns], also [p-001].") == ["p-001", "pol-returns"]
+    assert extract_citations("no citations here [ ] []") == []
+
+
+def test_messages_hold_context_with_ids():
+    msgs = build_messages("Q?", [("p-1", "Kettle 20 USD")], "sys")
+    assert msgs[0] == {"role": "system", "content": "sys"}
+    assert "[p-1] Kettle 20 USD" in msgs[1]["content"] and msgs[1]["content"].endswith("Question: Q?")
+    assert "(no documents retrieved)" in build_messages("Q?", [], "sys")[1]["content"]

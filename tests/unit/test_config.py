@@ -1,0 +1,81 @@
+"""params.yaml → frozen config: defaults, strictness, errors that name the key and the fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import ConfigError, Params, Settings, load_params, parse_params
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_params_load_into_frozen_config():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.router.intents == ("catalog", "policy", "small_talk", "out_of_scope")
+    with pytest.raises(AttributeError):
+        params.router.lora_r = 4  # frozen
+
+
+def test_missing_sections_take_defaults():
+    assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"router": {"lr": 0.1}}, "unknown key 'router.lr'"),
+        ({"routerr": {}}, "unknown key 'routerr'"),
+        ({"router": {"lora_r": "eight"}}, "router.lora_r must be int"),
+        ({"router": {"lora_r": 0}}, "router.lora_r must be > 0"),
+        ({"generator": {"target_modules": "q_proj"}}, "generator.target_modules must be a list"),
+        ({"index": {"chunk_words": 50, "chunk_overlap_words": 50}}, "index.chunk_overlap_words"),
+        ({"router": {"fallback_intent": "sales"}}, "router.fallback_intent must be one of"),
+        ({"evaluation": {"gates": {"accuracy": 0.5}}}, "evaluation.gates.accuracy is not a metric"),
+        ({"evaluation": {"gates": {"key_fact_accuracy": 1.5}}}, "must be a number in [0, 1]"),
+        ({"index": {"keep_versions": 1}}, "index.keep_versions"),
+        ({"router": {"lora_r": True}}, "router.lora_r must be int"),
+    ],
+)
+def test_bad_values_name_the_key(raw, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert fragment in str(err.value)
+
+
+def test_int_is_accepted_where_float_is_declared():
+    assert parse_params({"generator": {"learning_rate": 1}}).generator.learning_rate == 1.0
+
+
+def test_error_names_the_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"data": {"min_doc_chars": -1}}))
+    with pytest.raises(ConfigError, match=rf"{path}: data.min_doc_chars"):
+        load_params(path)
+
+
+def test_invalid_yaml_is_reported(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("router: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_settings_default_to_embedded_services(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAGOPS_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RAGOPS_HOME", str(tmp_path))
+    settings = Settings()
+    assert settings.weaviate_url is None
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_settings_read_services_and_hide_secrets(monkeypatch):
+    monkeypatch.setenv("RAGOPS_WEAVIATE_URL", "http://weaviate:8080")
+    monkeypatch.setenv("RAGOPS_WEAVIATE_API_KEY", "s3cret")
+    monkeypatch.setenv("RAGOPS_MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    settings = Settings()
+    assert settings.weaviate_url == "http://weaviate:8080"
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert "s3cret" not in repr(settings)

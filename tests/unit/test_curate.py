@@ -1,0 +1,73 @@
+"""Curation: normalisation, duplicates, leakage, and errors naming file, record and fix."""
+
+import pytest
+
+from components.config import DataConfig
+from components.data.curate import (CurationError, check_leakage, curate_documents, normalize_text, read_documents,
+                                    read_jsonl)
+
+pytestmark = pytest.mark.unit
+
+
+def _doc(doc_id, text):
+    return {"id": doc_id, "text": text, "source": f"{doc_id}.md"}
+
+
+def test_normalize_text_collapses_spaces_keeps_paragraphs():
+    assert normalize_text("a  \t b\r\n\r\n\r\n\nc ") == "a b\n\nc"
+
+
+def test_exact_and_near_duplicates_are_dropped():
+    base = "The Kettlo Glass Kettle boils 1.7 litres of water in three minutes flat with a 2200 W element."
+    docs = [_doc("a", base), _doc("b", base), _doc("c", base.replace("flat", "flat!")),
+            _doc("d", "A completely different document about laptops and their batteries.")]
+    kept, dropped = curate_documents(docs, DataConfig())
+    assert [d["id"] for d in kept] == ["a", "d"]
+    assert any("b: exact duplicate of a" in note for note in dropped)
+    assert any(note.startswith("c: near duplicate of a") for note in dropped)
+    assert all(len(d["content_hash"]) == 64 for d in kept)
+
+
+def test_duplicate_id_is_an_error_naming_both_files():
+    with pytest.raises(CurationError, match="duplicate document id"):
+        curate_documents([_doc("a", "x" * 40), {**_doc("a", "y" * 40), "source": "other.md"}], DataConfig())
+
+
+def test_too_short_document_is_an_error():
+    with pytest.raises(CurationError, match=r"a\.md \(id a\).*outside data.min_doc_chars"):
+        curate_documents([_doc("a", "tiny")], DataConfig())
+
+
+def test_leakage_is_detected_after_normalisation():
+    golden = [{"id": "g1", "question": "How much is the KETTLE??", "_line": 3}]
+    with pytest.raises(CurationError, match=r"golden.jsonl:3 \(id g1\).*router.jsonl"):
+        check_leakage(golden, {"router.jsonl": ["how much is the kettle"]})
+    check_leakage(golden, {"router.jsonl": ["how much is the laptop"]})
+
+
+def test_malformed_json_line_names_the_line(tmp_path):
+    path = tmp_path / "router.jsonl"
+    path.write_text('{"id": "r1", "text": "hi"}\n{"id": "r2", "text": \n')
+    with pytest.raises(CurationError, match=r"router.jsonl:2: malformed JSON"):
+        read_jsonl(path)
+
+
+def test_non_utf8_document_names_the_file(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait and more words here")
+    with pytest.raises(CurationError, match=r"bad.txt: not valid UTF-8"):
+        read_documents(tmp_path)
+
+
+def test_markdown_without_id_is_rejected(tmp_path):
+    (tmp_path / "x.md").write_text("---\nname: X\n---\nbody text long enough")
+    with pytest.raises(CurationError, match="no 'id'"):
+        read_documents(tmp_path)
+
+
+def test_all_three_document_formats_are_read(tmp_path):
+    (tmp_path / "a.md").write_text("---\nid: a\nprice: 3.5\n---\n# A\nbody")
+    (tmp_path / "b.txt").write_text("plain text")
+    (tmp_path / "c.jsonl").write_text('{"id": "c", "text": "from jsonl"}\n')
+    docs = read_documents(tmp_path)
+    assert {d["id"] for d in docs} == {"a", "b", "c"}
+    assert next(d for d in docs if d["id"] == "a")["price"] == 3.5

@@ -1,0 +1,68 @@
+"""Metrics and the promotion decision: pure functions, each able to fail."""
+
+import math
+
+import pytest
+
+from components.evaluation import (answer_metrics, contains_fact, decide_promotion, is_refusal, retrieval_metrics,
+                                   router_metrics)
+
+pytestmark = pytest.mark.unit
+
+
+def test_retrieval_recall_and_mrr():
+    golden = [{"gold_doc_ids": ["a"]}, {"gold_doc_ids": ["b"]}, {"gold_doc_ids": []}]
+    metrics = retrieval_metrics(golden, [["x", "a"], ["y", "z"], ["a"]])
+    assert metrics["retrieval_recall_at_k"].value == 0.5
+    assert metrics["retrieval_recall_at_k"].samples == 2
+    assert metrics["retrieval_mrr"].value == 0.25
+
+
+def test_metric_without_samples_is_nan():
+    metrics = retrieval_metrics([{"gold_doc_ids": []}], [["a"]])
+    assert math.isnan(metrics["retrieval_recall_at_k"].value)
+    assert metrics["retrieval_recall_at_k"].samples == 0
+
+
+@pytest.mark.parametrize(("answer", "fact", "expected"), [
+    ("It costs 149.99 USD", "149.99", True), ("It costs 1,499.99 USD", "1499.99", True),
+    ("It costs 149.99 USD", "14", False), ("We have 14 units.", "14", True), ("open until 18:00", "18:00", True),
+])
+def test_key_facts_match_whole_tokens(answer, fact, expected):
+    assert contains_fact(answer, fact) is expected
+
+
+def test_answer_metrics():
+    golden = [
+        {"answerable": True, "key_facts": ["55.99"], "gold_doc_ids": ["p-1"], "intent": "catalog"},
+        {"answerable": True, "key_facts": ["3"], "gold_doc_ids": ["p-2"], "intent": "catalog"},
+        {"answerable": False, "key_facts": [], "gold_doc_ids": [], "intent": "catalog"},
+    ]
+    answers = ["It costs 55.99 USD [p-1].", "We have 4 units [p-9].",
+               "I'm sorry, the store documents I have do not contain that information."]
+    metrics = answer_metrics(golden, answers)
+    assert metrics["key_fact_accuracy"].value == 0.5
+    assert metrics["citation_precision"].value == 0.5
+    assert metrics["refusal_accuracy"].value == 1.0 and metrics["refusal_accuracy"].samples == 1
+    assert is_refusal("I don’t know.") and not is_refusal("It costs 3 USD.")
+
+
+def test_router_metrics():
+    golden = [{"intent": "catalog"}, {"intent": "policy"}, {"intent": "catalog"}]
+    metrics = router_metrics(golden, ["catalog", "catalog", "catalog"])
+    assert metrics["router_accuracy"].value == pytest.approx(2 / 3)
+    assert metrics["router_macro_f1"].value == pytest.approx((0.8 + 0.0) / 2)
+
+
+def test_decision_passes_only_when_every_gate_holds():
+    gates = {"retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.3}
+    assert decide_promotion({"retrieval_recall_at_k": 0.9, "key_fact_accuracy": 0.3}, gates).passed
+    failed = decide_promotion({"retrieval_recall_at_k": 0.7, "key_fact_accuracy": 0.9}, gates)
+    assert not failed.passed and "retrieval_recall_at_k 0.700 < 0.800" in failed.reasons
+
+
+@pytest.mark.parametrize("metrics", [{}, {"key_fact_accuracy": float("nan")}])
+def test_missing_or_nan_metric_fails_its_gate(metrics):
+    decision = decide_promotion(metrics, {"key_fact_accuracy": 0.0})
+    assert not decision.passed
+    assert "missing or NaN" in decision.reasons[0]

@@ -10,6 +10,9 @@ UV := $(CACHE)/tools/bin/uv
 STAMP := $(VENV)/.ragops-installed
 
 export UV_CACHE_DIR ?= $(CACHE)/uv
+# Byte-compile at install: this environment may set PYTHONDONTWRITEBYTECODE, and without .pyc
+# files every process (and Prefect's temporary server) recompiles its imports from source.
+export UV_COMPILE_BYTECODE := 1
 export RAGOPS_CACHE_DIR ?= $(CACHE)
 # uv reads the system CA bundle only through this variable.
 ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)

@@ -69,6 +69,11 @@ def build_suites(params: Params) -> dict[str, list]:
     }
 
 
+def _plain(value):
+    """numpy scalars → Python values, so a report serialises to JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _failures(name: str, result) -> list[dict]:
     out = []
     for run_result in result.run_results.values():
@@ -80,8 +85,8 @@ def _failures(name: str, result) -> list[dict]:
                 "dataset": name, "expectation": cfg.type,
                 "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_list"),
                 "unexpected_count": res.get("unexpected_count", res.get("observed_value")),
-                "values": (res.get("unexpected_list") or [])[:5],
-                "ids": [d.get("id") for d in (res.get("unexpected_index_list") or []) if isinstance(d, dict)][:5],
+                "values": [_plain(v) for v in (res.get("unexpected_list") or [])[:5]],
+                "ids": [_plain(d.get("id")) for d in (res.get("unexpected_index_list") or []) if isinstance(d, dict)][:5],
             })
     return out
 
@@ -90,9 +95,11 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     docs_path = docs_path.resolve()
-    context = gx.get_context(mode="ephemeral")
+    context = gx.get_context(mode="ephemeral")  # fresh per call: no name collisions between runs
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     context.delete_data_docs_site("local_site")
     context.add_data_docs_site(site_name=SITE, site_config={
         "class_name": "SiteBuilder", "show_how_to_buttons": False,

@@ -11,10 +11,12 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOps for a RAG + LoRA store assistant")
@@ -32,19 +34,29 @@ def _environment() -> None:
     home = Settings().home.resolve()
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        # The temporary server needs more than the default 20 s on a busy 2-core machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LOGGERS_PREFECT_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
         "DO_NOT_TRACK": "1",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
         "DVC_NO_ANALYTICS": "1",
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GIT_PYTHON_REFRESH": "quiet",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    # Known-harmless library warnings that would bury the pipeline's own output.
+    for message in ("The specified dataset source can be interpreted", ".*is_gradient_checkpointing.*",
+                    "Passing a Python object as `python_model`", "module .sre_(constants|parse). is deprecated"):
+        warnings.filterwarnings("ignore", message=message)
 
 
 def _fail(message: str) -> None:
@@ -74,16 +86,16 @@ def print_summary(result, gates: dict[str, float]) -> None:
     table.add_row("bundle", f"version {result.promotion.bundle_version} → {verdict}")
     console.print(table)
     for reason in result.promotion.reasons:
-        console.print(f"  gate: {reason}")
+        console.print(f"  gate: {escape(reason)}")
 
 
 def print_answer(answer: dict) -> None:
-    console.print(f"[bold]Q:[/] {answer['question']}")
-    console.print(f"[bold]A:[/] {answer['answer']}")
+    console.print(f"[bold]Q:[/] {escape(answer['question'])}")
+    console.print(f"[bold]A:[/] {escape(answer['answer'])}")
     console.print(f"[dim]route: {answer['route']} ({answer['route_confidence']:.2f})[/]")
-    console.print("[bold]citations:[/] " + (", ".join(answer["citations"]) or "none"))
+    console.print("[bold]citations:[/] " + escape(", ".join(answer["citations"]) or "none"))
     for chunk in answer["chunks"]:
-        console.print(f"  [{chunk['doc_id']}] {chunk['text'][:100]}")
+        console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))
 
 
 def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) -> list[dict]:

@@ -84,8 +84,11 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
             persistence_data_path=str(settings.weaviate_data_path), binary_path=str(binary),
             additional_config=timeout,
             # A fixed node name: Raft state on disk is keyed by it, and ports change per run.
+            # Advertising loopback: on hosts with an IPv6 interface the server otherwise picks that
+            # address and fails to format it ("too many colons in address").
             environment_variables={"DISABLE_TELEMETRY": "true", "CLUSTER_HOSTNAME": "ragops",
-                                   "RAFT_JOIN": "ragops", "ENABLE_MODULES": "", "LOG_LEVEL": "warning"},
+                                   "RAFT_JOIN": "ragops", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+                                   "ENABLE_MODULES": "", "LOG_LEVEL": "error"},
         )
     try:
         yield client

@@ -87,7 +87,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss = model(**batch).loss / config.grad_accum
                 loss.backward()
-                total_loss += float(loss)
+                total_loss += loss.item()
                 tokens += int(batch["attention_mask"].sum())
             optimizer.step()
             optimizer.zero_grad()

@@ -108,7 +108,7 @@ def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed
                 optimizer.step()
                 optimizer.zero_grad()
                 step += 1
-                history.append({"step": step, "loss": float(loss), "seconds": time.perf_counter() - tic})
+                history.append({"step": step, "loss": loss.item(), "seconds": time.perf_counter() - tic})
                 progress.advance(task)
     predictions = predict_intents(model, tokenizer, [r["text"] for r in test], intents, config.max_length)
     y_true = [label[r["intent"]] for r in test]

@@ -153,9 +153,10 @@ def render_policy(pid: str, title: str, text: str) -> str:
 
 
 def product_chunk(p: dict) -> str:
-    """The text a retrieved chunk of this product shows (title plus facts)."""
-    return (f"{p['name']}. Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. "
-            f"Warranty: {p['warranty']}.")
+    """The text the index returns for this product's first section (heading path + body), so
+    training contexts look exactly like retrieved ones."""
+    return (f"{p['name']}: The {p['name']} is sold in our {p['category']} range by {p['brand']}. "
+            f"Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. Warranty: {p['warranty']}.")
 
 
 def price_answer(p: dict) -> str:

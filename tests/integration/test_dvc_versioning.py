@@ -1,0 +1,44 @@
+"""Real DVC in a temporary git repository: repro, skip when unchanged, push, md5 data versions."""
+
+import hashlib
+
+import pytest
+
+from components.data.versioning import VersioningError, data_versions, reproduce_and_push
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.integration
+
+
+def test_repro_push_and_versions(project_root, tmp_path):
+    repo = copy_project(project_root, tmp_path / "repo")
+    remote = tmp_path / "remote"
+
+    versions, ran = reproduce_and_push(repo, str(remote))
+    assert ran
+    assert set(versions) == {"documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl"}
+    for name, md5 in versions.items():
+        assert hashlib.md5((repo / "data" / "curated" / name).read_bytes()).hexdigest() == md5
+        assert (remote / "files" / "md5" / md5[:2] / md5[2:]).exists(), f"{name} not pushed to the remote"
+
+    again, ran_again = reproduce_and_push(repo, str(remote))
+    assert again == versions and not ran_again
+
+    doc = repo / "data" / "raw" / "documents" / "p-001.md"
+    doc.write_text(doc.read_text().replace("Price:", "Now only, price:"))
+    changed, ran_changed = reproduce_and_push(repo, str(remote))
+    assert ran_changed
+    assert changed["documents.jsonl"] != versions["documents.jsonl"]
+    assert changed["router.jsonl"] == versions["router.jsonl"]
+
+
+def test_curation_error_surfaces_with_file_and_fix(project_root, tmp_path):
+    repo = copy_project(project_root, tmp_path / "repo")
+    (repo / "data" / "raw" / "documents" / "broken.md").write_text("no front matter here at all")
+    with pytest.raises(VersioningError, match=r"broken.md: no YAML front matter"):
+        reproduce_and_push(repo, str(tmp_path / "remote"))
+
+
+def test_versions_need_a_lock_file(tmp_path):
+    with pytest.raises(VersioningError, match="dvc.lock missing"):
+        data_versions(tmp_path)

@@ -24,7 +24,7 @@ endif
 run: setup models
 	$(VENV)/bin/ragops run
 
-test: setup
+test: setup models
 	$(VENV)/bin/python -m pytest
 
 setup: $(STAMP) weaviate

@@ -1,0 +1,91 @@
+"""The CLI as a user runs it, on a fresh copy of the project (its own git repo, DVC remote,
+MLflow store and Weaviate data): `ragops run`, then `ragops ask`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.e2e
+RAGOPS = str(Path(sys.executable).parent / "ragops")
+
+
+def _project(project_root: Path, tmp_path: Path, overrides: dict) -> Path:
+    repo = copy_project(project_root, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
+def _ragops(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200"}
+    env.pop("PREFECT_API_URL", None)  # a user's run starts its own temporary Prefect server
+    return subprocess.run([RAGOPS, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _ledger(repo: Path) -> list[dict]:
+    return [json.loads(line) for line in (repo / ".ragops" / "promotions.jsonl").read_text().splitlines()]
+
+
+def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
+    """A random tiny generator cannot state prices: the key-fact gate must stop it."""
+    repo = _project(project_root, tmp_path, {
+        "models": {"generator": "tiny:llama"},
+        "generator": {"max_steps": 2, "max_new_tokens": 16},
+        "router": {"epochs": 1},
+        "evaluation": {"max_questions": 8},
+    })
+    run = _ragops(repo, "run")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "challenger" in run.stdout and "key_fact_accuracy" in run.stdout
+
+    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    held = client.get_model_version_by_alias("ragops-assistant", "challenger")
+    assert held.tags["gates_passed"] == "False"
+    assert "key_fact_accuracy" in held.tags["gate_reasons"]
+    assert set(held.tags) >= {"data.documents.jsonl.md5", "data.router.jsonl.md5", "router_version", "collection"}
+    assert "champion" not in client.get_registered_model("ragops-assistant").aliases
+    assert [(e["action"], e["version"]) for e in _ledger(repo)] == [("hold", held.version)]
+
+    ask = _ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?")
+    assert ask.returncode == 2 and "no champion" in ask.stdout
+
+
+def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
+    """The real SmolLM2 generator, briefly fine-tuned, passes the gates; `ragops ask` answers
+    from the champion with a citation that points at a retrieved document."""
+    repo = _project(project_root, tmp_path, {
+        "generator": {"max_steps": 12},
+        "router": {"epochs": 2},
+        "evaluation": {"max_questions": 10},
+    })
+    run = _ragops(repo, "run", "--question", "What is the price of the Basswell Studio Earbuds?")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "champion" in run.stdout and "citations:" in run.stdout
+
+    ask = _ragops(repo, "ask", "--json", "How much does the Kettlo Glass Kettle cost?")
+    assert ask.returncode == 0, ask.stdout[-3000:] + ask.stderr[-3000:]
+    answer = json.loads(ask.stdout.strip().splitlines()[-1])
+    retrieved = {c["doc_id"] for c in answer["chunks"]}
+    kettle = next(path.stem for path in (repo / "data" / "raw" / "documents").glob("*.md")
+                  if "name: Kettlo Glass Kettle" in path.read_text())
+    assert answer["route"] == "catalog" and kettle in retrieved
+    assert answer["citations"], answer
+    assert set(answer["citations"]) <= retrieved
+    assert "55.99" in answer["answer"]
+
+    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("ragops-assistant", "champion")
+    assert champion.tags["gates_passed"] == "True"
+    assert [e["action"] for e in _ledger(repo)] == ["promote"]

@@ -106,9 +106,9 @@ class GeneratorConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    learning_rate: float = 5e-4
-    max_steps: int = 20
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    learning_rate: float = 2e-3
+    max_steps: int = 16
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 384

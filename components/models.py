@@ -117,13 +117,21 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     # (it believes the model is still quantised).
     model.hf_quantizer = None
     model.config.quantization_config = None
+    save_model_dir(target, model, tokenizer, {"gguf": gguf_path.name})
+
+
+def save_model_dir(target: Path, model, tokenizer, source: dict | None = None) -> Path:
+    """Write model + tokenizer next to `target`, then rename: a killed run never leaves a
+    half-written model directory that later runs would take as complete."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
+    model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "ragops-source.json").write_text(json.dumps({"gguf": gguf_path.name}))
+    if source:
+        (partial / "ragops-source.json").write_text(json.dumps(source))
     shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)  # a killed conversion never leaves a half-written model behind
+    partial.rename(target)
+    return target
 
 
 def fetch_models(config: ModelsConfig, models_dir: Path) -> dict[str, str]:
@@ -153,13 +161,7 @@ def build_tiny_llama(target: Path, seed: int = 0) -> Path:
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    LlamaForCausalLM(config).save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return save_model_dir(target, LlamaForCausalLM(config), tokenizer, {"tiny": "llama", "seed": seed})
 
 
 def build_tiny_bert(target: Path, seed: int = 0) -> Path:
@@ -171,10 +173,4 @@ def build_tiny_bert(target: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    BertModel(config).save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return save_model_dir(target, BertModel(config), tokenizer, {"tiny": "bert", "seed": seed})

@@ -23,7 +23,7 @@ from components.data.versioning import reproduce_and_push
 from components.evaluation import Decision, Metric, answer_metrics, decide_promotion, retrieval_metrics, router_metrics
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
-from components.index.store import connect_weaviate, live_collection, point_alias, prune_versions
+from components.index.store import connect_weaviate, point_alias, prune_versions
 from components.models import resolve_model
 from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
 from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions,
@@ -114,13 +114,18 @@ def _lineage_tags(data: DataVersions) -> dict[str, str]:
     return {f"data.{name}.md5": md5 for name, md5 in data.versions.items()}
 
 
+def _log_training_inputs(ctx: RunContext, data: DataVersions, section: str, model_key: str, dataset: str) -> None:
+    """Every knob of the params section, the base model reference and the training data version."""
+    log_params_section(section, params_as_dict(getattr(ctx.params, section)))
+    mlflow.log_param(f"models.{model_key}", getattr(ctx.params.models, model_key))
+    log_data_versions({dataset: data.versions[dataset]}, ctx.curated_path, "training")
+
+
 def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     p = ctx.params
     encoder = resolve_model(p.models.encoder, ctx.settings.models_dir)
     with mlflow.start_run(run_name="train-router") as run:
-        log_params_section("router", params_as_dict(p.router))
-        mlflow.log_param("models.encoder", p.models.encoder)
-        log_data_versions({"router.jsonl": data.versions["router.jsonl"]}, ctx.curated_path, "training")
+        _log_training_inputs(ctx, data, "router", "encoder", "router.jsonl")
         result = train_router(ctx.read_curated("router.jsonl"), encoder, p.router, p.project.seed, p.project.device)
         log_history(result.history)
         log_loss_chart(result.history, "router training loss", "charts/router_loss.png")
@@ -140,9 +145,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     p = ctx.params
     base = resolve_model(p.models.generator, ctx.settings.models_dir)
     with mlflow.start_run(run_name="train-generator") as run:
-        log_params_section("generator", params_as_dict(p.generator))
-        mlflow.log_param("models.generator", p.models.generator)
-        log_data_versions({"generator.jsonl": data.versions["generator.jsonl"]}, ctx.curated_path, "training")
+        _log_training_inputs(ctx, data, "generator", "generator", "generator.jsonl")
         result = train_generator(ctx.read_curated("generator.jsonl"), base, p.generator, p.project.seed,
                                  p.project.device)
         log_history(result.history)
@@ -263,7 +266,3 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
                            "previous_collection": previous_collection, "reasons": evaluation.decision.reasons})
     return Promotion(bundle_version, "champion", collection, evaluation.decision.reasons)
 
-
-def champion_collection(ctx: RunContext) -> str | None:
-    with connect_weaviate(ctx.settings) as client:
-        return live_collection(client, ctx.params.index.alias)

@@ -124,7 +124,9 @@ def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], 
         text = normalize_text(str(doc["text"]))
         where = f"{doc['source']} (id {doc['id']})"
         if doc["id"] in seen_ids:
-            raise CurationError(f"{where}: duplicate document id, also used by {seen_ids[doc['id']]}; give each document a unique id")
+            raise CurationError(
+                f"{where}: duplicate document id, also used by {seen_ids[doc['id']]}; give each document a unique id"
+            )
         seen_ids[doc["id"]] = doc["source"]
         if not config.min_doc_chars <= len(text) <= config.max_doc_chars:
             raise CurationError(

@@ -60,7 +60,7 @@ def _environment() -> None:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code=2)
 
 
@@ -130,7 +130,11 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
         gates = load_params(project / params).evaluation.gates
     except ConfigError as exc:
         _fail(str(exc))
-    result = retrain(project_path=str(project), params_path=str(params))
+    state = retrain(project_path=str(project), params_path=str(params), return_state=True)
+    if not state.is_completed():
+        failure = state.result(raise_on_failure=False)
+        _fail(f"the pipeline stopped ({state.name}): {type(failure).__name__}: {failure}")
+    result = state.result()
     print_summary(result, gates)
     if result.promotion.alias == "champion":
         print_answer(ask_champion([question], project / params)[0])

@@ -89,3 +89,12 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     champion = client.get_model_version_by_alias("ragops-assistant", "champion")
     assert champion.tags["gates_passed"] == "True"
     assert [e["action"] for e in _ledger(repo)] == ["promote"]
+
+
+def test_bad_params_stop_before_any_work(project_root, tmp_path):
+    repo = _project(project_root, tmp_path, {"router": {"lr": 0.1}})
+    run = _ragops(repo, "run", timeout=300)
+    assert run.returncode == 2
+    assert "unknown key 'router.lr'" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert not (repo / ".ragops" / "mlflow.db").exists()
+    assert not (repo / "data" / "curated" / "documents.jsonl").exists()

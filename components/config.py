@@ -55,8 +55,12 @@ class DataConfig:
     min_doc_chars: int = 20
     max_doc_chars: int = 200_000
     near_duplicate_threshold: float = 0.9
+    min_intent_share: float = 0.05  # class balance bounds of the router set
+    max_intent_share: float = 0.7
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.min_intent_share < self.max_intent_share <= 1.0, "data.min_intent_share",
+               f"must be >= 0 and < data.max_intent_share <= 1, got {self.min_intent_share} and {self.max_intent_share}")
         _check(0 < self.min_doc_chars < self.max_doc_chars, "data.min_doc_chars",
                f"must be > 0 and < data.max_doc_chars, got {self.min_doc_chars} and {self.max_doc_chars}")
         _check(0.5 <= self.near_duplicate_threshold <= 1.0, "data.near_duplicate_threshold",

@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Params
+from components.data.curate import CURATED_FILES, normalize_question
+from components.prompting import extract_citations
 
 SITE = "ragops"
 
@@ -63,10 +65,43 @@ def build_suites(params: Params) -> dict[str, list]:
         "generator.jsonl": basics("id", ("question", "answer"), 1, 4000) + [
             gxe.ExpectColumnValuesToBeInSet(column="answerable", value_set=[True, False]),
         ],
+        "generator.jsonl#checks": [
+            # Derived columns (see add_check_columns): "" when the row is fine.
+            gxe.ExpectColumnValuesToBeInSet(column="unknown_citations", value_set=[""]),
+        ],
         "golden.jsonl": basics("id", ("question",), 1, 1000) + [
             gxe.ExpectColumnValuesToBeInSet(column="intent", value_set=list(params.router.intents)),
         ],
+        "golden.jsonl#checks": [
+            gxe.ExpectColumnValuesToBeInSet(column="unknown_gold_docs", value_set=[""]),
+            gxe.ExpectColumnValuesToBeInSet(column="leaked_into", value_set=[""]),
+        ],
+        "general_prompts.jsonl": basics("id", ("prompt",), 1, 2000),
+        "router.jsonl#balance": [
+            gxe.ExpectColumnValuesToBeBetween(column="share", min_value=data.min_intent_share,
+                                              max_value=data.max_intent_share),
+            gxe.ExpectColumnDistinctValuesToContainSet(column="id", value_set=list(params.router.intents)),
+        ],
     }
+
+
+def add_check_columns(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Cross-dataset rules as columns GE can check: cited and gold document ids must exist,
+    golden questions must not appear in training data, and the router's intent shares."""
+    known = set(frames["documents.jsonl"]["id"])
+    generator = frames["generator.jsonl"][["id"]].copy()
+    generator["unknown_citations"] = [",".join(c for c in extract_citations(a) if c not in known)
+                                      for a in frames["generator.jsonl"]["answer"]]
+    golden = frames["golden.jsonl"][["id"]].copy()
+    golden["unknown_gold_docs"] = [",".join(d for d in ids if d not in known)
+                                   for ids in frames["golden.jsonl"]["gold_doc_ids"]]
+    training = {normalize_question(t): "router.jsonl" for t in frames["router.jsonl"]["text"]}
+    training |= {normalize_question(q): "generator.jsonl" for q in frames["generator.jsonl"]["question"]}
+    golden["leaked_into"] = [training.get(normalize_question(q), "") for q in frames["golden.jsonl"]["question"]]
+    shares = frames["router.jsonl"]["intent"].value_counts(normalize=True)
+    balance = pd.DataFrame({"id": shares.index.astype(str), "share": shares.to_numpy()})
+    return {**frames, "generator.jsonl#checks": generator, "golden.jsonl#checks": golden,
+            "router.jsonl#balance": balance}
 
 
 def _plain(value):
@@ -109,8 +144,8 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
     source = context.data_sources.add_pandas(name="curated")
     failures: list[dict] = []
     suites = build_suites(params)
-    for name, frame in frames.items():
-        stem = name.removesuffix(".jsonl")
+    for name, frame in add_check_columns(frames).items():
+        stem = name.replace(".jsonl", "").replace("#", "-")
         batch = source.add_dataframe_asset(name=stem).add_batch_definition_whole_dataframe(stem)
         suite = context.suites.add(gx.ExpectationSuite(name=stem, expectations=suites[name]))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=stem, data=batch, suite=suite))
@@ -123,9 +158,9 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
                             {name: len(frame) for name, frame in frames.items()})
 
 
-def load_curated(curated_path: Path, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+def load_curated(curated_path: Path, names: tuple[str, ...] = CURATED_FILES) -> dict[str, pd.DataFrame]:
     return {name: pd.read_json(curated_path / name, lines=True, dtype=False) for name in names}
 
 
 def validate_curated(curated_path: Path, params: Params, docs_path: Path) -> ValidationReport:
-    return validate_frames(load_curated(curated_path, tuple(build_suites(params))), params, docs_path)
+    return validate_frames(load_curated(curated_path), params, docs_path)

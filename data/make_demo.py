@@ -5,8 +5,10 @@ The output is committed; rerun this only to change the demo domain:
     python data/make_demo.py --out data/raw --seed 7
 
 Products and policies are Markdown files with YAML front matter. The training sets
-(router, generator) and the golden evaluation set are JSONL. Golden questions use
-phrasings that never appear in the training sets, so the leakage check has teeth.
+(router, generator), the golden evaluation set and the general-domain prompts are JSONL.
+Golden questions use phrasings that never appear in the training sets, so the leakage check
+has teeth; generator examples follow the RAFT recipe (an oracle chunk among distractors, and
+some examples whose context holds no oracle at all, answered with a plain refusal).
 """
 
 from __future__ import annotations
@@ -18,90 +20,145 @@ from pathlib import Path
 
 import yaml
 
+SERIES = ["Lite", "Pro", "Max", "Mini", "Plus", "Air", "Studio", "Edge"]
 CATEGORIES: dict[str, dict] = {
-    "headphones": {
-        "brands": ["Aurora", "Basswell", "Quietline"],
-        "nouns": ["ANC Headphones", "Studio Earbuds", "Travel Headset"],
-        "price": (39.0, 349.0),
-        "specs": {"battery_life": ["20 h", "30 h", "40 h"], "weight": ["180 g", "250 g", "310 g"]},
-    },
-    "laptops": {
-        "brands": ["Northbook", "Kestrel", "Lumen"],
-        "nouns": ["Air 13", "Pro 15", "Creator 16"],
-        "price": (599.0, 2499.0),
-        "specs": {"ram": ["8 GB", "16 GB", "32 GB"], "storage": ["256 GB SSD", "512 GB SSD", "1 TB SSD"]},
-    },
-    "kettles": {
-        "brands": ["Brewmaster", "Kettlo", "Steamly"],
-        "nouns": ["Glass Kettle", "Gooseneck Kettle", "Smart Kettle"],
-        "price": (19.0, 149.0),
-        "specs": {"capacity": ["1.0 l", "1.5 l", "1.7 l"], "power": ["1500 W", "2200 W", "3000 W"]},
-    },
-    "running-shoes": {
-        "brands": ["Stride", "Pacer", "Trailfox"],
-        "nouns": ["Road Runner", "Trail Pro", "Daily Trainer"],
-        "price": (59.0, 219.0),
-        "specs": {"drop": ["4 mm", "8 mm", "10 mm"], "weight": ["220 g", "260 g", "300 g"]},
-    },
+    "headphones": {"brands": ["Aurora", "Basswell", "Quietline", "Sonora"],
+                   "nouns": ["ANC Headphones", "Earbuds", "Travel Headset", "Sport Buds"], "price": (29, 399),
+                   "specs": {"battery_life": ["20 h", "30 h", "40 h", "60 h"], "weight": ["40 g", "180 g", "250 g"]}},
+    "laptops": {"brands": ["Northbook", "Kestrel", "Lumen", "Orbitec"],
+                "nouns": ["Laptop 13", "Laptop 15", "Creator 16", "Chromebook"], "price": (399, 2899),
+                "specs": {"ram": ["8 GB", "16 GB", "32 GB"], "storage": ["256 GB SSD", "512 GB SSD", "1 TB SSD"]}},
+    "kettles": {"brands": ["Brewmaster", "Kettlo", "Steamly", "Hearth"],
+                "nouns": ["Glass Kettle", "Gooseneck Kettle", "Smart Kettle", "Travel Kettle"], "price": (19, 159),
+                "specs": {"capacity": ["0.8 l", "1.0 l", "1.5 l", "1.7 l"], "power": ["1200 W", "2200 W", "3000 W"]}},
+    "running-shoes": {"brands": ["Stride", "Pacer", "Trailfox", "Nimbra"],
+                      "nouns": ["Road Runner", "Trail Shoe", "Daily Trainer", "Racing Flat"], "price": (49, 249),
+                      "specs": {"drop": ["4 mm", "8 mm", "10 mm"], "weight": ["190 g", "240 g", "290 g"]}},
+    "cameras": {"brands": ["Optika", "Framewise", "Lumix-Lite", "Shutterly"],
+                "nouns": ["Mirrorless Camera", "Action Camera", "Compact Camera", "Vlog Camera"], "price": (149, 2499),
+                "specs": {"sensor": ["1 inch", "APS-C", "full frame"], "video": ["4K 30 fps", "4K 60 fps", "8K 24 fps"]}},
+    "smartwatches": {"brands": ["Tempo", "Pulsewear", "Chrono", "Vitalis"],
+                     "nouns": ["Smartwatch", "Fitness Band", "GPS Watch", "Kids Watch"], "price": (39, 699),
+                     "specs": {"battery_life": ["2 days", "7 days", "14 days"], "water_rating": ["5 ATM", "10 ATM", "IP68"]}},
+    "backpacks": {"brands": ["Trekker", "Urbanpack", "Nomadix", "Carryall"],
+                  "nouns": ["Daypack", "Laptop Backpack", "Hiking Pack", "Roll-top Bag"], "price": (25, 249),
+                  "specs": {"volume": ["18 l", "25 l", "32 l", "45 l"], "material": ["recycled nylon", "canvas", "polyester"]}},
+    "coffee-machines": {"brands": ["Crema", "Baristo", "Morningbrew", "Espressa"],
+                        "nouns": ["Espresso Machine", "Filter Coffee Maker", "Bean-to-Cup", "Capsule Machine"],
+                        "price": (59, 1299),
+                        "specs": {"pressure": ["15 bar", "19 bar", "none (filter)"], "tank": ["1.0 l", "1.5 l", "1.8 l"]}},
+    "monitors": {"brands": ["Viewpoint", "Clarity", "Pixelon", "Horizon"],
+                 "nouns": ["27 Monitor", "24 Monitor", "Ultrawide 34", "Portable Monitor"], "price": (99, 1199),
+                 "specs": {"resolution": ["1920x1080", "2560x1440", "3840x2160"], "refresh_rate": ["60 Hz", "144 Hz", "165 Hz"]}},
+    "blenders": {"brands": ["Blendix", "Vortexa", "Smoothio", "Pulverra"],
+                 "nouns": ["Countertop Blender", "Personal Blender", "Hand Blender", "Vacuum Blender"], "price": (24, 599),
+                 "specs": {"power": ["300 W", "900 W", "1500 W"], "jar": ["0.6 l", "1.5 l", "2.0 l"]}},
 }
+PRODUCTS_PER_CATEGORY = 32
 
 POLICIES: dict[str, tuple[str, str]] = {
-    "shipping": (
-        "Shipping policy",
-        "Standard shipping takes 3 to 5 business days and costs 4.99 USD. "
-        "Orders over 50 USD ship free. Express shipping takes 1 business day and costs 14.99 USD.",
-    ),
-    "returns": (
-        "Returns policy",
-        "You can return any unused item within 30 days of delivery for a full refund. "
-        "Opened headphones can be returned within 14 days. Refunds reach your card within 5 business days.",
-    ),
-    "warranty": (
-        "Warranty policy",
-        "Every product carries the manufacturer warranty stated on its page. "
-        "To claim warranty, bring the receipt to any store or open a ticket on the support page.",
-    ),
-    "payment": (
-        "Payment methods",
-        "We accept Visa, Mastercard, PayPal and gift cards. "
-        "Cash is accepted in stores only. Instalments are available on orders over 300 USD.",
-    ),
-    "store-hours": (
-        "Store hours",
-        "Stores are open Monday to Saturday from 9:00 to 20:00 and Sunday from 10:00 to 18:00. "
-        "Stores are closed on public holidays.",
-    ),
+    "shipping": ("Shipping policy", "Standard shipping takes 3 to 5 business days and costs 4.99 USD. Orders over 50 USD "
+                 "ship free. Express shipping takes 1 business day and costs 14.99 USD."),
+    "returns": ("Returns policy", "You can return any unused item within 30 days of delivery for a full refund. Opened "
+                "headphones can be returned within 14 days. Refunds reach your card within 5 business days."),
+    "warranty": ("Warranty policy", "Every product carries the manufacturer warranty stated on its page. To claim "
+                 "warranty, bring the receipt to any store or open a ticket on the support page."),
+    "payment": ("Payment methods", "We accept Visa, Mastercard, PayPal and gift cards. Cash is accepted in stores only. "
+                "Instalments are available on orders over 300 USD."),
+    "store-hours": ("Store hours", "Stores are open Monday to Saturday from 9:00 to 20:00 and Sunday from 10:00 to 18:00. "
+                    "Stores are closed on public holidays."),
+    "price-match": ("Price match", "If you find the same product cheaper at a national retailer within 14 days of "
+                    "purchase, we refund the difference. Marketplace sellers are excluded."),
+    "gift-cards": ("Gift cards", "Gift cards are sold from 10 USD to 500 USD, never expire and can be used online and "
+                   "in stores. Lost gift cards can be blocked with the card number."),
+    "privacy": ("Privacy", "We never sell customer data. Order history is kept for 6 years for tax reasons. You can "
+                "ask for a copy or deletion of your data at privacy@store.example."),
+    "student-discount": ("Student discount", "Students get 10 percent off laptops and monitors with a valid student "
+                         "card. The discount cannot be combined with other offers."),
+    "repairs": ("Repairs", "Out-of-warranty repairs start with a free diagnosis. Typical repairs take 7 to 10 business "
+                "days. We call you with a quote before any paid work."),
+    "loyalty": ("Loyalty program", "Members earn 1 point per USD spent. 100 points give a 5 USD voucher. Points expire "
+                "after 24 months without a purchase."),
+    "international": ("International shipping", "We ship to 30 countries. International delivery takes 7 to 14 business "
+                      "days and costs 24.99 USD. Import duties are paid by the customer."),
 }
 
 REFUSAL = "I'm sorry, the store documents I have do not contain that information."
 
 # Training phrasings (router and generator) and evaluation phrasings never overlap.
-TRAIN_PRICE = ["How much does the {name} cost?", "What is the price of the {name}?"]
-TRAIN_STOCK = ["Is the {name} in stock?", "How many {name} units do you have?"]
-GOLD_PRICE = ["What would I pay for the {name}?"]
-GOLD_STOCK = ["How many of the {name} are left in the shop?"]
+TRAIN_TEMPLATES = {
+    "price": ["How much does the {name} cost?", "What is the price of the {name}?", "price of {name}?"],
+    "stock": ["Is the {name} in stock?", "How many {name} units do you have?", "do you have the {name} available"],
+    "warranty": ["What warranty does the {name} have?", "How long is the warranty on the {name}?"],
+    "spec": ["What is the {spec} of the {name}?", "Tell me the {spec} of the {name}."],
+}
+GOLD_TEMPLATES = {
+    "price": "What would I pay for the {name}?",
+    "stock": "How many of the {name} are left in the shop?",
+    "spec": "Which {spec} does the {name} come with?",
+}
+UNANSWERABLE_ASPECTS = ["colour", "country of manufacture", "release year", "energy label"]
 TRAIN_POLICY = {
-    "shipping": ["How long does standard shipping take?", "How much is shipping?"],
+    "shipping": ["How long does standard shipping take?", "How much is shipping?", "is shipping free?"],
     "returns": ["Can I return an item I bought?", "How many days do I have to return something?"],
-    "warranty": ["How do I claim warranty?"],
+    "warranty": ["How do I claim warranty?", "where do i go for a warranty claim"],
     "payment": ["Which payment methods do you accept?", "Can I pay with PayPal?"],
     "store-hours": ["When are your stores open?", "Are you open on Sunday?"],
+    "price-match": ["Do you match lower prices?", "I found it cheaper elsewhere, what can you do?"],
+    "gift-cards": ["Do gift cards expire?", "How much can I put on a gift card?"],
+    "privacy": ["Do you sell my data?", "How long do you keep my order history?"],
+    "student-discount": ["Is there a student discount?", "do students get money off"],
+    "repairs": ["How long does a repair take?", "Is the repair diagnosis free?"],
+    "loyalty": ["How do loyalty points work?", "When do my points expire?"],
+    "international": ["Do you ship abroad?", "How long does international delivery take?"],
 }
 GOLD_POLICY = {
     "shipping": ("What does express delivery cost?", ["14.99"]),
     "returns": ("Within how many days can opened headphones be sent back?", ["14"]),
     "payment": ("Do you offer instalments, and from what order value?", ["300"]),
     "store-hours": ("At what time do stores close on Sunday?", ["18:00"]),
+    "price-match": ("For how long after buying am I covered if a rival lowers the price?", ["14"]),
+    "gift-cards": ("What is the largest amount a gift card can hold?", ["500"]),
+    "privacy": ("For how many years is my purchase history stored?", ["6"]),
+    "student-discount": ("What percentage do students save on monitors?", ["10"]),
+    "repairs": ("How many business days should I expect a typical repair to take?", ["7", "10"]),
+    "loyalty": ("How many points do I need for a 5 USD voucher?", ["100"]),
+    "international": ("What is the fee for delivery to another country?", ["24.99"]),
+    "warranty": ("What do I need to bring to a store for a warranty claim?", ["receipt"]),
 }
-SMALL_TALK = ["hi", "hello there", "thanks a lot!", "good morning", "how are you?", "you are great",
-              "bye", "thank you so much", "hey", "have a nice day"]
-OUT_OF_SCOPE = ["what is the capital of France?", "write me a poem about the sea",
-                "who won the football match yesterday?", "what is 17 times 23?",
-                "tell me a joke about cats", "how do I fix my car engine?",
-                "what's the weather tomorrow?", "translate hello into Spanish",
-                "who is the president of Brazil?", "recommend a good movie"]
+SMALL_TALK = ["hi", "hello there", "thanks a lot!", "good morning", "how are you?", "you are great", "bye",
+              "thank you so much", "hey", "have a nice day", "good night", "see you later", "nice to meet you",
+              "what's up", "you've been very helpful", "cheers", "ok thanks", "hello!", "great, thank you",
+              "morning!", "hey there, how is it going?", "thanks for the help", "awesome", "lovely, bye",
+              "hiya", "good afternoon", "much appreciated", "take care", "have a good one", "yo"]
+OUT_OF_SCOPE = ["what is the capital of France?", "write me a poem about the sea", "who won the football match yesterday?",
+                "what is 17 times 23?", "tell me a joke about cats", "how do I fix my car engine?",
+                "what's the weather tomorrow?", "translate hello into Spanish", "who is the president of Brazil?",
+                "recommend a good movie", "how tall is Mount Everest?", "explain quantum computing",
+                "what should I cook tonight?", "help me with my maths homework", "what's the best stock to buy?",
+                "how do I learn the guitar?", "who painted the Mona Lisa?", "book me a flight to Rome",
+                "what is the meaning of life?", "how many planets are there?", "write a cover letter for me",
+                "what time is it in Tokyo?", "how do vaccines work?", "suggest a name for my dog",
+                "what is the speed of light?", "summarise the news today", "how do I bake sourdough bread?",
+                "play some music", "what is bitcoin worth?", "give me a workout plan"]
+GOLD_SMALL_TALK = ["good evening!", "cheers, that helped", "hello, anyone there?", "thank you kindly",
+                   "have a great weekend", "hey, nice to see you", "many thanks", "goodbye for now"]
+GOLD_OUT_OF_SCOPE = ["how far is the moon?", "write a haiku about autumn", "who wrote Hamlet?",
+                     "what's the population of Canada?", "teach me French", "solve x squared equals nine",
+                     "which team won the world cup in 2010?", "how do airplanes fly?"]
 GOLD_UNANSWERABLE = ["Do you sell lawn mowers?", "What is the price of the Zephyr X9 drone?",
-                     "Which colour options does the store gift card come in?"]
+                     "Which colour options does the store gift card come in?", "Do you sell electric scooters?",
+                     "How much is the Aurora Hoverboard?", "Can I rent a laptop by the week?",
+                     "Do you have the Basswell Jukebox in stock?", "What is the price of a sewing machine?",
+                     "Do you sell garden furniture?", "Can I buy a car here?", "Is there a store cafe?",
+                     "Do you repair bicycles?", "What is the price of the Tempo Smart Ring?",
+                     "Do you stock printer ink?", "Is the Kestrel Tablet 11 available?"]
+GENERAL_TOPICS = ["staying healthy", "saving money", "learning a language", "sleeping better", "writing clearly",
+                  "running a meeting", "planning a trip", "starting to exercise", "studying for exams",
+                  "keeping plants alive"]
+GENERAL_TEMPLATES = ["Give me three tips for {t}.", "Explain in two sentences why {t} matters.",
+                     "What is a common mistake people make when {t}?", "Write one sentence of advice about {t}.",
+                     "List two books or resources about {t}."]
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -116,34 +173,25 @@ def _typo(text: str, rng: random.Random) -> str:
 def make_products(rng: random.Random) -> list[dict]:
     products = []
     for category, spec in CATEGORIES.items():
-        for brand in spec["brands"]:
-            for noun in rng.sample(spec["nouns"], 2):
-                low, high = spec["price"]
-                products.append(
-                    {
-                        "id": f"p-{len(products) + 1:03d}",
-                        "name": f"{brand} {noun}",
-                        "category": category,
-                        "brand": brand,
-                        "price": round(rng.uniform(low, high), 0) - 0.01,
-                        "currency": "USD",
-                        "stock": rng.randint(0, 40),
-                        "warranty": rng.choice(["1 year", "2 years", "3 years"]),
-                        "updated_at": f"2026-11-{rng.randint(1, 20):02d}",
-                        "specs": {k: rng.choice(v) for k, v in spec["specs"].items()},
-                    }
-                )
+        combos = [(b, n, s) for b in spec["brands"] for n in spec["nouns"] for s in SERIES]
+        for brand, noun, series in sorted(rng.sample(combos, PRODUCTS_PER_CATEGORY)):
+            low, high = spec["price"]
+            products.append({
+                "id": f"p-{len(products) + 1:03d}", "name": f"{brand} {noun} {series}", "category": category,
+                "brand": brand, "price": round(rng.uniform(low, high)) - 0.01, "currency": "USD",
+                "stock": rng.randint(0, 60), "warranty": rng.choice(["1 year", "2 years", "3 years"]),
+                "updated_at": f"2026-11-{rng.randint(1, 20):02d}",
+                "specs": {k: rng.choice(v) for k, v in spec["specs"].items()},
+            })
     return products
 
 
 def render_product(p: dict) -> str:
     specs = "\n".join(f"- {k.replace('_', ' ').capitalize()}: {v}" for k, v in p["specs"].items())
-    body = (
-        f"# {p['name']}\n\n"
-        f"The {p['name']} is sold in our {p['category']} range by {p['brand']}. "
-        f"Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. "
-        f"Warranty: {p['warranty']}.\n\n## Specs\n{specs}\n"
-    )
+    body = (f"# {p['name']}\n\n"
+            f"The {p['name']} is sold in our {p['category']} range by {p['brand']}. "
+            f"Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. Warranty: {p['warranty']}.\n\n"
+            f"## Specs\n{specs}\n")
     return "---\n" + yaml.safe_dump(p, sort_keys=False) + "---\n" + body
 
 
@@ -152,60 +200,103 @@ def render_policy(pid: str, title: str, text: str) -> str:
     return "---\n" + yaml.safe_dump(front, sort_keys=False) + f"---\n# {title}\n\n{text}\n"
 
 
-def product_chunk(p: dict) -> str:
-    """The text the index returns for this product's first section (heading path + body), so
+def product_chunks(p: dict) -> list[str]:
+    """The texts the index returns for this product (heading path + body, one per section), so
     training contexts look exactly like retrieved ones."""
-    return (f"{p['name']}: The {p['name']} is sold in our {p['category']} range by {p['brand']}. "
-            f"Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. Warranty: {p['warranty']}.")
+    specs = " ".join(f"- {k.replace('_', ' ').capitalize()}: {v}" for k, v in p["specs"].items())
+    return [f"{p['name']}: The {p['name']} is sold in our {p['category']} range by {p['brand']}. "
+            f"Price: {p['price']:.2f} {p['currency']}. In stock: {p['stock']} units. Warranty: {p['warranty']}.",
+            f"{p['name']} > Specs: {specs}"]
 
 
-def price_answer(p: dict) -> str:
-    return f"The {p['name']} costs {p['price']:.2f} {p['currency']} [{p['id']}]."
+def policy_chunk(pid: str) -> str:
+    title, text = POLICIES[pid]
+    return f"{title}: {text}"
 
 
-def stock_answer(p: dict) -> str:
-    if p["stock"] == 0:
-        return f"The {p['name']} is out of stock right now (0 units) [{p['id']}]."
-    return f"Yes, we have {p['stock']} units of the {p['name']} in stock [{p['id']}]."
+def _spec_name(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def product_answer(p: dict, aspect: str, spec_key: str = "") -> str:
+    if aspect == "price":
+        return f"The {p['name']} costs {p['price']:.2f} {p['currency']} [{p['id']}]."
+    if aspect == "stock":
+        if p["stock"] == 0:
+            return f"The {p['name']} is out of stock right now (0 units) [{p['id']}]."
+        return f"Yes, we have {p['stock']} units of the {p['name']} in stock [{p['id']}]."
+    if aspect == "warranty":
+        return f"The {p['name']} comes with a {p['warranty']} warranty [{p['id']}]."
+    return f"The {_spec_name(spec_key)} of the {p['name']} is {p['specs'][spec_key]} [{p['id']}]."
+
+
+def _context(oracle: list[tuple[str, str]], distractors: list[tuple[str, str]], rng: random.Random) -> list[dict]:
+    context = [{"doc_id": d, "text": t} for d, t in distractors]
+    for doc_id, text in oracle:
+        context.insert(rng.randrange(len(context) + 1), {"doc_id": doc_id, "text": text})
+    return context
+
+
+def _distractors(p: dict, products: list[dict], rng: random.Random, n: int = 3) -> list[tuple[str, str]]:
+    """Hard negatives first: other products of the same category."""
+    same = [o for o in products if o["category"] == p["category"] and o["id"] != p["id"]]
+    return [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, n)]
 
 
 def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
     examples = []
-    train_products = products[: int(len(products) * 0.75)]
-    for p in train_products:
-        for template, answer in ((rng.choice(TRAIN_PRICE), price_answer), (rng.choice(TRAIN_STOCK), stock_answer)):
-            others = rng.sample([o for o in products if o["id"] != p["id"]], 3)
-            answerable = rng.random() > 0.2
-            context = [{"doc_id": o["id"], "text": product_chunk(o)} for o in others]
-            if answerable:
-                context.insert(rng.randrange(len(context) + 1), {"doc_id": p["id"], "text": product_chunk(p)})
-            examples.append(
-                {
-                    "id": f"gen-{len(examples) + 1:04d}",
-                    "question": template.format(name=p["name"]),
-                    "context": context,
-                    "answer": answer(p) if answerable else REFUSAL,
-                    "answerable": answerable,
-                }
-            )
+
+    def add(question, context, answer, answerable):
+        examples.append({"id": f"gen-{len(examples) + 1:04d}", "question": question, "context": context,
+                         "answer": answer, "answerable": answerable})
+
+    for p in products[: int(len(products) * 0.75)]:
+        for aspect in rng.sample(["price", "stock", "warranty", "spec"], 2):
+            spec_key = rng.choice(list(p["specs"]))
+            question = rng.choice(TRAIN_TEMPLATES[aspect]).format(name=p["name"], spec=_spec_name(spec_key))
+            chunk = product_chunks(p)[1 if aspect == "spec" else 0]
+            if rng.random() < 0.18:  # RAFT: no oracle in the context, the answer is a refusal
+                add(question, _context([], _distractors(p, products, rng, 4), rng), REFUSAL, False)
+            else:
+                add(question, _context([(p["id"], chunk)], _distractors(p, products, rng), rng),
+                    product_answer(p, aspect, spec_key), True)
+        if rng.random() < 0.12:  # an aspect no document states, even with the oracle present
+            aspect = rng.choice(UNANSWERABLE_ASPECTS)
+            add(f"What is the {aspect} of the {p['name']}?",
+                _context([(p["id"], product_chunks(p)[0])], _distractors(p, products, rng), rng), REFUSAL, False)
+    policy_ids = list(POLICIES)
+    for pid, questions in TRAIN_POLICY.items():
+        for question in questions:
+            others = [(f"pol-{o}", policy_chunk(o)) for o in rng.sample([x for x in policy_ids if x != pid], 3)]
+            text = POLICIES[pid][1]
+            add(question, _context([(f"pol-{pid}", policy_chunk(pid))], others, rng),
+                f"{text.split('. ')[0].rstrip('.')} [pol-{pid}].", True)
+    rng.shuffle(examples)
     return examples
 
 
 def make_router_set(products: list[dict], rng: random.Random) -> list[dict]:
     rows = []
-    for p in products:
-        for template in TRAIN_PRICE + TRAIN_STOCK:
-            rows.append({"text": template.format(name=p["name"]), "intent": "catalog"})
+    for p in rng.sample(products, 100):
+        for aspect in rng.sample(list(TRAIN_TEMPLATES), 3):
+            text = rng.choice(TRAIN_TEMPLATES[aspect]).format(name=p["name"], spec=_spec_name(rng.choice(list(p["specs"]))))
+            rows.append({"text": _typo(text, rng) if rng.random() < 0.15 else text, "intent": "catalog"})
     for questions in TRAIN_POLICY.values():
         for q in questions:
             rows += [{"text": q, "intent": "policy"}, {"text": _typo(q, rng), "intent": "policy"},
-                     {"text": q.lower().rstrip("?"), "intent": "policy"}]
+                     {"text": q.lower().rstrip("?"), "intent": "policy"},
+                     {"text": "quick question: " + q[0].lower() + q[1:], "intent": "policy"},
+                     {"text": q.rstrip("?") + ", please?", "intent": "policy"}]
     for q in SMALL_TALK:
-        rows += [{"text": q, "intent": "small_talk"}, {"text": _typo(q, rng), "intent": "small_talk"}]
+        rows += [{"text": q, "intent": "small_talk"}, {"text": _typo(q, rng), "intent": "small_talk"},
+                 {"text": q.upper(), "intent": "small_talk"}, {"text": q + " :)", "intent": "small_talk"}]
     for q in OUT_OF_SCOPE:
-        rows += [{"text": q, "intent": "out_of_scope"}, {"text": _typo(q, rng), "intent": "out_of_scope"}]
-    rng.shuffle(rows)
-    return [{"id": f"r-{i + 1:04d}", **row} for i, row in enumerate(rows)]
+        rows += [{"text": q, "intent": "out_of_scope"}, {"text": _typo(q, rng), "intent": "out_of_scope"},
+                 {"text": "can you tell me " + q, "intent": "out_of_scope"},
+                 {"text": q.capitalize(), "intent": "out_of_scope"}]
+    unique = list({r["text"]: r for r in rows}.values())
+    rng.shuffle(unique)
+    return [{"id": f"r-{i + 1:04d}", **row} for i, row in enumerate(unique)]
 
 
 def make_golden_set(products: list[dict], rng: random.Random) -> list[dict]:
@@ -213,22 +304,28 @@ def make_golden_set(products: list[dict], rng: random.Random) -> list[dict]:
 
     def add(question, intent, doc_ids, key_facts, answer, answerable):
         golden.append({"id": f"g-{len(golden) + 1:03d}", "question": question, "intent": intent,
-                       "gold_doc_ids": doc_ids, "key_facts": key_facts, "answer": answer,
-                       "answerable": answerable})
+                       "gold_doc_ids": doc_ids, "key_facts": key_facts, "answer": answer, "answerable": answerable})
 
-    for p in products[::2]:
-        add(GOLD_PRICE[0].format(name=p["name"]), "catalog", [p["id"]], [f"{p['price']:.2f}"],
-            price_answer(p), True)
-    for p in products[1::3]:
-        add(GOLD_STOCK[0].format(name=p["name"]), "catalog", [p["id"]], [str(p["stock"])],
-            stock_answer(p), True)
+    for p in rng.sample(products, 90):
+        aspect = rng.choice(list(GOLD_TEMPLATES))
+        spec_key = rng.choice(list(p["specs"]))
+        fact = {"price": f"{p['price']:.2f}", "stock": str(p["stock"]), "spec": str(p["specs"][spec_key])}[aspect]
+        add(GOLD_TEMPLATES[aspect].format(name=p["name"], spec=_spec_name(spec_key)), "catalog", [p["id"]], [fact],
+            product_answer(p, aspect, spec_key), True)
     for pid, (question, facts) in GOLD_POLICY.items():
         add(question, "policy", [f"pol-{pid}"], facts, POLICIES[pid][1], True)
     for question in GOLD_UNANSWERABLE:
         add(question, "catalog", [], [], REFUSAL, False)
-    for question in ["good evening!", "cheers, that helped"]:
+    for question in GOLD_SMALL_TALK:
         add(question, "small_talk", [], [], "", False)
+    for question in GOLD_OUT_OF_SCOPE:
+        add(question, "out_of_scope", [], [], "", False)
     return golden
+
+
+def make_general_prompts() -> list[dict]:
+    prompts = [t.format(t=topic) for topic in GENERAL_TOPICS for t in GENERAL_TEMPLATES]
+    return [{"id": f"gp-{i + 1:03d}", "prompt": p} for i, p in enumerate(prompts)]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -253,6 +350,7 @@ def main() -> None:
     write_jsonl(args.out / "router.jsonl", make_router_set(products, rng))
     write_jsonl(args.out / "generator.jsonl", make_generator_set(products, rng))
     write_jsonl(args.out / "golden.jsonl", make_golden_set(products, rng))
+    write_jsonl(args.out / "general_prompts.jsonl", make_general_prompts())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
 console = Console()
 
-SAMPLE_QUESTION = "How much does the Kettlo Glass Kettle cost?"
-
 
 def _environment() -> None:
     """Quiet, offline-friendly defaults for the libraries, set before they are imported."""
@@ -98,6 +96,14 @@ def print_answer(answer: dict) -> None:
         console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))
 
 
+def sample_question(golden_path: Path) -> str:
+    for line in golden_path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("answerable") and row.get("intent") == "catalog":
+            return row["question"]
+    _fail(f"{golden_path} has no answerable catalog question; pass --question")
+
+
 def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) -> list[dict]:
     import mlflow
     import pandas as pd
@@ -120,7 +126,8 @@ def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) 
 @app.command()
 def run(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
         project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
-        question: str = typer.Option(SAMPLE_QUESTION, help="sample question answered at the end")) -> None:
+        question: str = typer.Option("", help="sample question answered at the end "
+                                     "(default: the first answerable catalog question of the golden set)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
     _environment()
     from components.config import ConfigError, load_params
@@ -137,7 +144,7 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
     result = state.result()
     print_summary(result, gates)
     if result.promotion.alias == "champion":
-        print_answer(ask_champion([question], project / params)[0])
+        print_answer(ask_champion([question or sample_question(result.golden_path)], project / params)[0])
     else:
         console.print("[yellow]no new champion: the candidate is held as challenger (reasons above)[/]")
 

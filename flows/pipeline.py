@@ -27,6 +27,7 @@ class PipelineResult:
     index: IndexVersion
     metrics: dict[str, Metric]
     promotion: stages.Promotion
+    golden_path: Path
 
 
 curate = task(stages.curate_stage, name="curate-and-version", cache_policy=NO_CACHE)
@@ -52,7 +53,8 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml") -> Pipeli
     evaluation = evaluate(ctx, manifest, router, generator)
     bundle_version = register_bundle(ctx, evaluation, router, generator)
     promotion = promote(ctx, evaluation, bundle_version)
-    return PipelineResult(data.versions, router, generator, index, evaluation.metrics, promotion)
+    return PipelineResult(data.versions, router, generator, index, evaluation.metrics, promotion,
+                          ctx.curated_path / "golden.jsonl")
 
 
 if __name__ == "__main__":

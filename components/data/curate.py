@@ -23,7 +23,17 @@ import yaml
 
 from components.config import DataConfig, load_params
 
-CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl")
+CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl", "general_prompts.jsonl")
+# Required fields and their JSON types per dataset (documents are checked by curate_documents).
+SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "router.jsonl": {"id": str, "text": str, "intent": str},
+    "generator.jsonl": {"id": str, "question": str, "context": list, "answer": str, "answerable": bool},
+    "golden.jsonl": {"id": str, "question": str, "intent": str, "gold_doc_ids": list, "key_facts": list,
+                     "answerable": bool},
+    "general_prompts.jsonl": {"id": str, "prompt": str},
+}
+DOCUMENT_NUMBERS = {"price": (int, float), "stock": int}
+MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
 
 
 class CurationError(ValueError):
@@ -80,6 +90,8 @@ def parse_markdown(path: Path) -> dict:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise CurationError(f"{path}: not found; every dataset of data.raw_dir is required (see README, 'Your own data')")
     rows = []
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
@@ -113,6 +125,20 @@ def read_documents(docs_path: Path) -> list[dict]:
     return docs
 
 
+def check_schema(path: Path, rows: list[dict], schema: dict[str, type | tuple[type, ...]]) -> None:
+    """Every row has every required field with the right JSON type."""
+    for row in rows:
+        where = f"{path}:{row.get('_line', '?')} (id {row.get('id', '?')})"
+        for name, kind in schema.items():
+            if name not in row or row[name] is None:
+                raise CurationError(f"{where}: field '{name}' is missing; add it (required: {sorted(schema)})")
+            value = row[name]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+                raise CurationError(f"{where}: field '{name}' must be {expected}, got {type(value).__name__} "
+                                    f"{value!r}; fix the value")
+
+
 def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], list[str]]:
     """Normalise, check, and drop exact and near duplicates. Returns (documents, dropped notes)."""
     seen_ids: dict[str, str] = {}
@@ -133,6 +159,17 @@ def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], 
                 f"{where}: text has {len(text)} characters, outside data.min_doc_chars..data.max_doc_chars "
                 f"({config.min_doc_chars}..{config.max_doc_chars}); fix the document or the bounds"
             )
+        markup = MARKUP.search(text)
+        if markup:
+            raise CurationError(
+                f"{where}: contains HTML markup {markup.group(0)[:40]!r} at character {markup.start()}; documents "
+                f"must be Markdown or plain text (retrieved text reaches the model), convert or remove the markup"
+            )
+        for name, kind in DOCUMENT_NUMBERS.items():
+            value = doc.get(name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise CurationError(f"{where}: '{name}' must be a number, got {type(value).__name__} {value!r}; "
+                                    f"fix the front matter")
         digest = content_hash(text)
         if digest in by_hash:
             dropped.append(f"{doc['id']}: exact duplicate of {by_hash[digest]}")
@@ -172,13 +209,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]:
     """Curate everything under raw_path into out_path; returns record counts per output."""
     docs, dropped = curate_documents(read_documents(raw_path / "documents"), config)
-    router = read_jsonl(raw_path / "router.jsonl")
-    generator = read_jsonl(raw_path / "generator.jsonl")
-    golden = read_jsonl(raw_path / "golden.jsonl")
-    check_leakage(golden, {"router.jsonl": [r.get("text", "") for r in router],
-                           "generator.jsonl": [r.get("question", "") for r in generator]})
+    datasets = {}
+    for name, schema in SCHEMAS.items():
+        datasets[name] = read_jsonl(raw_path / name)
+        check_schema(raw_path / name, datasets[name], schema)
+    check_leakage(datasets["golden.jsonl"],
+                  {"router.jsonl": [r["text"] for r in datasets["router.jsonl"]],
+                   "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]})
     out_path.mkdir(parents=True, exist_ok=True)
-    outputs = {"documents.jsonl": docs, "router.jsonl": router, "generator.jsonl": generator, "golden.jsonl": golden}
+    outputs = {"documents.jsonl": docs, **datasets}
     for name, rows in outputs.items():
         write_jsonl(out_path / name, _strip_lines(rows))
     for note in dropped:

@@ -1,0 +1,140 @@
+"""Every bad input the issue lists gives a clear error (file, record, fix) and loses nothing:
+curation writes its outputs only after every check passed, so the last good curated
+version stays in place; content rules that need the whole batch are Great Expectations'."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from components.config import Params
+from components.data.curate import CURATED_FILES, CurationError, curate
+from components.validation import load_curated, validate_frames
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def good(project_root, tmp_path_factory) -> tuple[Path, Path]:
+    raw = tmp_path_factory.mktemp("raw")
+    shutil.copytree(project_root / "data" / "raw", raw, dirs_exist_ok=True)
+    out = tmp_path_factory.mktemp("curated")
+    curate(raw, out, Params().data)
+    return raw, out
+
+
+@pytest.fixture()
+def workspace(good, tmp_path) -> tuple[Path, Path]:
+    raw, out = good
+    shutil.copytree(raw, tmp_path / "raw")
+    shutil.copytree(out, tmp_path / "curated")
+    return tmp_path / "raw", tmp_path / "curated"
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in CURATED_FILES}
+
+
+def _edit_jsonl(path: Path, index: int, change) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    change(rows[index])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _first_doc(raw: Path) -> Path:
+    return sorted((raw / "documents").glob("p-*.md"))[0]
+
+
+def _golden_question(raw: Path) -> str:
+    return json.loads((raw / "golden.jsonl").read_text().splitlines()[0])["question"]
+
+
+CASES = {
+    "malformed JSON line": (lambda raw: (raw / "router.jsonl").open("a").write('{"id": "r-x", "text": \n'),
+                            r"router.jsonl:\d+: malformed JSON .*fix or remove this line"),
+    "missing field": (lambda raw: _edit_jsonl(raw / "router.jsonl", 3, lambda r: r.pop("intent")),
+                      r"router.jsonl:4 \(id r-0004\): field 'intent' is missing; add it"),
+    "wrong type": (lambda raw: _edit_jsonl(raw / "golden.jsonl", 0, lambda r: r.update(answerable="yes")),
+                   r"golden.jsonl:1 \(id g-001\): field 'answerable' must be bool, got str 'yes'"),
+    "empty document": (lambda raw: (raw / "documents" / "empty.md").write_text("---\nid: p-empty\n---\n"),
+                       r"empty.md \(id p-empty\): text has 0 characters, outside data.min_doc_chars"),
+    "duplicate document id": (
+        lambda raw: shutil.copy(_first_doc(raw), raw / "documents" / "copy-of-first.md"),
+        r"duplicate document id, also used by"),
+    "non-UTF-8 bytes": (lambda raw: (raw / "documents" / "latin1.txt").write_bytes(b"Caf\xe9 cr\xe8me, 3 USD each."),
+                        r"latin1.txt: not valid UTF-8 \(byte 3\); re-save the file as UTF-8"),
+    "5 MB document": (lambda raw: (raw / "documents" / "huge.txt").write_text("spec sheet " * 500_000),
+                      r"huge.txt \(id huge\): text has 5499999 characters, outside .*fix the document or the bounds"),
+    "HTML/script in a document": (
+        lambda raw: (raw / "documents" / "inject.md").write_text(
+            "---\nid: p-inject\n---\n# Deal\nBuy now <script>steal()</script> cheap kettles today."),
+        r"inject.md \(id p-inject\): contains HTML markup '<script>'.*convert or remove the markup"),
+    "wrong type in front matter": (
+        lambda raw: _first_doc(raw).write_text(_first_doc(raw).read_text().replace("price: ", "price: about ", 1)),
+        r"p-001.md \(id p-001\): 'price' must be a number, got str"),
+    "evaluation question copied into training data": (
+        lambda raw: (raw / "router.jsonl").open("a").write(
+            json.dumps({"id": "r-leak", "text": _golden_question(raw), "intent": "catalog"}) + "\n"),
+        r"golden.jsonl:1 \(id g-001\): question .* also appears in router.jsonl; remove it from one of the two sets"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_curation_rejects_bad_input_and_keeps_the_last_good_version(workspace, case):
+    raw, out = workspace
+    before = _snapshot(out)
+    corrupt, message = CASES[case]
+    corrupt(raw)
+    with pytest.raises(CurationError, match=message):
+        curate(raw, out, Params().data)
+    assert _snapshot(out) == before
+
+
+def _validate_after(workspace, change_file: str, index: int, change, tmp_path):
+    raw, out = workspace
+    _edit_jsonl(raw / change_file, index, change) if change_file.endswith(".jsonl") else change(raw)
+    curate(raw, out, Params().data)
+    return validate_frames(load_curated(out), Params(), tmp_path / "docs")
+
+
+def test_unknown_intent_label_fails_validation(workspace, tmp_path):
+    report = _validate_after(workspace, "router.jsonl", 0, lambda r: r.update(intent="sales"), tmp_path)
+    assert not report.success
+    assert "router.jsonl: expect_column_values_to_be_in_set on intent failed for 1 record(s)" in report.describe()
+    assert "'sales'" in report.describe()
+
+
+def test_negative_price_fails_validation(workspace, tmp_path):
+    def negative(raw: Path) -> None:
+        doc = _first_doc(raw)
+        text = doc.read_text()
+        price = next(line for line in text.splitlines() if line.startswith("price: "))
+        doc.write_text(text.replace(price, "price: -12.5", 1))
+
+    report = _validate_after(workspace, "documents", 0, negative, tmp_path)
+    assert not report.success
+    failure = next(f for f in report.failures if f["column"] == "price")
+    assert failure["ids"] == ["p-001"] and failure["values"] == [-12.5]
+
+
+def test_citation_of_a_missing_document_fails_validation(workspace, tmp_path):
+    def cite_ghost(row: dict) -> None:
+        row["answer"] = "It costs 3 USD [p-999]."
+
+    report = _validate_after(workspace, "generator.jsonl", 0, cite_ghost, tmp_path)
+    failure = next(f for f in report.failures if f["column"] == "unknown_citations")
+    assert failure["values"] == ["p-999"]
+
+
+def test_router_class_balance_is_bounded(workspace, tmp_path):
+    raw, out = workspace
+    rows = [json.loads(line) for line in (raw / "router.jsonl").read_text().splitlines()]
+    kept = [r for r in rows if r["intent"] != "small_talk"] + [r for r in rows if r["intent"] == "small_talk"][:5]
+    (raw / "router.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    curate(raw, out, Params().data)
+    report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
+    failure = next(f for f in report.failures if f["dataset"] == "router.jsonl#balance")
+    assert failure["ids"] == ["small_talk"]

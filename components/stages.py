@@ -19,7 +19,7 @@ import mlflow
 
 from components.bundle import BundleModel, Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
-from components.data.versioning import reproduce_and_push
+from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
 from components.evaluation import Decision, Metric, answer_metrics, decide_promotion, retrieval_metrics, router_metrics
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
@@ -102,11 +102,21 @@ def validate_stage(ctx: RunContext, data: DataVersions) -> ValidationReport:
         mlflow.log_metrics({"validation_success": float(report.success),
                             "validation_failures": float(len(report.failures))})
         mlflow.log_artifacts(str(report.docs_index.parent), "data-docs")
+        if not report.success:
+            kept = keep_failed_batch(ctx.curated_path, list(data.versions), ctx.work_path / "failed-batch")
+            mlflow.log_artifacts(str(kept), "failed-batch")
+    good_record = ctx.settings.home / "last-good-data.json"
     if not report.success:
+        good = read_good_versions(good_record)
+        fallback = (f"The last data that passed validation: {json.dumps(good)}; restore it with "
+                    f"`git checkout -- dvc.lock && dvc checkout` (the DVC cache and remote hold it)."
+                    if good else "No earlier data version passed validation yet.")
         raise DataValidationError(
             f"curated data failed validation; nothing was trained or indexed, the champion is unchanged.\n"
-            f"{report.describe()}\nData Docs: {report.docs_index}\nFix the raw data named above and rerun."
+            f"{report.describe()}\nData Docs: {report.docs_index}\nFailing batch kept in {kept}. {fallback}\n"
+            f"Fix the raw data named above and rerun."
         )
+    record_good_versions(good_record, data.versions)
     return report
 
 

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +59,21 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
     ran = "didn't change, skipping" not in output
     run_dvc(project_path, "push")
     return data_versions(project_path, stage), ran
+
+
+def record_good_versions(record_path: Path, versions: dict[str, str]) -> None:
+    """Remember the data versions that last passed validation (what a failed run falls back to)."""
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(versions, indent=2, sort_keys=True))
+
+
+def read_good_versions(record_path: Path) -> dict[str, str] | None:
+    return json.loads(record_path.read_text()) if record_path.exists() else None
+
+
+def keep_failed_batch(curated_path: Path, names: list[str], target: Path) -> Path:
+    """Copy a batch that failed validation aside, for inspection."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(curated_path / name, target / name)
+    return target

@@ -2,6 +2,8 @@
 with an error naming the dataset, the record and the fix, and nothing registered."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -40,6 +42,8 @@ def test_invalid_data_fails_the_flow_before_training(project_root, tmp_path, set
     message = str(err.value)
     assert "router.jsonl: expect_column_values_to_be_in_set on intent" in message and "sales" in message
     assert "nothing was trained or indexed" in message
+    kept = Path(re.search(r"Failing batch kept in (\S+)\.", message).group(1))
+    assert '"intent": "sales"' in (kept / "router.jsonl").read_text()
     registry = MlflowClient(settings.tracking_uri)
     assert registry.search_registered_models() == []
     assert not (settings.home / "weaviate").exists(), "no index may be built from invalid data"

@@ -227,6 +227,8 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
                 mlflow.log_metric(name, metric.value)
             mlflow.log_metric(f"{name}_samples", metric.samples)
         mlflow.log_artifact(str(ctx.work_path / "answers.jsonl"), "evaluation")
+        # The bundle is built from every curated dataset (directly or through its models).
+        log_data_versions(evaluation.manifest.data_versions, ctx.curated_path, "evaluation")
         mlflow.set_tags({"gates_passed": str(evaluation.decision.passed),
                          "collection": evaluation.manifest.collection})
         gate_lines = "; ".join(evaluation.decision.reasons)

@@ -59,6 +59,9 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     assert held.tags["gates_passed"] == "False"
     assert "key_fact_accuracy" in held.tags["gate_reasons"]
     assert set(held.tags) >= {"data.documents.jsonl.md5", "data.router.jsonl.md5", "router_version", "collection"}
+    evaluated = client.get_run(held.tags["run_id"])
+    assert {d.dataset.digest for d in evaluated.inputs.dataset_inputs} == {
+        v for k, v in held.tags.items() if k.startswith("data.")}
     assert "champion" not in client.get_registered_model("ragops-assistant").aliases
     assert [(e["action"], e["version"]) for e in _ledger(repo)] == [("hold", held.version)]
 

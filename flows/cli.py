@@ -45,6 +45,7 @@ def _environment() -> None:
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "TOKENIZERS_PARALLELISM": "false",
         "TRANSFORMERS_VERBOSITY": "error",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # per-load weight bars; our own progress is rich
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GIT_PYTHON_REFRESH": "quiet",
     }
@@ -163,6 +164,7 @@ def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print
 @models_app.command("fetch")
 def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"  # the one-off conversion is slow: show its progress
     _environment()
     from components.config import Settings, load_params
     from components.models import fetch_models

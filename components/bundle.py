@@ -6,8 +6,8 @@ prompt and the data versions. Serving loads `models:/<bundle>@champion`:
 
     >>> import mlflow, pandas as pd
     >>> bundle = mlflow.pyfunc.load_model("models:/ragops-assistant@champion")  # doctest: +SKIP
-    >>> bundle.predict(pd.DataFrame({"question": ["How much is the Kettlo Glass Kettle?"]}))  # doctest: +SKIP
-    [{'answer': 'The Kettlo Glass Kettle costs 55.99 USD [p-016].', 'citations': ['p-016'], ...}]
+    >>> bundle.predict(pd.DataFrame({"question": ["How much is the Aurora ANC Headphones Edge?"]}))  # doctest: +SKIP
+    [{'answer': 'The Aurora ANC Headphones Edge costs ... USD [p-001].', 'citations': ['p-001'], ...}]
 """
 
 from __future__ import annotations
@@ -90,10 +90,14 @@ class Assistant:
         return [hybrid_search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha)
                 for q, v in zip(questions, vectors)]
 
-    def answer(self, questions: list[str], use_retrieval: bool = True) -> list[Answer]:
+    def answer(self, questions: list[str], use_retrieval: bool = True,
+               retrieved_all: list[list[Retrieved]] | None = None) -> list[Answer]:
+        """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them)."""
         routes = self.route(questions)
         needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS and use_retrieval]
-        retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, self.retrieve([questions[i] for i in needs_docs])))
+        hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
+                else self.retrieve([questions[i] for i in needs_docs]))
+        retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, hits))
         to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope"]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]

@@ -52,9 +52,14 @@ def log_params_section(prefix: str, values: Mapping) -> None:
                        for k, v in values.items()})
 
 
+def lineage_tags(versions: Mapping[str, str]) -> dict[str, str]:
+    """`data.<file>.md5` tags: the data versions a run or model version was built from."""
+    return {f"data.{name}.md5": md5 for name, md5 in versions.items()}
+
+
 def log_data_versions(versions: Mapping[str, str], curated_path: Path, context: str) -> None:
     """Tags `data.<file>.md5` and one MLflow dataset input per file, digest = DVC md5."""
-    mlflow.set_tags({f"data.{name}.md5": md5 for name, md5 in versions.items()})
+    mlflow.set_tags(lineage_tags(versions))
     for name, md5 in versions.items():
         path = curated_path / name
         frame = pd.read_json(path, lines=True) if path.exists() else pd.DataFrame()

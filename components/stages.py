@@ -26,7 +26,7 @@ from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate, point_alias, prune_versions
 from components.models import resolve_model
 from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
-from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions,
+from components.registry import (append_ledger, configure_mlflow, get_alias_version, lineage_tags, log_data_versions,
                                  log_history, log_loss_chart, log_params_section, register_pyfunc, set_alias)
 from components.training.generator import save_generator, train_generator
 from components.training.router import save_router, train_router
@@ -120,10 +120,6 @@ def validate_stage(ctx: RunContext, data: DataVersions) -> ValidationReport:
     return report
 
 
-def _lineage_tags(data: DataVersions) -> dict[str, str]:
-    return {f"data.{name}.md5": md5 for name, md5 in data.versions.items()}
-
-
 def _log_training_inputs(ctx: RunContext, data: DataVersions, section: str, model_key: str, dataset: str) -> None:
     """Every knob of the params section, the base model reference and the training data version."""
     log_params_section(section, params_as_dict(getattr(ctx.params, section)))
@@ -147,7 +143,7 @@ def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         version = register_pyfunc(
             p.promotion.router_name, RouterPyfunc(), {"adapter": str(adapter)},
             {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
-            description, {**_lineage_tags(data), "run_id": run.info.run_id})
+            description, {**lineage_tags(data.versions), "run_id": run.info.run_id})
     return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
 
 
@@ -170,7 +166,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         version = register_pyfunc(
             p.promotion.generator_name, GeneratorPyfunc(), {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
-            description, {**_lineage_tags(data), "run_id": run.info.run_id, "base_model": p.models.generator})
+            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
                         {"final_loss": final_loss}, run.info.run_id)
 
@@ -204,7 +200,7 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    ctx.params.project.device)
         retrieved = assistant.retrieve(questions)
-        answers = assistant.answer(questions)
+        answers = assistant.answer(questions, retrieved_all=retrieved)
     metrics = {**retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in retrieved]),
                **router_metrics(golden, [a.route for a in answers]),
                **answer_metrics(golden, [a.answer for a in answers])}
@@ -243,7 +239,7 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
             {"gates_passed": evaluation.decision.passed, "gate_reasons": gate_lines,
              "collection": evaluation.manifest.collection, "router_version": router.version,
              "generator_version": generator.version, "run_id": run.info.run_id,
-             **{f"data.{k}.md5": v for k, v in evaluation.manifest.data_versions.items()}})
+             **lineage_tags(evaluation.manifest.data_versions)})
     return version.version
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Params
-from components.data.curate import CURATED_FILES, normalize_question
+from components.data.curate import CURATED_FILES, leaked_into
 from components.prompting import extract_citations
 
 SITE = "ragops"
@@ -95,9 +95,9 @@ def add_check_columns(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame
     golden = frames["golden.jsonl"][["id"]].copy()
     golden["unknown_gold_docs"] = [",".join(d for d in ids if d not in known)
                                    for ids in frames["golden.jsonl"]["gold_doc_ids"]]
-    training = {normalize_question(t): "router.jsonl" for t in frames["router.jsonl"]["text"]}
-    training |= {normalize_question(q): "generator.jsonl" for q in frames["generator.jsonl"]["question"]}
-    golden["leaked_into"] = [training.get(normalize_question(q), "") for q in frames["golden.jsonl"]["question"]]
+    golden["leaked_into"] = leaked_into(list(frames["golden.jsonl"]["question"]),
+                                        {"router.jsonl": list(frames["router.jsonl"]["text"]),
+                                         "generator.jsonl": list(frames["generator.jsonl"]["question"])})
     shares = frames["router.jsonl"]["intent"].value_counts(normalize=True)
     balance = pd.DataFrame({"id": shares.index.astype(str), "share": shares.to_numpy()})
     return {**frames, "generator.jsonl#checks": generator, "golden.jsonl#checks": golden,

@@ -1,7 +1,7 @@
 """The `ragops` command line.
 
     ragops run                          # the whole pipeline on params.yaml (what `make run` does)
-    ragops ask "How much is the Kettlo Glass Kettle?"
+    ragops ask "How much does the Aurora ANC Headphones Edge cost?"
     ragops models fetch                 # download/convert the models of params.yaml into the cache
 """
 
@@ -42,7 +42,7 @@ def _environment() -> None:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "GX_ANALYTICS_ENABLED": "false",
         "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+        "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "TRANSFORMERS_VERBOSITY": "error",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # per-load weight bars; our own progress is rich

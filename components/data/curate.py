@@ -186,15 +186,19 @@ def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], 
     return kept, dropped
 
 
+def leaked_into(questions: list[str], training: dict[str, list[str]]) -> list[str]:
+    """Per evaluation question, the training set that holds it (normalised), or ""."""
+    seen = {normalize_question(q): name for name, texts in training.items() for q in texts}
+    return [seen.get(normalize_question(q), "") for q in questions]
+
+
 def check_leakage(golden: list[dict], training: dict[str, list[str]]) -> None:
     """Fail if an evaluation question appears (normalised) in any training set."""
-    seen = {normalize_question(q): name for name, questions in training.items() for q in questions}
-    for row in golden:
-        key = normalize_question(row["question"])
-        if key in seen:
+    for row, found in zip(golden, leaked_into([row["question"] for row in golden], training), strict=True):
+        if found:
             raise CurationError(
                 f"golden.jsonl:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
-                f"appears in {seen[key]}; remove it from one of the two sets"
+                f"appears in {found}; remove it from one of the two sets"
             )
 
 

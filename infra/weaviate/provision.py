@@ -36,7 +36,7 @@ def build(settings: Settings) -> Path:
     if target.exists():
         print(f"weaviate: {target.name[:20]}… already provisioned in {target.parent}")
         return target
-    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if Path(p).exists()), None)
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         sys.exit("weaviate: `go` not found on PATH; install Go >= 1.25, or set RAGOPS_WEAVIATE_URL "
                  "to use an external Weaviate server instead of the embedded one")

@@ -83,6 +83,7 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class RouterConfig:
     intents: tuple[str, ...] = INTENTS
+    method: Literal["lora", "full"] = "lora"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
@@ -97,6 +98,9 @@ class RouterConfig:
     def __post_init__(self) -> None:
         _check(self.lora_r > 0, "router.lora_r", f"must be > 0, got {self.lora_r}")
         _check(self.epochs > 0, "router.epochs", f"must be > 0, got {self.epochs}")
+        _check(self.method == "lora" or self.learning_rate <= 5e-4, "router.learning_rate",
+               f"is {self.learning_rate}: with router.method full every encoder weight moves, and a LoRA-sized rate "
+               f"wrecks the pretrained encoder; use about 5e-5 for full fine-tuning")
         _check(0 < self.test_fraction < 0.5, "router.test_fraction", f"must be in (0, 0.5), got {self.test_fraction}")
         _check(len(set(self.intents)) >= 2, "router.intents", "must list at least two distinct intents")
         _check(self.fallback_intent in self.intents, "router.fallback_intent",
@@ -112,10 +116,16 @@ class GeneratorConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     learning_rate: float = 2e-3
+    warmup_steps: int = 2
     max_steps: int = 16
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 384
+    length_grouping: bool = True
+    holdout_examples: int = 24
+    eval_every: int = 8
+    early_stopping_patience: int = 2
+    checkpoint_every: int = 4
     max_new_tokens: int = 48
     system_prompt: str = (
         "You are the store assistant. Answer only from the context documents. Cite the document id "
@@ -130,6 +140,16 @@ class GeneratorConfig:
                "and generator.grad_accum must be > 0")
         _check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
         _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
+        _check(0 <= self.warmup_steps <= self.max_steps, "generator.warmup_steps",
+               f"must be in [0, generator.max_steps={self.max_steps}], got {self.warmup_steps}")
+        _check(self.holdout_examples >= 0, "generator.holdout_examples", f"must be >= 0, got {self.holdout_examples}")
+        _check(self.eval_every > 0, "generator.eval_every", f"must be > 0, got {self.eval_every}")
+        _check(self.checkpoint_every >= 0, "generator.checkpoint_every",
+               f"must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
+        _check(self.early_stopping_patience >= 0, "generator.early_stopping_patience",
+               f"must be >= 0 (0 = off), got {self.early_stopping_patience}")
+        _check(self.early_stopping_patience == 0 or self.holdout_examples > 0, "generator.early_stopping_patience",
+               "needs an evaluation loss: set generator.holdout_examples > 0 or the patience to 0")
 
 
 @dataclass(frozen=True)

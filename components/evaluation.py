@@ -92,6 +92,24 @@ def answer_metrics(golden: list[dict], answers: list[str]) -> dict[str, Metric]:
             "refusal_accuracy": _metric(refusals)}
 
 
+def generator_behaviour_metrics(examples: list[dict], answers: list[str]) -> dict[str, Metric]:
+    """How a generator behaves on RAG examples with known answers, given their fixed context:
+    citation accuracy (answerable: cites exactly the documents the reference answer cites),
+    refusal rate (unanswerable: says the documents do not contain it) and false-refusal rate
+    (answerable: refuses although the answer is in the context)."""
+    cites, refusals, false_refusals = [], [], []
+    for example, answer in zip(examples, answers, strict=True):
+        if example.get("answerable", True):
+            expected = set(extract_citations(example["answer"]))
+            if expected:
+                cites.append(float(set(extract_citations(answer)) == expected))
+            false_refusals.append(float(is_refusal(answer)))
+        else:
+            refusals.append(float(is_refusal(answer)))
+    return {"citation_accuracy": _metric(cites), "refusal_rate": _metric(refusals),
+            "false_refusal_rate": _metric(false_refusals)}
+
+
 def decide_promotion(metrics: dict[str, float], gates: dict[str, float]) -> Decision:
     """Pass only when every gated metric exists, is a number, and meets its minimum."""
     reasons, passed = [], True

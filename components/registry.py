@@ -72,11 +72,31 @@ def log_history(history: list[dict]) -> None:
         mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step"}, step=int(row["step"]))
 
 
-def log_loss_chart(history: list[dict], title: str, artifact_file: str) -> None:
+def log_loss_chart(history: list[dict], title: str, artifact_file: str, evals: list[dict] | None = None) -> None:
+    """Training loss per step, with the evaluation loss (when there is one) on the same axes."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".")
-    ax.set(title=title, xlabel="step", ylabel="training loss")
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".", label="training")
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], marker="o", label="held-out")
+        ax.legend()
+    ax.set(title=title, xlabel="step", ylabel="loss")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_confusion_chart(matrix: list[list[int]], labels: list[str], title: str, artifact_file: str) -> None:
+    """Counts per (true, predicted) pair; the diagonal is what the model got right."""
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax.set(title=title, xlabel="predicted", ylabel="true")
     fig.tight_layout()
     mlflow.log_figure(fig, artifact_file)
     plt.close(fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,19 @@ import mlflow
 from components.bundle import BundleModel, Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
 from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
-from components.evaluation import Decision, Metric, answer_metrics, decide_promotion, retrieval_metrics, router_metrics
+from components.evaluation import (Decision, Metric, answer_metrics, decide_promotion, generator_behaviour_metrics,
+                                   retrieval_metrics, router_metrics)
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate, point_alias, prune_versions
 from components.models import resolve_model
 from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
-from components.registry import (append_ledger, configure_mlflow, get_alias_version, lineage_tags, log_data_versions,
-                                 log_history, log_loss_chart, log_params_section, register_pyfunc, set_alias)
-from components.training.generator import save_generator, train_generator
+from components.reports import generator_description, router_description
+from components.registry import (append_ledger, configure_mlflow, get_alias_version, lineage_tags, log_confusion_chart,
+                                 log_data_versions, log_history, log_loss_chart, log_params_section, register_pyfunc,
+                                 set_alias)
+from components.training.checkpoint import prune_jobs
+from components.training.generator import answers_with_and_without_adapter, save_generator, train_generator
 from components.training.router import save_router, train_router
 from components.validation import DataValidationError, ValidationReport, validate_curated
 
@@ -127,48 +132,74 @@ def _log_training_inputs(ctx: RunContext, data: DataVersions, section: str, mode
     log_data_versions({dataset: data.versions[dataset]}, ctx.curated_path, "training")
 
 
+def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """NaN means undefined (e.g. precision of an intent never predicted): it is left out, not logged as 0."""
+    mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=step)
+
+
 def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     p = ctx.params
     encoder = resolve_model(p.models.encoder, ctx.settings.models_dir)
     with mlflow.start_run(run_name="train-router") as run:
         _log_training_inputs(ctx, data, "router", "encoder", "router.jsonl")
+        tic = time.perf_counter()
         result = train_router(ctx.read_curated("router.jsonl"), encoder, p.router, p.project.seed, p.project.device)
+        seconds = time.perf_counter() - tic
         log_history(result.history)
         log_loss_chart(result.history, "router training loss", "charts/router_loss.png")
-        mlflow.log_metrics({**result.metrics, "router_test_samples": result.test_size})
+        log_confusion_chart(result.confusion, list(result.intents),
+                            f"router on {result.test_size} held-out queries", "charts/router_confusion.png")
+        mlflow.log_dict({"intents": list(result.intents), "confusion": result.confusion, "metrics": result.metrics},
+                        "evaluation/router_heldout.json")
+        _log_metrics({**result.metrics, "router_test_samples": result.test_size, "train_seconds": seconds})
         adapter = save_router(result, ctx.work_path / "router-adapter")
-        description = (f"Router: {p.models.encoder} + LoRA r={p.router.lora_r}, {p.router.epochs} epochs on "
-                       f"router.jsonl (md5 {data.versions['router.jsonl']}). Held-out ({result.test_size} queries): "
-                       + ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
+        description = router_description(result, p, data.versions["router.jsonl"], seconds, run.info.run_id)
         version = register_pyfunc(
             p.promotion.router_name, RouterPyfunc(), {"adapter": str(adapter)},
             {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
-            description, {**lineage_tags(data.versions), "run_id": run.info.run_id})
+            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "method": p.router.method})
     return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
 
 
 def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     p = ctx.params
     base = resolve_model(p.models.generator, ctx.settings.models_dir)
+    checkpoints = ctx.settings.home / "checkpoints" / "generator"
     with mlflow.start_run(run_name="train-generator") as run:
         _log_training_inputs(ctx, data, "generator", "generator", "generator.jsonl")
+        tic = time.perf_counter()
         result = train_generator(ctx.read_curated("generator.jsonl"), base, p.generator, p.project.seed,
-                                 p.project.device)
+                                 p.project.device, checkpoint_root=checkpoints)
+        seconds = time.perf_counter() - tic
+        prune_jobs(checkpoints, keep=3)
         log_history(result.history)
+        for row in result.evals:
+            mlflow.log_metric("eval_loss", row["eval_loss"], step=row["step"])
         if result.history:
-            log_loss_chart(result.history, "generator training loss", "charts/generator_loss.png")
-        final_loss = result.history[-1]["loss"] if result.history else float("nan")
+            log_loss_chart(result.history, "generator loss", "charts/generator_loss.png", result.evals)
+        behaviour = {}
+        if result.holdout:
+            tuned, base_answers = answers_with_and_without_adapter(result, result.holdout, p.generator)
+            for variant, answers in (("tuned", tuned), ("base", base_answers)):
+                for name, metric in generator_behaviour_metrics(result.holdout, answers).items():
+                    behaviour[f"heldout_{name}_{variant}"] = metric
+            mlflow.log_dict([{"id": ex["id"], "question": ex["question"], "reference": ex["answer"], "tuned": t,
+                              "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
+                            "evaluation/generator_heldout_answers.json")
+        eval_loss = min((e["eval_loss"] for e in result.evals), default=float("nan"))
+        _log_metrics({**{k: m.value for k, m in behaviour.items()},
+                      **{f"{k}_samples": float(m.samples) for k, m in behaviour.items()},
+                      "best_eval_loss": eval_loss, "best_step": result.best_step, "train_seconds": seconds,
+                      "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
-        description = (f"Generator: LoRA r={p.generator.lora_r} on {p.models.generator} (base referenced, not "
-                       f"copied); {p.generator.max_steps} steps x {p.generator.batch_size} on generator.jsonl "
-                       f"({result.train_examples} examples, md5 {data.versions['generator.jsonl']}); "
-                       f"final training loss {final_loss:.3f}.")
+        description = generator_description(result, p, data.versions["generator.jsonl"], seconds, run.info.run_id,
+                                            behaviour)
         version = register_pyfunc(
             p.promotion.generator_name, GeneratorPyfunc(), {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
-                        {"final_loss": final_loss}, run.info.run_id)
+                        {"best_eval_loss": eval_loss, **{k: m.value for k, m in behaviour.items()}}, run.info.run_id)
 
 
 def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:

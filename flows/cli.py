@@ -73,10 +73,15 @@ def print_summary(result, gates: dict[str, float]) -> None:
     table.add_column("value")
     for name, md5 in result.data_versions.items():
         table.add_row(f"data {name}", f"md5 {md5}")
-    table.add_row("router", f"{result.router.name} v{result.router.version}  "
-                  + ", ".join(f"{k}={_fmt(v)}" for k, v in result.router.metrics.items()))
-    table.add_row("generator", f"{result.generator.name} v{result.generator.version}  "
-                  f"final loss {_fmt(result.generator.metrics['final_loss'])}")
+    router = result.router.metrics
+    table.add_row("router", f"{result.router.name} v{result.router.version}  held-out accuracy "
+                  f"{_fmt(router['router_accuracy'])}, macro-F1 {_fmt(router['router_macro_f1'])}")
+    generator = result.generator.metrics
+    behaviour = "".join(
+        f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
+        for name in ("citation_accuracy", "refusal_rate") if f"heldout_{name}_tuned" in generator)
+    table.add_row("generator", f"{result.generator.name} v{result.generator.version}  held-out loss "
+                  f"{_fmt(generator['best_eval_loss'])}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
     for name, metric in result.metrics.items():
         gate = f"  (gate >= {gates[name]:.2f})" if name in gates else ""

@@ -1,4 +1,5 @@
-"""Router: the encoder with a classification head, fine-tuned with LoRA on labelled queries.
+"""Router: the encoder with a classification head, fine-tuned on labelled queries, with LoRA
+(the default: a small adapter) or fully (`router.method: full`).
 
     >>> result = train_router(rows, encoder_path, params.router, seed=42)  # doctest: +SKIP
     >>> result.metrics["router_macro_f1"]  # doctest: +SKIP
@@ -16,19 +17,20 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from rich.progress import Progress
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from components.config import RouterConfig
 
 
 @dataclass
 class RouterResult:
-    model: PeftModel
+    model: PeftModel | PreTrainedModel
     tokenizer: object
     intents: tuple[str, ...]
     metrics: dict[str, float]
     history: list[dict] = field(default_factory=list)
     test_size: int = 0
+    confusion: list[list[int]] = field(default_factory=list)  # rows: true intent, columns: predicted
 
 
 def split_stratified(rows: list[dict], test_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -56,6 +58,26 @@ def macro_f1(y_true: list[int], y_pred: list[int], n_classes: int) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def confusion_matrix(y_true: list[int], y_pred: list[int], n_classes: int) -> list[list[int]]:
+    matrix = [[0] * n_classes for _ in range(n_classes)]
+    for t, p in zip(y_true, y_pred, strict=True):
+        matrix[t][p] += 1
+    return matrix
+
+
+def classification_metrics(y_true: list[int], y_pred: list[int], intents: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-intent precision/recall (NaN when an intent was never
+    predicted, resp. never present: undefined, not zero)."""
+    metrics = {"router_accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred)])),
+               "router_macro_f1": macro_f1(y_true, y_pred, len(intents))}
+    for c, intent in enumerate(intents):
+        tp = sum(t == c and p == c for t, p in zip(y_true, y_pred))
+        predicted, present = sum(p == c for p in y_pred), sum(t == c for t in y_true)
+        metrics[f"router_precision_{intent}"] = tp / predicted if predicted else float("nan")
+        metrics[f"router_recall_{intent}"] = tp / present if present else float("nan")
+    return metrics
+
+
 def lora_config_for_router(config: RouterConfig) -> LoraConfig:
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=["query", "value"])
@@ -76,6 +98,12 @@ def predict_intents(model, tokenizer, texts: list[str], intents: tuple[str, ...]
     return out
 
 
+def _classifier(path: str, intents: tuple[str, ...]):
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(intents), id2label=dict(enumerate(intents)),
+        label2id={name: i for i, name in enumerate(intents)})
+
+
 def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed: int,
                  device: str = "cpu") -> RouterResult:
     torch.manual_seed(seed)
@@ -83,9 +111,8 @@ def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed
     label = {name: i for i, name in enumerate(intents)}
     train, test = split_stratified(rows, config.test_fraction, seed)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    base = AutoModelForSequenceClassification.from_pretrained(
-        encoder_path, num_labels=len(intents), id2label=dict(enumerate(intents)), label2id=label)
-    model = get_peft_model(base, lora_config_for_router(config)).to(device)
+    base = _classifier(encoder_path, intents)
+    model = (get_peft_model(base, lora_config_for_router(config)) if config.method == "lora" else base).to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     rng = random.Random(seed)
     history: list[dict] = []
@@ -113,21 +140,24 @@ def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed
     predictions = predict_intents(model, tokenizer, [r["text"] for r in test], intents, config.max_length)
     y_true = [label[r["intent"]] for r in test]
     y_pred = [label[p] for p, _ in predictions]
-    metrics = {"router_accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred)])),
-               "router_macro_f1": macro_f1(y_true, y_pred, len(intents))}
-    return RouterResult(model, tokenizer, intents, metrics, history, test_size=len(test))
+    metrics = classification_metrics(y_true, y_pred, intents)
+    # Share of held-out queries the confidence threshold would send to the fallback route.
+    metrics["router_fallback_share"] = float(np.mean([c < config.confidence_threshold for _, c in predictions]))
+    return RouterResult(model, tokenizer, intents, metrics, history, test_size=len(test),
+                        confusion=confusion_matrix(y_true, y_pred, len(intents)))
 
 
 def save_router(result: RouterResult, out_path: Path) -> Path:
-    """The LoRA adapter (and the new classification head) plus the tokenizer."""
+    """LoRA: the adapter (with the new classification head); full: the whole model. Plus the tokenizer."""
     result.model.save_pretrained(out_path)
     result.tokenizer.save_pretrained(out_path)
     return out_path
 
 
-def load_router(adapter_path: str, encoder_path: str, intents: tuple[str, ...], device: str = "cpu"):
-    base = AutoModelForSequenceClassification.from_pretrained(
-        encoder_path, num_labels=len(intents), id2label=dict(enumerate(intents)),
-        label2id={n: i for i, n in enumerate(intents)})
-    model = PeftModel.from_pretrained(base, adapter_path).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(adapter_path)
+def load_router(saved_path: str, encoder_path: str, intents: tuple[str, ...], device: str = "cpu"):
+    """Load what save_router wrote: an adapter on top of the encoder, or a fully tuned model."""
+    if (Path(saved_path) / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(_classifier(encoder_path, intents), saved_path)
+    else:
+        model = _classifier(saved_path, intents)
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(saved_path)

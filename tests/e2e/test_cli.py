@@ -46,7 +46,8 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     """A random tiny generator cannot state prices: the key-fact gate must stop it."""
     repo = _project(project_root, tmp_path, {
         "models": {"generator": "tiny:llama"},
-        "generator": {"max_steps": 2, "max_new_tokens": 16},
+        # the tiny model's character-level tokenizer makes examples ~700 tokens long
+        "generator": {"max_steps": 2, "max_new_tokens": 16, "max_length": 1024, "holdout_examples": 4},
         "router": {"epochs": 1},
         "evaluation": {"max_questions": 8},
     })
@@ -73,7 +74,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     """The real SmolLM2 generator, briefly fine-tuned, passes the gates; `ragops ask` answers
     from the champion with a citation that points at a retrieved document."""
     repo = _project(project_root, tmp_path, {
-        "generator": {"max_steps": 12},
+        "generator": {"max_steps": 16, "holdout_examples": 8, "eval_every": 8},
         "router": {"epochs": 2},
         "evaluation": {"max_questions": 10},
     })

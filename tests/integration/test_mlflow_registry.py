@@ -11,6 +11,7 @@ from components.pyfunc_models import RouterPyfunc
 from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history,
                                  log_loss_chart, register_pyfunc, set_alias)
 from components.training.router import save_router, train_router
+from components.models import resolve_model
 from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.integration
@@ -55,8 +56,6 @@ def test_router_registers_with_lineage_and_loads_back_by_alias(settings, project
 
 
 def _tiny_bert(settings):
-    from components.models import resolve_model
-
     return resolve_model("tiny:bert", settings.models_dir)
 
 
@@ -67,3 +66,31 @@ def test_ledger_is_append_only_jsonl(tmp_path):
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert [r["action"] for r in rows] == ["promote", "hold"]
     assert all("at" in r and "by" in r for r in rows)
+
+
+def test_generator_registers_as_adapter_plus_base_reference_and_loads_offline(settings, project_root, tmp_path):
+    import dataclasses
+
+    from components.config import GeneratorConfig
+    from components.pyfunc_models import GeneratorPyfunc
+    from components.training.generator import save_generator, train_generator
+
+    client = configure_mlflow(settings, "test")
+    examples = read_jsonl(project_root / "data" / "raw" / "generator.jsonl")[:8]
+    config = dataclasses.replace(GeneratorConfig(), max_steps=2, batch_size=2, max_length=1024, warmup_steps=0,
+                                 holdout_examples=0, early_stopping_patience=0)
+    result = train_generator(examples, resolve_model("tiny:llama", settings.models_dir), config, seed=0)
+    with mlflow.start_run(run_name="train-generator"):
+        adapter = save_generator(result, tmp_path / "adapter")
+        version = register_pyfunc("test-generator", GeneratorPyfunc(), {"adapter": str(adapter)},
+                                  {"base_model": "tiny:llama", "max_new_tokens": 6}, "a tiny generator", {})
+
+    files = [p for p in (settings.artifact_root).rglob("*") if p.is_file() and "test-generator" not in p.name]
+    names = {p.name for p in files}
+    assert "adapter_model.safetensors" in names
+    assert "model.safetensors" not in names, "the base model must be referenced, not copied into the registry"
+
+    set_alias(client, "test-generator", "champion", version.version)
+    loaded = mlflow.pyfunc.load_model("models:/test-generator@champion")
+    answers = loaded.predict(pd.DataFrame({"messages": [[{"role": "user", "content": "hello"}]]}))
+    assert len(answers) == 1 and isinstance(answers[0], str)

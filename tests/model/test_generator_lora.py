@@ -1,15 +1,22 @@
-"""Generator LoRA on a tiny random Llama: only adapter weights change; loss masks the prompt."""
+"""Generator LoRA on a tiny random Llama: only adapter weights change, the loss covers the answer
+only, the fast loss equals the plain one, batches group by length, and a killed run resumes."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from components.config import GeneratorConfig, Settings
 from components.models import resolve_model
-from components.training.generator import (IGNORE_INDEX, encode_example, generate_answers, load_generator,
-                                           load_tokenizer, pad_batch, save_generator, train_generator)
-from tests.conftest import read_jsonl
+from components.training.generator import (IGNORE_INDEX, answer_loss, encode_example, generate_answers,
+                                           load_generator, load_tokenizer, pad_batch, plan_batches, save_generator,
+                                           split_holdout, train_generator)
+from tests.conftest import ROOT, read_jsonl
 
 pytestmark = pytest.mark.model
 
@@ -24,29 +31,77 @@ def examples(project_root) -> list[dict]:
     return read_jsonl(project_root / "data" / "raw" / "generator.jsonl")[:12]
 
 
+def _config(**changes) -> GeneratorConfig:
+    base = dict(max_steps=3, batch_size=2, learning_rate=1e-2, max_length=1024, warmup_steps=0, holdout_examples=0,
+                early_stopping_patience=0, checkpoint_every=0)
+    return dataclasses.replace(GeneratorConfig(), **{**base, **changes})
+
+
 def test_labels_cover_only_the_answer(tiny_llama, examples):
     tokenizer = load_tokenizer(tiny_llama)
-    row = encode_example(tokenizer, examples[0], GeneratorConfig())
+    row = encode_example(tokenizer, examples[0], _config())
     answer_len = len(tokenizer(examples[0]["answer"], add_special_tokens=False)["input_ids"]) + 1
     assert row["labels"][-answer_len:] == row["input_ids"][-answer_len:]
     assert set(row["labels"][:-answer_len]) == {IGNORE_INDEX}
 
 
-def test_dynamic_padding_pads_to_the_longest_row():
+def test_examples_longer_than_max_length_are_skipped_not_cut(tiny_llama, examples):
+    assert encode_example(load_tokenizer(tiny_llama), examples[0], _config(max_length=32)) is None
+
+
+def test_dynamic_padding_left_pads_to_the_longest_row():
     batch = pad_batch([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4], "labels": [4]}], 0)
-    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [0, 0, 4]]
+    assert batch["labels"].tolist() == [[-100, 2, 3], [-100, -100, 4]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+    assert int(batch["answer_window"]) == 2
+
+
+@torch.no_grad()
+def test_answer_window_loss_equals_the_plain_full_logits_loss(tiny_llama, examples):
+    """The fast path (left padding, LM head on the answer window only) computes the same loss as
+    the textbook one (right padding to max_length, logits everywhere, labels to the model)."""
+    tokenizer = load_tokenizer(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    rows = [encode_example(tokenizer, ex, _config()) for ex in examples[:3]]
+    loss_sum, n_tokens = answer_loss(model, pad_batch(rows, tokenizer.pad_token_id))
+
+    width = 1024
+    ids = torch.tensor([r["input_ids"] + [tokenizer.pad_token_id] * (width - len(r["input_ids"])) for r in rows])
+    labels = torch.tensor([r["labels"] + [IGNORE_INDEX] * (width - len(r["labels"])) for r in rows])
+    mask = (torch.arange(width)[None, :] < torch.tensor([len(r["input_ids"]) for r in rows])[:, None]).long()
+    plain = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert n_tokens == int((labels != IGNORE_INDEX).sum())
+    assert float(loss_sum) / n_tokens == pytest.approx(float(plain), rel=1e-4)
+
+
+def test_length_grouping_cuts_padding_and_keeps_each_example_once_per_epoch():
+    lengths = [(i * 37) % 200 + 50 for i in range(64)]
+    grouped = plan_batches(lengths, 4, 16, seed=1, group_by_length=True)
+    plain = plan_batches(lengths, 4, 16, seed=1, group_by_length=False)
+    assert sorted(i for batch in grouped for i in batch) == list(range(64))
+
+    def padding(plan):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in plan)
+
+    assert padding(grouped) < padding(plain) / 4
+    assert plan_batches(lengths, 4, 16, seed=1, group_by_length=True) == grouped  # fixed by the seed
+
+
+def test_holdout_is_disjoint_and_keeps_unanswerable_examples(project_root):
+    rows = read_jsonl(project_root / "data" / "raw" / "generator.jsonl")
+    train, holdout = split_holdout(rows, 24, seed=5)
+    assert len(holdout) == 24 and len(train) + 24 == len(rows)
+    assert not {r["id"] for r in train} & {r["id"] for r in holdout}
+    assert 0 < sum(not r["answerable"] for r in holdout) < 24
 
 
 def test_training_changes_only_adapter_weights(tiny_llama, examples, tmp_path):
-    config = dataclasses.replace(GeneratorConfig(), max_steps=3, batch_size=2, learning_rate=1e-2,
-                                 max_length=256)
-    from transformers import AutoModelForCausalLM
-
     base_before = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
-    result = train_generator(examples, tiny_llama, config, seed=3)
+    result = train_generator(examples, tiny_llama, _config(), seed=3)
     assert len(result.history) == 3 and all(h["tokens_per_s"] > 0 for h in result.history)
+    assert all(h["learning_rate"] > 0 for h in result.history)
 
     lora_b = {n: p for n, p in result.model.named_parameters() if "lora_B" in n}
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b.values()), "LoRA B starts at zero and must move"
@@ -65,3 +120,67 @@ def test_training_changes_only_adapter_weights(tiny_llama, examples, tmp_path):
     reloaded, tokenizer = load_generator(str(adapter), tiny_llama)
     assert generate_answers(reloaded, tokenizer, conversation, 8) == generate_answers(result.model, result.tokenizer,
                                                                                      conversation, 8)
+
+
+def test_early_stopping_keeps_the_best_evaluated_weights(tiny_llama, project_root):
+    rows = read_jsonl(project_root / "data" / "raw" / "generator.jsonl")[:40]
+    # A huge learning rate makes the held-out loss rise after the first evaluation.
+    config = _config(max_steps=12, learning_rate=0.5, holdout_examples=8, eval_every=2, early_stopping_patience=2)
+    result = train_generator(rows, tiny_llama, config, seed=0)
+    assert result.evals and len(result.history) == result.evals[-1]["step"]
+    best = min(result.evals, key=lambda e: e["eval_loss"])
+    assert result.best_step == best["step"]
+    if result.stopped_early:
+        later = [e for e in result.evals if e["step"] > best["step"]]
+        assert len(later) == config.early_stopping_patience
+
+
+KILLED_RUN = textwrap.dedent("""
+    import json, os, signal, sys
+    from pathlib import Path
+    import components.training.generator as generator
+    from components.config import GeneratorConfig
+
+    config = GeneratorConfig(**json.loads(sys.argv[1]))
+    examples = [json.loads(line) for line in open(sys.argv[2])][:12]
+    real_loss, calls = generator.answer_loss, []
+
+    def loss_then_die(model, batch):
+        calls.append(1)
+        if len(calls) == int(sys.argv[4]):  # a real SIGKILL in the middle of this training step
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_loss(model, batch)
+
+    generator.answer_loss = loss_then_die
+    generator.train_generator(examples, sys.argv[3], config, seed=11, checkpoint_root=Path(sys.argv[5]))
+""")
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_llama, tmp_path):
+    config = _config(max_steps=8, checkpoint_every=3, target_modules=("q_proj", "v_proj"))
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    data = ROOT / "data" / "raw" / "generator.jsonl"
+    checkpoints = tmp_path / "checkpoints"
+    import json
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(raw), str(data), tiny_llama, "8",
+                             str(checkpoints)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (job,) = checkpoints.iterdir()
+    assert sorted(p.name for p in job.iterdir()) == ["step-000003", "step-000006"]
+
+    examples = read_jsonl(data)[:12]
+    resumed = train_generator(examples, tiny_llama, config, seed=11, checkpoint_root=checkpoints)
+    assert resumed.resumed_from_step == 6
+    assert [h["step"] for h in resumed.history] == list(range(1, 9))
+
+    fresh = train_generator(examples, tiny_llama, config, seed=11)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in fresh.history], rel=1e-5)
+    fresh_weights = dict(fresh.model.named_parameters())
+    for name, param in resumed.model.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(param, fresh_weights[name], rtol=1e-5, atol=1e-6)
+
+    again = train_generator(examples, tiny_llama, config, seed=11, checkpoint_root=checkpoints)
+    assert again.resumed_from_step == 8 and len(again.history) == 8  # a finished job is not retrained

@@ -37,6 +37,10 @@ def test_missing_sections_take_defaults():
         ({"evaluation": {"gates": {"key_fact_accuracy": 1.5}}}, "must be a number in [0, 1]"),
         ({"index": {"keep_versions": 1}}, "index.keep_versions"),
         ({"router": {"lora_r": True}}, "router.lora_r must be int"),
+        ({"router": {"method": "qlora"}}, "router.method must be one of"),
+        ({"router": {"method": "full", "learning_rate": 0.002}}, "use about 5e-5 for full fine-tuning"),
+        ({"generator": {"holdout_examples": 0}}, "set generator.holdout_examples > 0 or the patience to 0"),
+        ({"generator": {"max_steps": 4, "warmup_steps": 8}}, "generator.warmup_steps must be in [0, generator.max_steps=4]"),
     ],
 )
 def test_bad_values_name_the_key(raw, fragment):

@@ -16,8 +16,9 @@ from statistics import mean
 
 from components.prompting import extract_citations
 
-REFUSAL_MARKERS = ("do not contain", "don't contain", "don't know", "do not know", "not sure", "cannot find",
-                   "can't find", "no information", "not have that information", "only help with")
+REFUSAL_MARKERS = ("do not contain", "don't contain", "does not contain", "doesn't contain", "don't know", "do not know",
+                   "not sure", "cannot find", "can't find", "no information", "not have that information",
+                   "does not mention", "doesn't mention", "not mentioned", "only help with")
 
 
 @dataclass(frozen=True)

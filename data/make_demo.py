@@ -153,6 +153,21 @@ GOLD_UNANSWERABLE = ["Do you sell lawn mowers?", "What is the price of the Zephy
                      "Do you sell garden furniture?", "Can I buy a car here?", "Is there a store cafe?",
                      "Do you repair bicycles?", "What is the price of the Tempo Smart Ring?",
                      "Do you stock printer ink?", "Is the Kestrel Tablet 11 available?"]
+# Training-only refusals for things the store does not sell or do (the golden set asks about
+# other ones): retrieval still returns its nearest chunks, and the answer must be a refusal.
+ABSENT_ITEMS = ["kayaks", "dishwashers", "power drills", "board games", "pet food", "tents", "mattresses",
+                "winter tyres", "vacuum cleaners", "baby strollers", "fishing rods", "sofas", "perfume",
+                "golf clubs", "snowboards", "aquariums", "pianos", "wall paint", "office chairs", "microwaves"]
+ABSENT_PRODUCTS = ["Nimbus Z3 Projector", "Orion Air Purifier", "Vela Robot Mower", "Quasar E-Bike 500",
+                   "Halcyon Smart Lock", "Brio Kids Tablet 8", "Pixelon Drone Mini", "Tundra Heated Jacket",
+                   "Lyra Smart Speaker", "Corvo Gaming Mouse", "Atlas Standing Desk", "Zenith Air Fryer"]
+ABSENT_SERVICES = ["Do you offer gift wrapping?", "Is there parking at your stores?", "Can I book a personal shopper?",
+                   "Do you deliver on public holidays?", "Do you buy back used phones?",
+                   "Can I pick up my order by drone?", "Do you offer installation at home?",
+                   "Is there a kids' play area in the store?"]
+ABSENT_TEMPLATES = {"item": ["Do you sell {x}?", "Can I buy {x} here?", "do you have any {x}", "Where can I find {x}?"],
+                    "product": ["How much is the {x}?", "Do you have the {x} in stock?", "What is the price of the {x}?",
+                                "Is the {x} available?"]}
 GENERAL_TOPICS = ["staying healthy", "saving money", "learning a language", "sleeping better", "writing clearly",
                   "running a meeting", "planning a trip", "starting to exercise", "studying for exams",
                   "keeping plants alive"]
@@ -272,7 +287,29 @@ def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
             add(question, _context([(f"pol-{pid}", policy_chunk(pid))], others, rng),
                 f"{text.split('. ')[0].rstrip('.')} [pol-{pid}].", True)
     rng.shuffle(examples)
+    absent_rng = random.Random()
+    absent_rng.setstate(rng.getstate())  # a copy: the sets generated after this one stay as they were
+    _add_absent_examples(examples, products, absent_rng)
     return examples
+
+
+def _add_absent_examples(examples: list[dict], products: list[dict], rng: random.Random) -> None:
+    """Questions about what the store does not have: the context holds the nearest but unrelated
+    chunks (products of one category, or policies), the answer is a refusal. Inserted at random
+    places, numbered after the other examples."""
+    questions = ([(rng.choice(ABSENT_TEMPLATES["item"]).format(x=x), "product") for x in ABSENT_ITEMS]
+                 + [(t.format(x=x), "product") for x in ABSENT_PRODUCTS for t in rng.sample(ABSENT_TEMPLATES["product"], 2)]
+                 + [(q, "policy") for q in ABSENT_SERVICES])
+    for question, kind in questions:
+        if kind == "policy":
+            context = [(f"pol-{o}", policy_chunk(o)) for o in rng.sample(list(POLICIES), 3)]
+        else:
+            category = rng.choice(sorted({p["category"] for p in products}))
+            same = [p for p in products if p["category"] == category]
+            context = [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, 3)]
+        example = {"id": f"gen-{len(examples) + 1:04d}", "question": question,
+                   "context": [{"doc_id": d, "text": t} for d, t in context], "answer": REFUSAL, "answerable": False}
+        examples.insert(rng.randrange(len(examples) + 1), example)
 
 
 def make_router_set(products: list[dict], rng: random.Random) -> list[dict]:

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from components.evaluation import (answer_metrics, contains_fact, decide_promotion, is_refusal, retrieval_metrics,
-                                   router_metrics)
+from components.evaluation import (answer_metrics, contains_fact, decide_promotion, generator_behaviour_metrics,
+                                   is_refusal, retrieval_metrics, router_metrics)
 
 pytestmark = pytest.mark.unit
 
@@ -45,6 +45,7 @@ def test_answer_metrics():
     assert metrics["citation_precision"].value == 0.5
     assert metrics["refusal_accuracy"].value == 1.0 and metrics["refusal_accuracy"].samples == 1
     assert is_refusal("I don’t know.") and not is_refusal("It costs 3 USD.")
+    assert is_refusal("The context document does not contain any information about a play area.")
 
 
 def test_router_metrics():
@@ -66,3 +67,14 @@ def test_missing_or_nan_metric_fails_its_gate(metrics):
     decision = decide_promotion(metrics, {"key_fact_accuracy": 0.0})
     assert not decision.passed
     assert "missing or NaN" in decision.reasons[0]
+
+
+def test_generator_behaviour_metrics_split_answerable_and_unanswerable():
+    examples = [{"answer": "It costs 5 USD [p-1].", "answerable": True},
+                {"answer": "It costs 7 USD [p-2].", "answerable": True},
+                {"answer": "I'm sorry, the store documents I have do not contain that information.", "answerable": False}]
+    answers = ["It is 5 USD [p-1].", "I'm sorry, the documents do not contain that.", "It costs 9 USD [p-3]."]
+    metrics = generator_behaviour_metrics(examples, answers)
+    assert (metrics["citation_accuracy"].value, metrics["citation_accuracy"].samples) == (0.0 + 1.0 / 2, 2)
+    assert (metrics["false_refusal_rate"].value, metrics["refusal_rate"].value) == (0.5, 0.0)
+    assert metrics["refusal_rate"].samples == 1

@@ -34,7 +34,6 @@ def generator_description(result: GeneratorResult, params: Params, data_md5: str
     stop = (f"stopped early at step {steps} of {p.generator.max_steps} (held-out loss stopped improving)"
             if result.stopped_early else f"{steps} steps")
     resumed = f", resumed from checkpoint step {result.resumed_from_step}" if result.resumed_from_step else ""
-    eval_loss = min((e["eval_loss"] for e in result.evals), default=float("nan"))
     compare = "; ".join(
         f"{name.replace('_', ' ')} {behaviour[f'heldout_{name}_tuned'].value:.2f} "
         f"(base model {behaviour[f'heldout_{name}_base'].value:.2f}, n={behaviour[f'heldout_{name}_tuned'].samples})"
@@ -43,5 +42,5 @@ def generator_description(result: GeneratorResult, params: Params, data_md5: str
             f"Trained on generator.jsonl (md5 {data_md5}; {result.train_examples} training examples, "
             f"{len(result.holdout)} held out): {stop}{resumed}, {seen} examples seen "
             f"({seen / max(1, result.train_examples):.2f} epochs), {seconds:.0f} s on {p.project.device}; weights "
-            f"from step {result.best_step}, held-out loss {eval_loss:.3f}. Held-out behaviour with the same context "
+            f"from step {result.best_step}, held-out loss {result.best_eval_loss:.3f}. Held-out behaviour with the same context "
             f"for both: {compare}. Run {run_id}.")

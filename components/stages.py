@@ -186,10 +186,9 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             mlflow.log_dict([{"id": ex["id"], "question": ex["question"], "reference": ex["answer"], "tuned": t,
                               "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
                             "evaluation/generator_heldout_answers.json")
-        eval_loss = min((e["eval_loss"] for e in result.evals), default=float("nan"))
         _log_metrics({**{k: m.value for k, m in behaviour.items()},
                       **{f"{k}_samples": float(m.samples) for k, m in behaviour.items()},
-                      "best_eval_loss": eval_loss, "best_step": result.best_step, "train_seconds": seconds,
+                      "best_eval_loss": result.best_eval_loss, "best_step": result.best_step, "train_seconds": seconds,
                       "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
         description = generator_description(result, p, data.versions["generator.jsonl"], seconds, run.info.run_id,
@@ -199,7 +198,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
-                        {"best_eval_loss": eval_loss, **{k: m.value for k, m in behaviour.items()}}, run.info.run_id)
+                        {"best_eval_loss": result.best_eval_loss, **{k: m.value for k, m in behaviour.items()}}, run.info.run_id)
 
 
 def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:

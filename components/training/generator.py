@@ -48,6 +48,10 @@ class GeneratorResult:
     best_step: int = 0
     stopped_early: bool = False
 
+    @property
+    def best_eval_loss(self) -> float:
+        return min((e["eval_loss"] for e in self.evals), default=float("nan"))
+
 
 def load_tokenizer(path: str):
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -232,8 +236,9 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
             if state["done"]:
                 break
             tic = time.perf_counter()
+            learning_rate = learning_rate_at(step, config)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, config)
+                group["lr"] = learning_rate
             micro = [_to(pad_batch([encoded[i] for i in plan[(step - 1) * config.grad_accum + k]],
                                    tokenizer.pad_token_id), device) for k in range(config.grad_accum)]
             n_answer = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
@@ -247,7 +252,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
             tokens = sum(int(b["attention_mask"].sum()) for b in micro)
             padded = sum(b["attention_mask"].numel() for b in micro)
             seconds = time.perf_counter() - tic
-            state["history"].append({"step": step, "loss": total / n_answer, "learning_rate": learning_rate_at(step, config),
+            state["history"].append({"step": step, "loss": total / n_answer, "learning_rate": learning_rate,
                                      "tokens_per_s": tokens / seconds, "padding_share": 1 - tokens / padded})
             if holdout_encoded and (step % config.eval_every == 0 or step == config.max_steps):
                 eval_loss = evaluation_loss(model, holdout_encoded, tokenizer.pad_token_id, config.batch_size * 2, device)
@@ -264,10 +269,10 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
             if state["done"] or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 checkpoint(step)
             progress.update(task, advance=1, description=f"generator: training (loss {total / n_answer:.3f})")
-    if best_adapter is not None and state["best_step"] != (state["history"][-1]["step"] if state["history"] else 0):
+    last = state["history"][-1]["step"] if state["history"] else 0
+    if best_adapter is not None and state["best_step"] != last:
         set_peft_model_state_dict(model, best_adapter)  # early stopping keeps the best evaluated weights
     model.eval()
-    last = state["history"][-1]["step"] if state["history"] else 0
     return GeneratorResult(model, tokenizer, state["history"], state["evals"], train_examples=len(encoded),
                            skipped_too_long=len(encoded_all) - len(encoded), holdout=holdout, resumed_from_step=start,
                            best_step=state["best_step"] or last, stopped_early=last < config.max_steps)

@@ -46,18 +46,6 @@ def split_stratified(rows: list[dict], test_fraction: float, seed: int) -> tuple
     return train, test
 
 
-def macro_f1(y_true: list[int], y_pred: list[int], n_classes: int) -> float:
-    scores = []
-    for c in range(n_classes):
-        tp = sum(t == c and p == c for t, p in zip(y_true, y_pred))
-        fp = sum(t != c and p == c for t, p in zip(y_true, y_pred))
-        fn = sum(t == c and p != c for t, p in zip(y_true, y_pred))
-        if tp + fp + fn == 0:
-            continue  # class absent from both: not counted
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else float("nan")
-
-
 def confusion_matrix(y_true: list[int], y_pred: list[int], n_classes: int) -> list[list[int]]:
     matrix = [[0] * n_classes for _ in range(n_classes)]
     for t, p in zip(y_true, y_pred, strict=True):
@@ -65,14 +53,28 @@ def confusion_matrix(y_true: list[int], y_pred: list[int], n_classes: int) -> li
     return matrix
 
 
-def classification_metrics(y_true: list[int], y_pred: list[int], intents: tuple[str, ...]) -> dict[str, float]:
-    """Accuracy, macro-F1 and per-intent precision/recall (NaN when an intent was never
-    predicted, resp. never present: undefined, not zero)."""
-    metrics = {"router_accuracy": float(np.mean([t == p for t, p in zip(y_true, y_pred)])),
-               "router_macro_f1": macro_f1(y_true, y_pred, len(intents))}
-    for c, intent in enumerate(intents):
-        tp = sum(t == c and p == c for t, p in zip(y_true, y_pred))
-        predicted, present = sum(p == c for p in y_pred), sum(t == c for t in y_true)
+def _class_counts(matrix: list[list[int]]) -> list[tuple[int, int, int]]:
+    """(true positives, times predicted, times present) per class."""
+    return [(matrix[c][c], sum(row[c] for row in matrix), sum(matrix[c])) for c in range(len(matrix))]
+
+
+def _macro_f1(matrix: list[list[int]]) -> float:
+    # F1 = 2tp / (2tp + fp + fn) = 2tp / (predicted + present); a class absent from both is not counted
+    scores = [2 * tp / (predicted + present) for tp, predicted, present in _class_counts(matrix) if predicted + present]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def macro_f1(y_true: list[int], y_pred: list[int], n_classes: int) -> float:
+    return _macro_f1(confusion_matrix(y_true, y_pred, n_classes))
+
+
+def classification_metrics(matrix: list[list[int]], intents: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy, macro-F1 and per-intent precision/recall from a confusion matrix (NaN when an
+    intent was never predicted, resp. never present: undefined, not zero)."""
+    total = sum(map(sum, matrix))
+    metrics = {"router_accuracy": sum(matrix[c][c] for c in range(len(matrix))) / total if total else float("nan"),
+               "router_macro_f1": _macro_f1(matrix)}
+    for intent, (tp, predicted, present) in zip(intents, _class_counts(matrix), strict=True):
         metrics[f"router_precision_{intent}"] = tp / predicted if predicted else float("nan")
         metrics[f"router_recall_{intent}"] = tp / present if present else float("nan")
     return metrics
@@ -140,11 +142,12 @@ def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed
     predictions = predict_intents(model, tokenizer, [r["text"] for r in test], intents, config.max_length)
     y_true = [label[r["intent"]] for r in test]
     y_pred = [label[p] for p, _ in predictions]
-    metrics = classification_metrics(y_true, y_pred, intents)
+    confusion = confusion_matrix(y_true, y_pred, len(intents))
+    metrics = classification_metrics(confusion, intents)
     # Share of held-out queries the confidence threshold would send to the fallback route.
     metrics["router_fallback_share"] = float(np.mean([c < config.confidence_threshold for _, c in predictions]))
     return RouterResult(model, tokenizer, intents, metrics, history, test_size=len(test),
-                        confusion=confusion_matrix(y_true, y_pred, len(intents)))
+                        confusion=confusion)
 
 
 def save_router(result: RouterResult, out_path: Path) -> Path:

@@ -46,7 +46,7 @@ def test_trained_router_beats_majority_baseline(project_root, encoder_path):
 def test_per_intent_metrics_and_confusion_matrix():
     intents = ("a", "b", "c")
     y_true, y_pred = [0, 0, 1, 1, 2], [0, 1, 1, 1, 1]
-    metrics = classification_metrics(y_true, y_pred, intents)
+    metrics = classification_metrics(confusion_matrix(y_true, y_pred, 3), intents)
     assert metrics["router_precision_b"] == 0.5 and metrics["router_recall_b"] == 1.0
     assert metrics["router_recall_a"] == 0.5 and metrics["router_recall_c"] == 0.0
     assert math.isnan(metrics["router_precision_c"])  # never predicted: undefined, not 0

@@ -23,7 +23,8 @@ import pandas as pd
 
 from components.config import Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
-from components.index.store import Retrieved, connect_weaviate, hybrid_search
+from components.index.search import Retrieved, SearchFilters, SearchMode, search
+from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.prompting import build_messages, extract_citations
 from components.training.generator import generate_answers, load_generator
@@ -85,18 +86,23 @@ class Assistant:
         routed = predict_intents(self.router, self.router_tokenizer, questions, tuple(m.intents), m.router_max_length)
         return [(intent if conf >= m.confidence_threshold else m.fallback_intent, conf) for intent, conf in routed]
 
-    def retrieve(self, questions: list[str]) -> list[list[Retrieved]]:
+    def retrieve(self, questions: list[str], mode: SearchMode = "hybrid",
+                 filters: list[SearchFilters | None] | None = None) -> list[list[Retrieved]]:
         vectors = embed_texts(self.embedder, questions, batch_size=32)
-        return [hybrid_search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha)
-                for q, v in zip(questions, vectors)]
+        filters = filters or [None] * len(questions)
+        return [search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha,
+                       mode, f) for q, v, f in zip(questions, vectors, filters, strict=True)]
 
     def answer(self, questions: list[str], use_retrieval: bool = True,
-               retrieved_all: list[list[Retrieved]] | None = None) -> list[Answer]:
-        """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them)."""
+               retrieved_all: list[list[Retrieved]] | None = None,
+               filters: list[SearchFilters | None] | None = None) -> list[Answer]:
+        """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
+        `filters`: per question, metadata filters for retrieval (category, in stock)."""
         routes = self.route(questions)
         needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS and use_retrieval]
         hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
-                else self.retrieve([questions[i] for i in needs_docs]))
+                else self.retrieve([questions[i] for i in needs_docs],
+                                   filters=[filters[i] for i in needs_docs] if filters else None))
         retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, hits))
         to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope"]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
@@ -122,8 +128,16 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
     return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client)
 
 
+def _row_filters(row: dict) -> SearchFilters:
+    """Filters of one input row; empty cells (None/NaN when other rows set a filter) mean no filter."""
+    category = row.get("category")
+    return SearchFilters(category=category if isinstance(category, str) and category else None,
+                         in_stock=row.get("in_stock") is True or row.get("in_stock") == 1)
+
+
 class BundleModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc: input a DataFrame with a `question` column; output one dict per question."""
+    """The pyfunc: input a DataFrame with a `question` column (and optionally `category` and
+    `in_stock` retrieval filters); output one dict per question."""
 
     def load_context(self, context) -> None:
         self._stack = contextlib.ExitStack()
@@ -136,7 +150,11 @@ class BundleModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[dict]:
         if "question" not in model_input.columns:
             raise ValueError("input needs a 'question' column, e.g. {'question': ['How much is ...?']}")
-        return [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]])]
+        filters = None
+        if {"category", "in_stock"} & set(model_input.columns):
+            rows = model_input.to_dict("records")
+            filters = [_row_filters(r) for r in rows]
+        return [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters)]
 
     def unload(self) -> None:
         self._stack.close()

@@ -52,8 +52,9 @@ def is_refusal(answer: str) -> bool:
     return any(marker in lowered for marker in REFUSAL_MARKERS)
 
 
-def retrieval_metrics(golden: list[dict], retrieved_ids: list[list[str]]) -> dict[str, Metric]:
-    """recall@k and MRR over the questions that have gold documents."""
+def retrieval_metrics(golden: list[dict], retrieved_ids: list[list[str]], mode: str = "hybrid") -> dict[str, Metric]:
+    """recall@k and MRR over the questions that have gold documents. The serving mode (hybrid)
+    gives the gated names; other modes (vector, bm25) are suffixed, for the side-by-side view."""
     recalls, reciprocal_ranks = [], []
     for row, ids in zip(golden, retrieved_ids, strict=True):
         gold = set(row.get("gold_doc_ids") or [])
@@ -62,7 +63,8 @@ def retrieval_metrics(golden: list[dict], retrieved_ids: list[list[str]]) -> dic
         recalls.append(len(gold & set(ids)) / len(gold))
         rank = next((i for i, doc_id in enumerate(ids, start=1) if doc_id in gold), None)
         reciprocal_ranks.append(1.0 / rank if rank else 0.0)
-    return {"retrieval_recall_at_k": _metric(recalls), "retrieval_mrr": _metric(reciprocal_ranks)}
+    suffix = "" if mode == "hybrid" else f"_{mode}"
+    return {f"retrieval_recall_at_k{suffix}": _metric(recalls), f"retrieval_mrr{suffix}": _metric(reciprocal_ranks)}
 
 
 def router_metrics(golden: list[dict], routes: list[str]) -> dict[str, Metric]:

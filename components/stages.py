@@ -202,10 +202,26 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
 
 
 def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:
+    """A new index version with only the changed documents embedded (or the live one, if nothing changed)."""
+    p = ctx.params
     docs = ctx.read_curated("documents.jsonl")
-    embedder = load_embedder(resolve_model(ctx.params.models.encoder, ctx.settings.models_dir), ctx.params.project.device)
-    with connect_weaviate(ctx.settings) as client:
-        return build_index_version(client, docs, embedder, ctx.params.index)
+    embedder = load_embedder(resolve_model(p.models.encoder, ctx.settings.models_dir), p.project.device)
+    with mlflow.start_run(run_name="build-index") as run:
+        log_params_section("index", params_as_dict(p.index))
+        mlflow.log_param("models.encoder", p.models.encoder)
+        log_data_versions({"documents.jsonl": data.versions["documents.jsonl"]}, ctx.curated_path, "index")
+        with connect_weaviate(ctx.settings) as client:
+            built = build_index_version(client, docs, embedder, p.index, encoder=p.models.encoder)
+        mlflow.set_tags({"collection": built.collection, "base_collection": str(built.base),
+                         "new_version": str(built.new), "plan": built.plan, "run_id": run.info.run_id})
+        mlflow.log_metrics({"documents": built.documents, "chunks": built.chunks, "seconds": built.seconds,
+                            "embedded_chunks": built.embedded_chunks, "copied_chunks": built.copied_chunks,
+                            "changed_documents": len(built.changed_docs), "deleted_documents": len(built.deleted_docs)})
+        mlflow.log_dict({"changed": list(built.changed_docs), "deleted": list(built.deleted_docs)},
+                        "index/changes.json")
+    print(f"index: {built.collection} ({built.plan}; embedded {built.embedded_chunks} chunks, "
+          f"copied {built.copied_chunks}, {built.seconds:.1f} s)")
+    return built
 
 
 def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel, index: IndexVersion,
@@ -231,7 +247,11 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
                                    ctx.params.project.device)
         retrieved = assistant.retrieve(questions)
         answers = assistant.answer(questions, retrieved_all=retrieved)
+        # Vector-only and BM25-only beside the served hybrid, on the same questions and k.
+        other_modes = {mode: assistant.retrieve(questions, mode=mode) for mode in ("vector", "bm25")}
     metrics = {**retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in retrieved]),
+               **{k: m for mode, hits_all in other_modes.items()
+                  for k, m in retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in hits_all], mode).items()},
                **router_metrics(golden, [a.route for a in answers]),
                **answer_metrics(golden, [a.answer for a in answers])}
     decision = decide_promotion({k: m.value for k, m in metrics.items()}, ctx.params.evaluation.gates)

@@ -1,7 +1,9 @@
 """Weaviate: connection, versioned collections, the serving alias, hybrid search.
 
 Each build writes a new collection `<alias>_v<n>`; serving reads the alias, which moves in
-one step when a version goes live. Nothing here ever edits the live collection.
+one step when a version goes live. Nothing here ever edits the live collection. A version is
+sealed by its ledger (in the `<alias>Ledger` collection) once its checks passed; a version
+without one is an unfinished build.
 
     >>> from components.config import Settings
     >>> with connect_weaviate(Settings()) as client:  # doctest: +SKIP
@@ -14,18 +16,21 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
+from uuid import UUID, uuid5
 
-import numpy as np
 import weaviate
-from weaviate.classes.config import Configure, DataType, Property
+from weaviate.classes.aggregate import GroupByAggregate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
-from weaviate.classes.query import MetadataQuery
+from weaviate.classes.query import Filter
 
 from components.config import Settings
 from components.index.chunking import Chunk
+from components.index.ledger import Ledger
+from components.index.server import SERVER_ENVIRONMENT
 
 PROPERTIES = (
     Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
@@ -40,15 +45,11 @@ PROPERTIES = (
 )
 
 
+LEDGER_NAMESPACE = UUID("0b5f8a4e-7d0c-4a55-8f1e-2f7c9d3e6a11")
+
+
 class IndexError_(RuntimeError):
     """The index cannot be built, checked or served; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Retrieved:
-    doc_id: str
-    text: str
-    score: float
 
 
 def _free_port() -> int:
@@ -86,9 +87,9 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
             # A fixed node name: Raft state on disk is keyed by it, and ports change per run.
             # Advertising loopback: on hosts with an IPv6 interface the server otherwise picks that
             # address and fails to format it ("too many colons in address").
-            environment_variables={"DISABLE_TELEMETRY": "true", "CLUSTER_HOSTNAME": "ragops",
-                                   "RAFT_JOIN": "ragops", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
-                                   "ENABLE_MODULES": "", "LOG_LEVEL": "error"},
+            environment_variables={**SERVER_ENVIRONMENT, "CLUSTER_HOSTNAME": "ragops", "RAFT_JOIN": "ragops",
+                                   "CLUSTER_ADVERTISE_ADDR": "127.0.0.1", "LOG_LEVEL": "error",
+                                   "GO_PROFILING_PORT": str(_free_port())},
         )
     try:
         yield client
@@ -113,40 +114,84 @@ def next_version_name(client: weaviate.WeaviateClient, alias: str) -> str:
     return version_name(alias, last + 1)
 
 
-def create_version(client: weaviate.WeaviateClient, name: str, chunks: Sequence[Chunk],
-                   vectors: np.ndarray, docs: dict[str, dict]) -> int:
-    """Write chunks and their vectors into a new collection; returns the object count written."""
-    if len(chunks) != len(vectors):
-        raise IndexError_(f"{len(chunks)} chunks but {len(vectors)} vectors; the embedder dropped inputs")
-    collection = client.collections.create(name, properties=list(PROPERTIES),
-                                           vector_config=Configure.Vectors.self_provided())
-    with collection.batch.fixed_size(batch_size=200) as batch:
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            doc = docs[chunk.doc_id]
-            batch.add_object(
-                uuid=chunk.uuid, vector=vector.tolist(),
-                properties={"doc_id": chunk.doc_id, "chunk_index": chunk.index, "text": chunk.text,
-                            "title": str(doc.get("name", "")), "category": str(doc.get("category", "")),
-                            "doc_hash": doc["content_hash"], "updated_at": str(doc.get("updated_at", "")),
-                            "price": float(doc["price"]) if doc.get("price") is not None else None,
-                            "stock": int(doc["stock"]) if doc.get("stock") is not None else None},
-            )
+def chunk_properties(chunk: Chunk, doc: dict) -> dict:
+    """Object properties of a chunk: its text (BM25) and the document metadata used for filters."""
+    return {"doc_id": chunk.doc_id, "chunk_index": chunk.index, "text": chunk.text,
+            "title": str(doc.get("name", "")), "category": str(doc.get("category", "")),
+            "doc_hash": doc["content_hash"], "updated_at": str(doc.get("updated_at", "")),
+            "price": float(doc["price"]) if doc.get("price") is not None else None,
+            "stock": int(doc["stock"]) if doc.get("stock") is not None else None}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    uuid: str
+    properties: dict
+    vector: list[float]
+
+
+def create_collection(client: weaviate.WeaviateClient, name: str) -> None:
+    client.collections.create(name, properties=list(PROPERTIES), vector_config=Configure.Vectors.self_provided())
+
+
+def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[StoredObject]) -> int:
+    """Insert objects into a version that is not live; returns how many were sent."""
+    collection = client.collections.get(name)
+    sent = 0
+    with collection.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
+        for obj in objects:
+            batch.add_object(uuid=obj.uuid, properties=obj.properties, vector=obj.vector)
+            sent += 1
     failed = collection.batch.failed_objects
     if failed:
-        client.collections.delete(name)
         raise IndexError_(f"{len(failed)} objects failed to insert into {name} (first: {failed[0].message}); "
-                          f"the new version was deleted, the live alias is unchanged")
-    return len(collection)
+                          f"the new version is not live and will be discarded by the next build")
+    return sent
 
 
-def check_version(client: weaviate.WeaviateClient, name: str, expected: int, probe_vector: np.ndarray) -> None:
-    """Refuse a version whose object count is off or whose search returns nothing."""
-    collection = client.collections.get(name)
-    count = len(collection)
-    if count != expected:
-        raise IndexError_(f"{name} holds {count} objects, expected {expected}; not going live")
-    if not collection.query.near_vector(probe_vector.tolist(), limit=1).objects:
-        raise IndexError_(f"{name}: a probe query returned nothing; not going live")
+def read_objects(client: weaviate.WeaviateClient, name: str, doc_ids: set[str]) -> Iterator[StoredObject]:
+    """Objects (with vectors) of the given documents in a version: what an incremental build copies."""
+    for obj in client.collections.get(name).iterator(include_vector=True, cache_size=1000):
+        if obj.properties["doc_id"] in doc_ids:
+            vector = obj.vector["default"] if isinstance(obj.vector, dict) else obj.vector
+            yield StoredObject(str(obj.uuid), dict(obj.properties), list(vector))
+
+
+def chunk_counts(client: weaviate.WeaviateClient, name: str) -> dict[str, int]:
+    """Objects per document id, counted by Weaviate."""
+    result = client.collections.get(name).aggregate.over_all(
+        group_by=GroupByAggregate(prop="doc_id", limit=10_000_000), total_count=True)
+    return {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
+
+
+def ledger_collection(alias: str) -> str:
+    return f"{alias}Ledger"
+
+
+def write_ledger(client: weaviate.WeaviateClient, alias: str, ledger: Ledger) -> None:
+    """Seal a version: a version without a ledger is an unfinished build."""
+    name = ledger_collection(alias)
+    if not client.collections.exists(name):
+        client.collections.create(name, vector_config=Configure.Vectors.self_provided(), properties=[
+            Property(name="collection", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+            Property(name="ledger", data_type=DataType.TEXT, index_filterable=False, index_searchable=False)])
+    client.collections.get(name).data.insert({"collection": ledger.collection, "ledger": ledger.to_json()},
+                                             uuid=uuid5(LEDGER_NAMESPACE, ledger.collection))
+
+
+def read_ledger(client: weaviate.WeaviateClient, alias: str, collection: str) -> Ledger | None:
+    name = ledger_collection(alias)
+    if not client.collections.exists(name):
+        return None
+    found = client.collections.get(name).query.fetch_object_by_id(uuid5(LEDGER_NAMESPACE, collection))
+    return Ledger.from_json(found.properties["ledger"]) if found else None
+
+
+def delete_version(client: weaviate.WeaviateClient, alias: str, collection: str) -> None:
+    client.collections.delete(collection)
+    name = ledger_collection(alias)
+    if client.collections.exists(name):
+        client.collections.get(name).data.delete_many(Filter.by_property("collection").equal(collection))
 
 
 def live_collection(client: weaviate.WeaviateClient, alias: str) -> str | None:
@@ -170,15 +215,15 @@ def prune_versions(client: weaviate.WeaviateClient, alias: str, keep: int, prote
     versions = list_versions(client, alias)
     doomed = [v for v in versions[:-keep] if v != live and v not in protect]
     for name in doomed:
-        client.collections.delete(name)
+        delete_version(client, alias, name)
     return doomed
 
 
-def hybrid_search(client: weaviate.WeaviateClient, collection: str, query: str, vector: np.ndarray,
-                  k: int, alpha: float) -> list[Retrieved]:
-    result = client.collections.get(collection).query.hybrid(
-        query=query, vector=vector.tolist(), alpha=alpha, limit=k,
-        return_metadata=MetadataQuery(score=True), return_properties=["doc_id", "text"],
-    )
-    return [Retrieved(o.properties["doc_id"], o.properties["text"], float(o.metadata.score or 0.0))
-            for o in result.objects]
+def discard_unsealed(client: weaviate.WeaviateClient, alias: str) -> list[str]:
+    """Delete versions a killed or failed build left without a ledger (never the live one).
+    Builds of one alias run one at a time (the reindex deployment's concurrency limit)."""
+    live = live_collection(client, alias)
+    doomed = [v for v in list_versions(client, alias) if v != live and read_ledger(client, alias, v) is None]
+    for name in doomed:
+        delete_version(client, alias, name)
+    return doomed

@@ -1,0 +1,133 @@
+"""A standalone Weaviate server from the provisioned binary, for server mode and tests.
+
+Embedded mode ties the server to one Python process; a standalone server outlives it, so
+several processes (a worker, `ragops serve`, a test killing a build) share one index.
+
+    >>> with weaviate_server(Settings(), Path("/tmp/wv")) as server:  # doctest: +SKIP
+    ...     os.environ["RAGOPS_WEAVIATE_URL"] = server.url
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.config import Settings
+
+
+# Settings of every Weaviate server ragops starts (embedded or standalone). Weaviate 1.35.2's
+# BlockMax WAND BM25 ranks wrongly on this catalog ("Lumen Laptop 13 Lite" put two "Kestrel Laptop
+# 13" documents first and the exact document nowhere in the top 3); the classic BM25 path ranks it
+# first. Collection configs cannot switch it off (the server overrides usingBlockMaxWAND), only this
+# variable can; set it on external servers too (infra/).
+SERVER_ENVIRONMENT = {"DISABLE_TELEMETRY": "true", "ENABLE_MODULES": "", "USE_INVERTED_SEARCHABLE": "false",
+                      "LOG_LEVEL": "warning"}
+
+
+class WeaviateServerError(RuntimeError):
+    """The server binary is missing or did not become ready."""
+
+
+@dataclass
+class WeaviateServer:
+    process: subprocess.Popen
+    http_port: int
+    grpc_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points ragops at this server."""
+        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def binary_of(settings: Settings) -> Path:
+    found = sorted(settings.weaviate_binary_dir.glob(f"weaviate-v{settings.weaviate_version}-*"))
+    if not found:
+        raise WeaviateServerError(f"no Weaviate {settings.weaviate_version} binary in {settings.weaviate_binary_dir}; "
+                                  f"run `make setup` (infra/weaviate/provision.py)")
+    return found[0]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s")
+
+
+def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> WeaviateServer:
+    """Start the server on free loopback ports with its data in `data_path`; returns when ready."""
+    http, grpc, gossip, profiling = _free_ports(4)
+    # The server derives its cluster ports from the gossip port: data = gossip + 1, and Raft's
+    # ports must not collide with it (as weaviate-client's embedded mode lays them out).
+    data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
+    data_path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
+           "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", **SERVER_ENVIRONMENT,
+           "CLUSTER_HOSTNAME": "ragops", "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+           "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
+           "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
+           "RAFT_BOOTSTRAP_EXPECT": "1", "GO_PROFILING_PORT": str(profiling)}
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (the server owns it)
+    process = subprocess.Popen([str(binary_of(settings)), "--host", "127.0.0.1", "--port", str(http),
+                                "--scheme", "http"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    server = WeaviateServer(process, http, grpc)
+    try:
+        wait_ready(server.url, process)
+    except WeaviateServerError:
+        stop_weaviate_server(server)
+        raise
+    return server
+
+
+def stop_weaviate_server(server: WeaviateServer, kill: bool = False) -> None:
+    """SIGTERM (a clean shutdown that flushes to disk) or SIGKILL (a crash, for fault tests)."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@contextlib.contextmanager
+def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> Iterator[WeaviateServer]:
+    server = start_weaviate_server(settings, data_path, log_path)
+    try:
+        yield server
+    finally:
+        stop_weaviate_server(server)

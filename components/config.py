@@ -161,6 +161,10 @@ class IndexConfig:
     hybrid_alpha: float = 0.5
     top_k: int = 3
     keep_versions: int = 3
+    # Document changes within this window after the first one go into one reindex run, which
+    # starts when the window closes; later changes trigger the next run.
+    debounce_seconds: float = 10.0
+    watch_poll_seconds: float = 1.0  # how often the watcher of `ragops deploy` scans the documents
 
     def __post_init__(self) -> None:
         _check(self.alias[:1].isupper() and self.alias.isalnum(), "index.alias",
@@ -171,6 +175,8 @@ class IndexConfig:
         _check(self.top_k > 0, "index.top_k", f"must be > 0, got {self.top_k}")
         _check(self.keep_versions >= 2, "index.keep_versions",
                f"must be >= 2 so a rollback target survives, got {self.keep_versions}")
+        _check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
+        _check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
 
 
 @dataclass(frozen=True)

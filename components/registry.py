@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
+import yaml  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
@@ -114,6 +115,13 @@ def register_pyfunc(name: str, python_model: mlflow.pyfunc.PythonModel, artifact
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     return client.get_model_version(name, version)
+
+
+def download_model_artifact(name: str, version: str, key: str, dst: Path) -> Path:
+    """A pyfunc artifact (e.g. the LoRA adapter) of a registered version, downloaded to `dst`."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    return local / flavor["artifacts"][key]["path"]
 
 
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -29,7 +29,8 @@ from components.index.store import connect_weaviate, point_alias, prune_versions
 from components.models import resolve_model
 from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
 from components.reports import generator_description, router_description
-from components.registry import (append_ledger, configure_mlflow, get_alias_version, lineage_tags, log_confusion_chart,
+from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
+                                 lineage_tags, log_confusion_chart,
                                  log_data_versions, log_history, log_loss_chart, log_params_section, register_pyfunc,
                                  set_alias)
 from components.training.checkpoint import prune_jobs
@@ -199,6 +200,24 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
                         {"best_eval_loss": result.best_eval_loss, **{k: m.value for k, m in behaviour.items()}}, run.info.run_id)
+
+
+def champion_models(ctx: RunContext) -> tuple[TrainedModel, TrainedModel]:
+    """The router and generator of the champion bundle, with their adapters downloaded: a reindex
+    evaluates the new index with the models already serving."""
+    p = ctx.params
+    client = mlflow.MlflowClient()
+    champion = get_alias_version(client, p.promotion.bundle_name, "champion")
+    if champion is None:
+        raise LookupError(f"no champion of {p.promotion.bundle_name} in {ctx.settings.tracking_uri} to reindex for; "
+                          f"run `ragops run` first")
+    models = []
+    for name, tag in ((p.promotion.router_name, "router_version"), (p.promotion.generator_name, "generator_version")):
+        version = champion.tags[tag]
+        adapter = download_model_artifact(name, version, "adapter", ctx.work_path / f"{name}-v{version}")
+        run_id = client.get_model_version(name, version).run_id or ""
+        models.append(TrainedModel(name, version, str(adapter), {}, run_id))
+    return models[0], models[1]
 
 
 def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:

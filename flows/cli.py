@@ -1,6 +1,8 @@
 """The `ragops` command line.
 
     ragops run                          # the whole pipeline on params.yaml (what `make run` does)
+    ragops reindex                      # index document changes, evaluate with the champion's models, promote
+    ragops deploy                       # serve the Prefect deployments; document edits trigger reindexing
     ragops ask "How much does the Aurora ANC Headphones Edge cost?"
     ragops models fetch                 # download/convert the models of params.yaml into the cache
 """
@@ -153,6 +155,50 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
         print_answer(ask_champion([question or sample_question(result.golden_path)], project / params)[0])
     else:
         console.print("[yellow]no new champion: the candidate is held as challenger (reasons above)[/]")
+
+
+@app.command()
+def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+            project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)")) -> None:
+    """Reindex changed documents (no retraining): a new index version, evaluated with the champion's
+    router and generator, promoted if its gates pass."""
+    _environment()
+    from components.config import ConfigError, load_params
+    from flows.reindex import reindex as reindex_flow
+
+    try:
+        load_params(project / params)
+    except ConfigError as exc:
+        _fail(str(exc))
+    state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
+    if not state.is_completed():
+        failure = state.result(raise_on_failure=False)
+        _fail(f"the reindex stopped ({state.name}): {type(failure).__name__}: {failure}")
+    result = state.result()
+    console.print(f"index: {result.index.collection} ({result.index.plan})")
+    if result.promotion is None:
+        console.print("nothing changed: the live index and the champion stay as they are")
+    else:
+        verdict = "[green]champion[/]" if result.promotion.alias == "champion" else "[yellow]challenger[/]"
+        console.print(f"bundle version {result.promotion.bundle_version} → {verdict}")
+        for reason in result.promotion.reasons:
+            console.print(f"  gate: {escape(reason)}")
+
+
+@app.command()
+def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+           project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)")) -> None:
+    """Serve the Prefect deployments (reindex on document changes, retrain on demand) and watch
+    the documents folder; runs until interrupted."""
+    _environment()
+    from components.config import ConfigError, load_params
+    from flows.deploy import deploy as serve_deployments
+
+    try:
+        loaded = load_params(project / params)
+    except ConfigError as exc:
+        _fail(str(exc))
+    serve_deployments(project, str(params), loaded)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from components import stages
 from components.evaluation import Metric
@@ -29,6 +30,10 @@ class PipelineResult:
     promotion: stages.Promotion
     golden_path: Path
 
+
+# Global concurrency limit held from index build to promotion, so two flows never build or move
+# the alias at once; `ragops deploy` creates it (limit 1). Without it (a lone `ragops run`) it is a no-op.
+INDEX_LOCK = "ragops-index"
 
 curate = task(stages.curate_stage, name="curate-and-version", cache_policy=NO_CACHE)
 validate = task(stages.validate_stage, name="validate-data", cache_policy=NO_CACHE)
@@ -48,11 +53,12 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml") -> Pipeli
     validate(ctx, data)
     router = train_router(ctx, data)
     generator = train_generator(ctx, data)
-    index = build_index(ctx, data)
-    manifest = stages.make_manifest(ctx, router, generator, index, data)
-    evaluation = evaluate(ctx, manifest, router, generator)
-    bundle_version = register_bundle(ctx, evaluation, router, generator)
-    promotion = promote(ctx, evaluation, bundle_version)
+    with concurrency(INDEX_LOCK):
+        index = build_index(ctx, data)
+        manifest = stages.make_manifest(ctx, router, generator, index, data)
+        evaluation = evaluate(ctx, manifest, router, generator)
+        bundle_version = register_bundle(ctx, evaluation, router, generator)
+        promotion = promote(ctx, evaluation, bundle_version)
     return PipelineResult(data.versions, router, generator, index, evaluation.metrics, promotion,
                           ctx.curated_path / "golden.jsonl")
 

@@ -1,0 +1,174 @@
+"""Document edits while `ragops deploy` runs: a real Prefect server, a standalone Weaviate server,
+the deployments served by the CLI. A burst of ten edits gives one reindex run that includes all
+of them and goes live while queries keep being answered; a later edit gives the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from components.config import Settings
+from components.index.embedding import embed_texts, load_embedder
+from components.index.search import search
+from components.index.server import weaviate_server
+from components.index.store import connect_weaviate, live_collection
+from tests.e2e.test_cli import _front_matter, _ledger, _project
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+DEBOUNCE = 6.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture()
+def prefect_api(tmp_path):
+    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME)."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = open(tmp_path / "prefect-server.log", "wb")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def healthy():
+        assert server.poll() is None, (tmp_path / "prefect-server.log").read_text()[-3000:]
+        try:
+            return httpx.get(f"{api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait(healthy, 300, "the Prefect server")
+    yield api
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+    log.close()
+
+
+def _reindex_runs(api: str) -> list[dict]:
+    deployment = httpx.get(f"{api}/deployments/name/ragops-reindex/on-document-change", timeout=10)
+    if deployment.status_code != 200:
+        return []
+    runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
+                      json={"deployments": {"id": {"any_": [deployment.json()["id"]]}}}).json()
+    return sorted(runs, key=lambda r: r["created"])
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_root, tmp_path, prefect_api,
+                                                                          encoder_path):
+    repo = _project(project_root, tmp_path, {
+        "models": {"generator": "tiny:llama"},
+        "generator": {"max_steps": 2, "max_new_tokens": 8, "max_length": 1024, "holdout_examples": 2},
+        "router": {"epochs": 1},
+        "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5}},
+        "index": {"debounce_seconds": DEBOUNCE, "watch_poll_seconds": 0.5},
+    })
+    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
+        env = {**os.environ, **weaviate.env(), "RAGOPS_HOME": str(repo / ".ragops"), "PREFECT_API_URL": prefect_api,
+               "PREFECT_RUNNER_POLL_FREQUENCY": "2", "COLUMNS": "200"}
+        first = subprocess.run([str(BIN / "ragops"), "run"], cwd=repo, env=env, capture_output=True, text=True,
+                               timeout=900)
+        assert first.returncode == 0 and "champion" in first.stdout, first.stdout[-3000:] + first.stderr[-3000:]
+
+        deploy_log = open(tmp_path / "deploy.log", "wb")  # noqa: SIM115 (closed below)
+        deploy = subprocess.Popen([str(BIN / "ragops"), "deploy"], cwd=repo, env=env, stdout=deploy_log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        settings = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
+        embedder = load_embedder(encoder_path)
+        try:
+            with connect_weaviate(settings) as client:
+                _wait(lambda: httpx.get(f"{prefect_api}/deployments/name/ragops-reindex/on-document-change",
+                                        timeout=5).status_code == 200, 300, "the reindex deployment")
+                time.sleep(3)  # the watcher takes its first snapshot
+                live_before = live_collection(client, "Catalog")
+
+                # Readers keep querying the live alias during the whole reindex.
+                question = "How much does a kettle cost?"
+                vector = embed_texts(embedder, [question], 8)[0]
+                answered, failures, stop = [], [], threading.Event()
+
+                def read_live():
+                    while not stop.is_set():
+                        try:
+                            answered.append(len(search(client, "Catalog", question, vector, 3, 0.5)))
+                        except Exception as exc:  # noqa: BLE001 (any failure is what this test looks for)
+                            failures.append(repr(exc))
+                        time.sleep(0.05)
+
+                reader = threading.Thread(target=read_live)
+                reader.start()
+                docs = sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))[:10]
+                edited = _front_matter(docs[0])
+                for i, path in enumerate(docs):  # a burst: ten edits within a few seconds
+                    _edit(path, "Warranty:", f"Edition {i} warranty:")
+                    time.sleep(0.3)
+                _edit(docs[0], f"Price: {edited['price']:.2f} USD", "Price: 1.23 USD")
+
+                runs = _wait(lambda: [r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"],
+                             600, "the reindex run", interval=2)
+                time.sleep(DEBOUNCE + 6)  # a second run for the same burst would have been created by now
+                stop.set()
+                reader.join()
+                all_runs = _reindex_runs(prefect_api)
+                assert len(all_runs) == 1, [(r["name"], r["state_type"]) for r in all_runs]
+                assert runs[0]["name"].startswith("reindex-documents-changed")
+                assert not failures and answered and all(n > 0 for n in answered)
+
+                ledger = _ledger(repo)
+                assert ledger[-1]["action"] == "promote" and ledger[-1]["previous_collection"] == live_before
+                live_after = live_collection(client, "Catalog")
+                assert live_after == ledger[-1]["collection"] != live_before
+                changed = {o.properties["doc_id"] for o in client.collections.get(live_after).iterator()
+                           if "Edition" in o.properties["text"]}
+                assert changed == {path.stem for path in docs}  # all ten edits are in the one run
+                hits = search(client, "Catalog", f"{edited['name']} price", embed_texts(
+                    embedder, [f"{edited['name']} price"], 8)[0], 3, 0.5)
+                assert any("1.23 USD" in h.text for h in hits if h.doc_id == edited["id"])
+
+                # A later edit: the next run picks it up.
+                _edit(docs[1], "Edition 1 warranty:", "Second edition warranty:")
+                _wait(lambda: len([r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"]) == 2,
+                      600, "the second reindex run", interval=2)
+                newest = live_collection(client, "Catalog")
+                assert newest != live_after
+                texts = [o.properties["text"] for o in client.collections.get(newest).iterator()
+                         if o.properties["doc_id"] == docs[1].stem]
+                assert any("Second edition" in t for t in texts)
+        finally:
+            os.killpg(deploy.pid, signal.SIGINT)
+            try:
+                deploy.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(deploy.pid, signal.SIGKILL)
+            deploy_log.close()
+            print((tmp_path / "deploy.log").read_text()[-5000:])

@@ -86,11 +86,18 @@ POLICIES: dict[str, tuple[str, str]] = {
 REFUSAL = "I'm sorry, the store documents I have do not contain that information."
 
 # Training phrasings (router and generator) and evaluation phrasings never overlap.
+# Several phrasings per aspect: with one or two, the generator learned the phrasing as the cue
+# (a golden-set paraphrase it had not seen was answered with a refusal).
 TRAIN_TEMPLATES = {
-    "price": ["How much does the {name} cost?", "What is the price of the {name}?", "price of {name}?"],
-    "stock": ["Is the {name} in stock?", "How many {name} units do you have?", "do you have the {name} available"],
-    "warranty": ["What warranty does the {name} have?", "How long is the warranty on the {name}?"],
-    "spec": ["What is the {spec} of the {name}?", "Tell me the {spec} of the {name}."],
+    "price": ["How much does the {name} cost?", "What is the price of the {name}?", "price of {name}?",
+              "How expensive is the {name}?", "What does the {name} sell for?", "Tell me what the {name} costs."],
+    "stock": ["Is the {name} in stock?", "How many {name} units do you have?", "do you have the {name} available",
+              "How many units of the {name} are in stock?", "Is the {name} still available?",
+              "stock level of the {name}?"],
+    "warranty": ["What warranty does the {name} have?", "How long is the warranty on the {name}?",
+                 "How many years of warranty does the {name} get?"],
+    "spec": ["What is the {spec} of the {name}?", "Tell me the {spec} of the {name}.",
+             "What {spec} does the {name} have?", "{spec} of the {name}?"],
 }
 GOLD_TEMPLATES = {
     "price": "What would I pay for the {name}?",

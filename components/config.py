@@ -161,6 +161,9 @@ class IndexConfig:
     hybrid_alpha: float = 0.5
     top_k: int = 3
     keep_versions: int = 3
+    # flat: exact search, cheap writes (a 20k-chunk copy takes 4 s, against 21 s into HNSW), fine
+    # for catalogs up to ~100k chunks; hnsw: approximate search for larger ones, slower builds.
+    vector_index: str = "flat"
     # Document changes within this window after the first one go into one reindex run, which
     # starts when the window closes; later changes trigger the next run.
     debounce_seconds: float = 10.0
@@ -175,6 +178,8 @@ class IndexConfig:
         _check(self.top_k > 0, "index.top_k", f"must be > 0, got {self.top_k}")
         _check(self.keep_versions >= 2, "index.keep_versions",
                f"must be >= 2 so a rollback target survives, got {self.keep_versions}")
+        _check(self.vector_index in ("flat", "hnsw"), "index.vector_index",
+               f"must be 'flat' or 'hnsw', got {self.vector_index!r}")
         _check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
         _check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
 

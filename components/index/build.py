@@ -113,7 +113,7 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
 
     name = next_version_name(client, config.alias)
     ledger = Ledger(name, build_fingerprint(config, encoder), dict(sorted(entries.items())))
-    create_collection(client, name)
+    create_collection(client, name, config.vector_index)
     try:
         first_copied: list[StoredObject] = []
         copied = _sampled(read_objects(client, base, copied_ids), first_copied, PROBES) if copied_ids else iter(())

@@ -31,8 +31,9 @@ def doc_fingerprint(doc: dict) -> str:
 
 
 def build_fingerprint(config: IndexConfig, encoder: str) -> str:
-    """What makes chunks and vectors comparable across versions; a change forces a full rebuild."""
-    key = {"chunk_words": config.chunk_words, "chunk_overlap_words": config.chunk_overlap_words, "encoder": encoder}
+    """What makes chunks, vectors and their index comparable across versions; a change forces a full rebuild."""
+    key = {"chunk_words": config.chunk_words, "chunk_overlap_words": config.chunk_overlap_words, "encoder": encoder,
+           "vector_index": config.vector_index}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,7 +96,7 @@ def plan_changes(base: Ledger | None, docs: list[dict], config: IndexConfig, enc
     fingerprints = {d["id"]: doc_fingerprint(d) for d in docs}
     build = build_fingerprint(config, encoder)
     if base is None or base.build != build:
-        reason = "no earlier version" if base is None else "chunking settings or encoder changed"
+        reason = "no earlier version" if base is None else "chunking, encoder or vector index settings changed"
         return ChangePlan(sorted(fingerprints), [], [], [], True, reason, fingerprints)
     added = sorted(k for k in fingerprints if k not in base.documents)
     changed = sorted(k for k, fp in fingerprints.items() if k in base.documents and base.documents[k].fingerprint != fp)

@@ -130,15 +130,17 @@ class StoredObject:
     vector: list[float]
 
 
-def create_collection(client: weaviate.WeaviateClient, name: str) -> None:
-    client.collections.create(name, properties=list(PROPERTIES), vector_config=Configure.Vectors.self_provided())
+def create_collection(client: weaviate.WeaviateClient, name: str, vector_index: str = "flat") -> None:
+    index = Configure.VectorIndex.flat() if vector_index == "flat" else Configure.VectorIndex.hnsw()
+    client.collections.create(name, properties=list(PROPERTIES),
+                              vector_config=Configure.Vectors.self_provided(vector_index_config=index))
 
 
 def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[StoredObject]) -> int:
     """Insert objects into a version that is not live; returns how many were sent."""
     collection = client.collections.get(name)
     sent = 0
-    with collection.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
+    with collection.batch.fixed_size(batch_size=1000, concurrent_requests=2) as batch:
         for obj in objects:
             batch.add_object(uuid=obj.uuid, properties=obj.properties, vector=obj.vector)
             sent += 1
@@ -151,7 +153,7 @@ def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[
 
 def read_objects(client: weaviate.WeaviateClient, name: str, doc_ids: set[str]) -> Iterator[StoredObject]:
     """Objects (with vectors) of the given documents in a version: what an incremental build copies."""
-    for obj in client.collections.get(name).iterator(include_vector=True, cache_size=1000):
+    for obj in client.collections.get(name).iterator(include_vector=True, cache_size=5000):
         if obj.properties["doc_id"] in doc_ids:
             vector = obj.vector["default"] if isinstance(obj.vector, dict) else obj.vector
             yield StoredObject(str(obj.uuid), dict(obj.properties), list(vector))

@@ -45,11 +45,12 @@ def test_indexed_metadata_changes_the_fingerprint(field):
     assert doc_fingerprint(doc("a", **{field: 1})) != doc_fingerprint(doc("a", **{field: 2}))
 
 
-def test_other_chunking_or_encoder_forces_a_full_rebuild():
+def test_other_chunking_encoder_or_vector_index_forces_a_full_rebuild():
     base = ledger_of([doc("a")])
     plan = plan_changes(base, [doc("a")], IndexConfig(chunk_words=60), ENCODER)
     assert plan.full_rebuild and plan.to_embed == ["a"] and "chunking" in plan.reason
     assert plan_changes(base, [doc("a")], IndexConfig(), "other-encoder").full_rebuild
+    assert plan_changes(base, [doc("a")], IndexConfig(vector_index="hnsw"), ENCODER).full_rebuild
 
 
 def test_ledger_round_trips_through_json():

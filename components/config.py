@@ -115,6 +115,8 @@ class GeneratorConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_top_layers: int = 0  # LoRA in the top N layers only (0 = every layer)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # of the training step; auto = bf16 where native
     learning_rate: float = 2e-3
     warmup_steps: int = 2
     max_steps: int = 16
@@ -140,6 +142,8 @@ class GeneratorConfig:
                "and generator.grad_accum must be > 0")
         _check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
         _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
+        _check(self.lora_top_layers >= 0, "generator.lora_top_layers",
+               f"must be >= 0 (0 = every layer), got {self.lora_top_layers}")
         _check(0 <= self.warmup_steps <= self.max_steps, "generator.warmup_steps",
                f"must be in [0, generator.max_steps={self.max_steps}], got {self.warmup_steps}")
         _check(self.holdout_examples >= 0, "generator.holdout_examples", f"must be >= 0, got {self.holdout_examples}")

@@ -10,6 +10,7 @@ is NaN, and a NaN or missing metric fails its gate.
 from __future__ import annotations
 
 import math
+import random
 import re
 from dataclasses import dataclass, field
 from statistics import mean
@@ -25,6 +26,20 @@ REFUSAL_MARKERS = ("do not contain", "don't contain", "does not contain", "doesn
 class Metric:
     value: float
     samples: int
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Mean of (a - b) over paired samples, with a paired-bootstrap 95% confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    samples: int
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
 
 
 @dataclass(frozen=True)
@@ -95,22 +110,66 @@ def answer_metrics(golden: list[dict], answers: list[str]) -> dict[str, Metric]:
             "refusal_accuracy": _metric(refusals)}
 
 
-def generator_behaviour_metrics(examples: list[dict], answers: list[str]) -> dict[str, Metric]:
-    """How a generator behaves on RAG examples with known answers, given their fixed context:
-    citation accuracy (answerable: cites exactly the documents the reference answer cites),
-    refusal rate (unanswerable: says the documents do not contain it) and false-refusal rate
-    (answerable: refuses although the answer is in the context)."""
-    cites, refusals, false_refusals = [], [], []
+def generator_behaviour_outcomes(examples: list[dict], answers: list[str]) -> dict[str, list[float]]:
+    """Per-example outcomes (1.0 or 0.0) of a generator on RAG examples with known answers, given
+    their fixed context: citation accuracy (answerable: cites exactly the documents the reference
+    answer cites), refusal rate (unanswerable: says the documents do not contain it) and
+    false-refusal rate (answerable: refuses although the answer is in the context). Which examples
+    count for a metric depends only on the examples, so two generators' outcomes pair up."""
+    outcomes: dict[str, list[float]] = {"citation_accuracy": [], "refusal_rate": [], "false_refusal_rate": []}
     for example, answer in zip(examples, answers, strict=True):
         if example.get("answerable", True):
             expected = set(extract_citations(example["answer"]))
             if expected:
-                cites.append(float(set(extract_citations(answer)) == expected))
-            false_refusals.append(float(is_refusal(answer)))
+                outcomes["citation_accuracy"].append(float(set(extract_citations(answer)) == expected))
+            outcomes["false_refusal_rate"].append(float(is_refusal(answer)))
         else:
-            refusals.append(float(is_refusal(answer)))
-    return {"citation_accuracy": _metric(cites), "refusal_rate": _metric(refusals),
-            "false_refusal_rate": _metric(false_refusals)}
+            outcomes["refusal_rate"].append(float(is_refusal(answer)))
+    return outcomes
+
+
+def generator_behaviour_metrics(examples: list[dict], answers: list[str]) -> dict[str, Metric]:
+    return {name: _metric(values) for name, values in generator_behaviour_outcomes(examples, answers).items()}
+
+
+@dataclass(frozen=True)
+class BehaviourComparison:
+    """A fine-tuned generator against its base model on the same examples and context."""
+
+    tuned: dict[str, Metric]
+    base: dict[str, Metric]
+    delta: dict[str, PairedDelta]  # tuned - base, per metric
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat `heldout_<metric>_<tuned|base|delta|delta_low|delta_high|samples>` values for MLflow."""
+        flat = {}
+        for name, delta in self.delta.items():
+            flat.update({f"heldout_{name}_tuned": self.tuned[name].value, f"heldout_{name}_base": self.base[name].value,
+                         f"heldout_{name}_delta": delta.value, f"heldout_{name}_delta_low": delta.low,
+                         f"heldout_{name}_delta_high": delta.high, f"heldout_{name}_samples": float(delta.samples)})
+        return flat
+
+
+def compare_behaviour(examples: list[dict], tuned_answers: list[str], base_answers: list[str],
+                      seed: int = 0) -> BehaviourComparison:
+    tuned = generator_behaviour_outcomes(examples, tuned_answers)
+    base = generator_behaviour_outcomes(examples, base_answers)
+    return BehaviourComparison({k: _metric(v) for k, v in tuned.items()}, {k: _metric(v) for k, v in base.items()},
+                               {k: paired_bootstrap_delta(tuned[k], base[k], seed=seed) for k in tuned})
+
+
+def paired_bootstrap_delta(a: list[float], b: list[float], resamples: int = 2000, seed: int = 0) -> PairedDelta:
+    """mean(a) - mean(b) on the same samples, and the 2.5/97.5 percentiles of that difference over
+    `resamples` bootstrap resamples of the pairs. NaN (no interval) without samples."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have equal length, got {len(a)} and {len(b)}")
+    if not a:
+        return PairedDelta(float("nan"), float("nan"), float("nan"), 0)
+    diffs = [x - y for x, y in zip(a, b)]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return PairedDelta(mean(diffs), means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))], n)
 
 
 def decide_promotion(metrics: dict[str, float], gates: dict[str, float]) -> Decision:

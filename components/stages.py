@@ -21,7 +21,7 @@ import mlflow
 from components.bundle import BundleModel, Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
 from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
-from components.evaluation import (Decision, Metric, answer_metrics, decide_promotion, generator_behaviour_metrics,
+from components.evaluation import (Decision, Metric, answer_metrics, compare_behaviour, decide_promotion,
                                    retrieval_metrics, router_metrics)
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
@@ -178,17 +178,15 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             mlflow.log_metric("eval_loss", row["eval_loss"], step=row["step"])
         if result.history:
             log_loss_chart(result.history, "generator loss", "charts/generator_loss.png", result.evals)
-        behaviour = {}
+        behaviour = None
         if result.holdout:
             tuned, base_answers = answers_with_and_without_adapter(result, result.holdout, p.generator)
-            for variant, answers in (("tuned", tuned), ("base", base_answers)):
-                for name, metric in generator_behaviour_metrics(result.holdout, answers).items():
-                    behaviour[f"heldout_{name}_{variant}"] = metric
+            behaviour = compare_behaviour(result.holdout, tuned, base_answers, seed=p.project.seed)
             mlflow.log_dict([{"id": ex["id"], "question": ex["question"], "reference": ex["answer"], "tuned": t,
                               "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
                             "evaluation/generator_heldout_answers.json")
-        _log_metrics({**{k: m.value for k, m in behaviour.items()},
-                      **{f"{k}_samples": float(m.samples) for k, m in behaviour.items()},
+        mlflow.log_param("generator.resolved_precision", result.precision)
+        _log_metrics({**(behaviour.as_metrics() if behaviour else {}),
                       "best_eval_loss": result.best_eval_loss, "best_step": result.best_step, "train_seconds": seconds,
                       "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
@@ -199,7 +197,8 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
-                        {"best_eval_loss": result.best_eval_loss, **{k: m.value for k, m in behaviour.items()}}, run.info.run_id)
+                        {"best_eval_loss": result.best_eval_loss, **(behaviour.as_metrics() if behaviour else {})},
+                        run.info.run_id)
 
 
 def champion_models(ctx: RunContext) -> tuple[TrainedModel, TrainedModel]:

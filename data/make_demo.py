@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 import yaml
@@ -55,6 +56,10 @@ CATEGORIES: dict[str, dict] = {
                  "specs": {"power": ["300 W", "900 W", "1500 W"], "jar": ["0.6 l", "1.5 l", "2.0 l"]}},
 }
 PRODUCTS_PER_CATEGORY = 32
+# Chunks in a generator training context: as many as serving retrieves (params.yaml index.top_k),
+# so the model trains on prompts shaped like the ones it answers.
+CONTEXT_CHUNKS = 3
+NO_ORACLE_SHARE = 0.0  # of product questions, also asked with no oracle (RAFT twins); see make_generator_set
 
 POLICIES: dict[str, tuple[str, str]] = {
     "shipping": ("Shipping policy", "Standard shipping takes 3 to 5 business days and costs 4.99 USD. Orders over 50 USD "
@@ -86,18 +91,26 @@ POLICIES: dict[str, tuple[str, str]] = {
 REFUSAL = "I'm sorry, the store documents I have do not contain that information."
 
 # Training phrasings (router and generator) and evaluation phrasings never overlap.
-# Several phrasings per aspect: with one or two, the generator learned the phrasing as the cue
-# (a golden-set paraphrase it had not seen was answered with a refusal).
+# Many phrasings per aspect: with a few, the generator took a familiar phrasing as the cue to
+# answer and refused golden-set paraphrases it had not seen although the context held the fact.
 TRAIN_TEMPLATES = {
     "price": ["How much does the {name} cost?", "What is the price of the {name}?", "price of {name}?",
-              "How expensive is the {name}?", "What does the {name} sell for?", "Tell me what the {name} costs."],
+              "How expensive is the {name}?", "What does the {name} sell for?", "Tell me what the {name} costs.",
+              "How much is the {name}?", "What's the {name} going for?", "Can you tell me the price of the {name}?",
+              "how much for the {name}", "What do you charge for the {name}?", "Is the {name} expensive?"],
     "stock": ["Is the {name} in stock?", "How many {name} units do you have?", "do you have the {name} available",
               "How many units of the {name} are in stock?", "Is the {name} still available?",
-              "stock level of the {name}?"],
+              "stock level of the {name}?", "Do you still have the {name}?", "Is the {name} sold out?",
+              "How many {name} could I order right now?", "Can I buy the {name} today?", "any {name} in stock?",
+              "What is the stock of the {name}?"],
     "warranty": ["What warranty does the {name} have?", "How long is the warranty on the {name}?",
-                 "How many years of warranty does the {name} get?"],
+                 "How many years of warranty does the {name} get?", "warranty on the {name}?",
+                 "What guarantee do I get with the {name}?", "Is the {name} covered by a warranty, and how long?"],
     "spec": ["What is the {spec} of the {name}?", "Tell me the {spec} of the {name}.",
-             "What {spec} does the {name} have?", "{spec} of the {name}?"],
+             "What {spec} does the {name} have?", "{spec} of the {name}?", "What's the {spec} on the {name}?",
+             "I need the {spec} of the {name}.", "Does the {name} list its {spec}?", "How about the {spec} of the {name}?",
+             "Could you tell me the {name}'s {spec}?", "Give me the {spec} of the {name}.",
+             "What {spec} is listed for the {name}?", "{name}: what {spec}?"],
 }
 GOLD_TEMPLATES = {
     "price": "What would I pay for the {name}?",
@@ -105,19 +118,21 @@ GOLD_TEMPLATES = {
     "spec": "Which {spec} does the {name} come with?",
 }
 UNANSWERABLE_ASPECTS = ["colour", "country of manufacture", "release year", "energy label"]
+# Policy questions with the index of the policy sentence that answers each: the training answer is
+# that sentence, so the generator learns to pick the sentence that answers, not to recite the first.
 TRAIN_POLICY = {
-    "shipping": ["How long does standard shipping take?", "How much is shipping?", "is shipping free?"],
-    "returns": ["Can I return an item I bought?", "How many days do I have to return something?"],
-    "warranty": ["How do I claim warranty?", "where do i go for a warranty claim"],
-    "payment": ["Which payment methods do you accept?", "Can I pay with PayPal?"],
-    "store-hours": ["When are your stores open?", "Are you open on Sunday?"],
-    "price-match": ["Do you match lower prices?", "I found it cheaper elsewhere, what can you do?"],
-    "gift-cards": ["Do gift cards expire?", "How much can I put on a gift card?"],
-    "privacy": ["Do you sell my data?", "How long do you keep my order history?"],
-    "student-discount": ["Is there a student discount?", "do students get money off"],
-    "repairs": ["How long does a repair take?", "Is the repair diagnosis free?"],
-    "loyalty": ["How do loyalty points work?", "When do my points expire?"],
-    "international": ["Do you ship abroad?", "How long does international delivery take?"],
+    "shipping": [("How long does standard shipping take?", 0), ("How much is shipping?", 0), ("is shipping free?", 1)],
+    "returns": [("Can I return an item I bought?", 0), ("How many days do I have to return something?", 0)],
+    "warranty": [("How do I claim warranty?", 1), ("where do i go for a warranty claim", 1)],
+    "payment": [("Which payment methods do you accept?", 0), ("Can I pay with PayPal?", 0)],
+    "store-hours": [("When are your stores open?", 0), ("Are you open on Sunday?", 0)],
+    "price-match": [("Do you match lower prices?", 0), ("I found it cheaper elsewhere, what can you do?", 0)],
+    "gift-cards": [("Do gift cards expire?", 0), ("How much can I put on a gift card?", 0)],
+    "privacy": [("Do you sell my data?", 0), ("How long do you keep my order history?", 1)],
+    "student-discount": [("Is there a student discount?", 0), ("do students get money off", 0)],
+    "repairs": [("How long does a repair take?", 1), ("Is the repair diagnosis free?", 0)],
+    "loyalty": [("How do loyalty points work?", 0), ("When do my points expire?", 2)],
+    "international": [("Do you ship abroad?", 0), ("How long does international delivery take?", 1)],
 }
 GOLD_POLICY = {
     "shipping": ("What does express delivery cost?", ["14.99"]),
@@ -236,6 +251,10 @@ def policy_chunk(pid: str) -> str:
     return f"{title}: {text}"
 
 
+def policy_sentences(pid: str) -> list[str]:
+    return re.split(r"(?<=\.) ", POLICIES[pid][1])
+
+
 def _spec_name(key: str) -> str:
     return key.replace("_", " ")
 
@@ -259,7 +278,7 @@ def _context(oracle: list[tuple[str, str]], distractors: list[tuple[str, str]], 
     return context
 
 
-def _distractors(p: dict, products: list[dict], rng: random.Random, n: int = 3) -> list[tuple[str, str]]:
+def _distractors(p: dict, products: list[dict], rng: random.Random, n: int) -> list[tuple[str, str]]:
     """Hard negatives first: other products of the same category."""
     same = [o for o in products if o["category"] == p["category"] and o["id"] != p["id"]]
     return [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, n)]
@@ -277,26 +296,28 @@ def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
             spec_key = rng.choice(list(p["specs"]))
             question = rng.choice(TRAIN_TEMPLATES[aspect]).format(name=p["name"], spec=_spec_name(spec_key))
             chunk = product_chunks(p)[1 if aspect == "spec" else 0]
-            if rng.random() < 0.18:  # RAFT: no oracle in the context, the answer is a refusal
-                add(question, _context([], _distractors(p, products, rng, 4), rng), REFUSAL, False)
-            else:
-                add(question, _context([(p["id"], chunk)], _distractors(p, products, rng), rng),
-                    product_answer(p, aspect, spec_key), True)
+            add(question, _context([(p["id"], chunk)], _distractors(p, products, rng, CONTEXT_CHUNKS - 1), rng),
+                product_answer(p, aspect, spec_key), True)
+            # RAFT: some questions also come without their oracle, answered with a refusal. Asking
+            # the same question both ways makes the context, not the wording, decide: with refusals
+            # on other questions only, the model refused golden questions worded in new ways.
+            if rng.random() < NO_ORACLE_SHARE:
+                add(question, _context([], _distractors(p, products, rng, CONTEXT_CHUNKS), rng), REFUSAL, False)
         if rng.random() < 0.12:  # an aspect no document states, even with the oracle present
-            aspect = rng.choice(UNANSWERABLE_ASPECTS)
-            add(f"What is the {aspect} of the {p['name']}?",
-                _context([(p["id"], product_chunks(p)[0])], _distractors(p, products, rng), rng), REFUSAL, False)
+            aspect = rng.choice(UNANSWERABLE_ASPECTS)  # asked like the specs are, so the aspect is the cue
+            add(rng.choice(TRAIN_TEMPLATES["spec"]).format(name=p["name"], spec=aspect),
+                _context([(p["id"], product_chunks(p)[0])], _distractors(p, products, rng, CONTEXT_CHUNKS - 1), rng),
+                REFUSAL, False)
     policy_ids = list(POLICIES)
     for pid, questions in TRAIN_POLICY.items():
-        for question in questions:
-            others = [(f"pol-{o}", policy_chunk(o)) for o in rng.sample([x for x in policy_ids if x != pid], 3)]
-            text = POLICIES[pid][1]
+        sentences = policy_sentences(pid)
+        for question, answer_index in questions:
+            others = [(f"pol-{o}", policy_chunk(o))
+                      for o in rng.sample([x for x in policy_ids if x != pid], CONTEXT_CHUNKS - 1)]
             add(question, _context([(f"pol-{pid}", policy_chunk(pid))], others, rng),
-                f"{text.split('. ')[0].rstrip('.')} [pol-{pid}].", True)
+                f"{sentences[answer_index].rstrip('.')} [pol-{pid}].", True)
     rng.shuffle(examples)
-    absent_rng = random.Random()
-    absent_rng.setstate(rng.getstate())  # a copy: the sets generated after this one stay as they were
-    _add_absent_examples(examples, products, absent_rng)
+    _add_absent_examples(examples, products, rng)
     return examples
 
 
@@ -309,11 +330,11 @@ def _add_absent_examples(examples: list[dict], products: list[dict], rng: random
                  + [(q, "policy") for q in ABSENT_SERVICES])
     for question, kind in questions:
         if kind == "policy":
-            context = [(f"pol-{o}", policy_chunk(o)) for o in rng.sample(list(POLICIES), 3)]
+            context = [(f"pol-{o}", policy_chunk(o)) for o in rng.sample(list(POLICIES), CONTEXT_CHUNKS)]
         else:
             category = rng.choice(sorted({p["category"] for p in products}))
             same = [p for p in products if p["category"] == category]
-            context = [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, 3)]
+            context = [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, CONTEXT_CHUNKS)]
         example = {"id": f"gen-{len(examples) + 1:04d}", "question": question,
                    "context": [{"doc_id": d, "text": t} for d, t in context], "answer": REFUSAL, "answerable": False}
         examples.insert(rng.randrange(len(examples) + 1), example)
@@ -326,7 +347,7 @@ def make_router_set(products: list[dict], rng: random.Random) -> list[dict]:
             text = rng.choice(TRAIN_TEMPLATES[aspect]).format(name=p["name"], spec=_spec_name(rng.choice(list(p["specs"]))))
             rows.append({"text": _typo(text, rng) if rng.random() < 0.15 else text, "intent": "catalog"})
     for questions in TRAIN_POLICY.values():
-        for q in questions:
+        for q, _ in questions:
             rows += [{"text": q, "intent": "policy"}, {"text": _typo(q, rng), "intent": "policy"},
                      {"text": q.lower().rstrip("?"), "intent": "policy"},
                      {"text": "quick question: " + q[0].lower() + q[1:], "intent": "policy"},
@@ -392,8 +413,9 @@ def main() -> None:
     for pid, (title, text) in POLICIES.items():
         (docs_path / f"pol-{pid}.md").write_text(render_policy(pid, title, text), encoding="utf-8")
     write_jsonl(args.out / "router.jsonl", make_router_set(products, rng))
-    write_jsonl(args.out / "generator.jsonl", make_generator_set(products, rng))
-    write_jsonl(args.out / "golden.jsonl", make_golden_set(products, rng))
+    # One random stream per dataset from here on: changing how one is generated leaves the others as they are.
+    write_jsonl(args.out / "generator.jsonl", make_generator_set(products, random.Random(f"{args.seed}-generator")))
+    write_jsonl(args.out / "golden.jsonl", make_golden_set(products, random.Random(f"{args.seed}-golden")))
     write_jsonl(args.out / "general_prompts.jsonl", make_general_prompts())
 
 

@@ -54,6 +54,10 @@ def _environment() -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    # weaviate's import calls warnings.simplefilter("default"), which would put every filter below
+    # back behind it: import it first, then install ours.
+    import weaviate  # noqa: F401
+
     # Known-harmless library warnings that would bury the pipeline's own output.
     for message in ("The specified dataset source can be interpreted", ".*is_gradient_checkpointing.*",
                     "Passing a Python object as `python_model`", "module .sre_(constants|parse). is deprecated"):

@@ -32,6 +32,12 @@ SERVER_ENVIRONMENT = {"DISABLE_TELEMETRY": "true", "ENABLE_MODULES": "", "USE_IN
                       "LOG_LEVEL": "warning"}
 
 
+# weaviate-client's embedded mode gives a server 30 s and only waits for the port to open; a
+# loaded 2-core CI machine once needed longer (WeaviateStartUpError right after a run's own
+# server stopped), so ragops starts the binary itself and waits for readiness.
+READY_TIMEOUT_S = 120
+
+
 class WeaviateServerError(RuntimeError):
     """The server binary is missing or did not become ready."""
 
@@ -74,17 +80,27 @@ def binary_of(settings: Settings) -> Path:
     return found[0]
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
+def _log_tail(log_path: Path | None, lines: int = 15) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return f"; the last lines of {log_path}:\n" + "\n".join(tail) if tail else f"; {log_path} is empty"
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S,
+               log_path: Path | None = None) -> None:
+    """Until /v1/.well-known/ready answers 200: the schema and shards are loaded, not just the port open."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready")
+            raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready"
+                                      + _log_tail(log_path))
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=2) as response:
                 if response.status == 200:
                     return
         time.sleep(0.2)
-    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s")
+    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path))
 
 
 def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> WeaviateServer:
@@ -100,13 +116,13 @@ def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | 
            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
            "RAFT_BOOTSTRAP_EXPECT": "1", "GO_PROFILING_PORT": str(profiling)}
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (the server owns it)
-    process = subprocess.Popen([str(binary_of(settings)), "--host", "127.0.0.1", "--port", str(http),
-                                "--scheme", "http"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    binary = binary_of(settings)
+    with open(log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(http), "--scheme", "http"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = WeaviateServer(process, http, grpc)
     try:
-        wait_ready(server.url, process)
+        wait_ready(server.url, process, log_path=log_path)
     except WeaviateServerError:
         stop_weaviate_server(server)
         raise

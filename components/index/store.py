@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -30,7 +29,7 @@ from weaviate.classes.query import Filter
 from components.config import Settings
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
-from components.index.server import SERVER_ENVIRONMENT
+from components.index.server import WeaviateServerError, weaviate_server
 
 PROPERTIES = (
     Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
@@ -52,49 +51,33 @@ class IndexError_(RuntimeError):
     """The index cannot be built, checked or served; the message says what to do."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
-    """A client for RAGOPS_WEAVIATE_URL, or for an embedded server started from the binary
-    that infra/weaviate/provision.py built (stopped again when the block exits)."""
+    """A client for RAGOPS_WEAVIATE_URL, or for a local server started from the binary that
+    infra/weaviate/provision.py built (stopped again when the block exits)."""
     timeout = AdditionalConfig(timeout=Timeout(init=60, query=60, insert=180))
-    if settings.weaviate_url:
-        url = urlparse(settings.weaviate_url)
-        grpc = urlparse(settings.weaviate_grpc_url or f"{url.scheme}://{url.hostname}:50051")
-        auth = Auth.api_key(settings.weaviate_api_key.get_secret_value()) if settings.weaviate_api_key else None
-        client = weaviate.connect_to_custom(
-            http_host=url.hostname, http_port=url.port or (443 if url.scheme == "https" else 80),
-            http_secure=url.scheme == "https", grpc_host=grpc.hostname, grpc_port=grpc.port or 50051,
-            grpc_secure=grpc.scheme == "https", auth_credentials=auth, additional_config=timeout,
-        )
-    else:
-        binary = settings.weaviate_binary_dir
-        if not any(binary.glob(f"weaviate-v{settings.weaviate_version}-*")):
-            raise IndexError_(
-                f"no Weaviate {settings.weaviate_version} binary in {binary}; run `make setup` "
-                f"(infra/weaviate/provision.py) or set RAGOPS_WEAVIATE_URL to an external server"
+    with contextlib.ExitStack() as stack:
+        if settings.weaviate_url:
+            url = urlparse(settings.weaviate_url)
+            grpc = urlparse(settings.weaviate_grpc_url or f"{url.scheme}://{url.hostname}:50051")
+            auth = Auth.api_key(settings.weaviate_api_key.get_secret_value()) if settings.weaviate_api_key else None
+            client = weaviate.connect_to_custom(
+                http_host=url.hostname, http_port=url.port or (443 if url.scheme == "https" else 80),
+                http_secure=url.scheme == "https", grpc_host=grpc.hostname, grpc_port=grpc.port or 50051,
+                grpc_secure=grpc.scheme == "https", auth_credentials=auth, additional_config=timeout,
             )
-        settings.weaviate_data_path.mkdir(parents=True, exist_ok=True)
-        client = weaviate.connect_to_embedded(
-            port=_free_port(), grpc_port=_free_port(), version=settings.weaviate_version,
-            persistence_data_path=str(settings.weaviate_data_path), binary_path=str(binary),
-            additional_config=timeout,
-            # A fixed node name: Raft state on disk is keyed by it, and ports change per run.
-            # Advertising loopback: on hosts with an IPv6 interface the server otherwise picks that
-            # address and fails to format it ("too many colons in address").
-            environment_variables={**SERVER_ENVIRONMENT, "CLUSTER_HOSTNAME": "ragops", "RAFT_JOIN": "ragops",
-                                   "CLUSTER_ADVERTISE_ADDR": "127.0.0.1", "LOG_LEVEL": "error",
-                                   "GO_PROFILING_PORT": str(_free_port())},
-        )
-    try:
+        else:
+            # No external server: our own on loopback for the length of the block, its data under
+            # RAGOPS_HOME and its log beside it (quoted in the error if it does not come up).
+            try:
+                server = stack.enter_context(weaviate_server(
+                    settings, settings.weaviate_data_path, settings.weaviate_data_path.parent / "weaviate.log"))
+            except WeaviateServerError as exc:
+                raise IndexError_(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
+            client = weaviate.connect_to_local(host="127.0.0.1", port=server.http_port, grpc_port=server.grpc_port,
+                                               additional_config=timeout)
+        stack.callback(client.close)
         yield client
-    finally:
-        client.close()
 
 
 def version_name(alias: str, number: int) -> str:
@@ -130,8 +113,17 @@ class StoredObject:
     vector: list[float]
 
 
+def _uncompressed(vector_index: str):
+    """Full-precision vectors, said explicitly: without it Weaviate tries a server-wide default
+    quantization and logs an error for every new collection when none is set."""
+    quantizer = Configure.VectorIndex.Quantizer.none()
+    if vector_index == "flat":
+        return Configure.VectorIndex.flat(quantizer=quantizer)
+    return Configure.VectorIndex.hnsw(quantizer=quantizer)
+
+
 def create_collection(client: weaviate.WeaviateClient, name: str, vector_index: str = "flat") -> None:
-    index = Configure.VectorIndex.flat() if vector_index == "flat" else Configure.VectorIndex.hnsw()
+    index = _uncompressed(vector_index)
     client.collections.create(name, properties=list(PROPERTIES),
                               vector_config=Configure.Vectors.self_provided(vector_index_config=index))
 
@@ -174,7 +166,8 @@ def write_ledger(client: weaviate.WeaviateClient, alias: str, ledger: Ledger) ->
     """Seal a version: a version without a ledger is an unfinished build."""
     name = ledger_collection(alias)
     if not client.collections.exists(name):
-        client.collections.create(name, vector_config=Configure.Vectors.self_provided(), properties=[
+        client.collections.create(name, vector_config=Configure.Vectors.self_provided(
+            vector_index_config=_uncompressed("flat")), properties=[
             Property(name="collection", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
             Property(name="ledger", data_type=DataType.TEXT, index_filterable=False, index_searchable=False)])
     client.collections.get(name).data.insert({"collection": ledger.collection, "ledger": ledger.to_json()},

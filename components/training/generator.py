@@ -47,6 +47,7 @@ class GeneratorResult:
     resumed_from_step: int = 0
     best_step: int = 0
     stopped_early: bool = False
+    precision: str = "fp32"  # what the training step ran in (generator.precision resolved on this machine)
 
     @property
     def best_eval_loss(self) -> float:
@@ -133,7 +134,8 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
 
 def split_holdout(examples: list[dict], n_holdout: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(train, holdout). Half of the holdout (as far as there are enough) is unanswerable, so the
-    refusal rate is measured on as many examples as the citation accuracy."""
+    refusal rate is measured on as many examples as the citation accuracy. A question asked in a
+    held-out example is never trained on, not even with another context (its RAFT twin is dropped)."""
     if n_holdout == 0:
         return list(examples), []
     rng = random.Random(seed)
@@ -144,12 +146,45 @@ def split_holdout(examples: list[dict], n_holdout: int, seed: int) -> tuple[list
     n_unanswerable = min(n_holdout // 2, len(unanswerable) // 2)
     holdout = answerable[: n_holdout - n_unanswerable] + unanswerable[:n_unanswerable]
     held = {id(e) for e in holdout}
-    return [e for e in examples if id(e) not in held], holdout
+    held_questions = {_question_key(e) for e in holdout}
+    return [e for e in examples if id(e) not in held and _question_key(e) not in held_questions], holdout
 
 
-def lora_config_for_generator(config: GeneratorConfig) -> LoraConfig:
+def _question_key(example: dict) -> str:
+    return " ".join(example["question"].lower().split())
+
+
+def lora_config_for_generator(config: GeneratorConfig, num_layers: int) -> LoraConfig:
+    """LoRA on `target_modules` of every layer, or of the top `lora_top_layers` only: the backward
+    pass then stops at the lowest adapted layer, which makes each step much cheaper."""
+    layers = None
+    if config.lora_top_layers:
+        if config.lora_top_layers > num_layers:
+            raise ValueError(f"params.yaml: generator.lora_top_layers is {config.lora_top_layers} but the base model "
+                             f"has {num_layers} layers; set it to at most {num_layers} (0 = all layers)")
+        layers = list(range(num_layers - config.lora_top_layers, num_layers))
     return LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules))
+                      lora_dropout=config.lora_dropout, target_modules=list(config.target_modules),
+                      layers_to_transform=layers)
+
+
+def training_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The autocast dtype of the training step, or None for plain fp32. `auto` picks bf16 where the
+    hardware multiplies bf16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs): about 1.6x
+    faster steps on such a CPU. Adapter weights and optimizer state stay fp32 either way."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return None
+
+
+def autocast(device: str, dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None)
 
 
 def load_base_generator(base_path: str, device: str = "cpu"):
@@ -165,14 +200,16 @@ def learning_rate_at(step: int, config: GeneratorConfig) -> float:
 
 
 @torch.no_grad()
-def evaluation_loss(model, encoded: list[dict], pad_id: int, batch_size: int, device: str) -> float:
+def evaluation_loss(model, encoded: list[dict], pad_id: int, batch_size: int, device: str,
+                    dtype: torch.dtype | None = None) -> float:
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     for start in range(0, len(order), batch_size):
         batch = _to(pad_batch([encoded[i] for i in order[start : start + batch_size]], pad_id), device)
-        loss, n = answer_loss(model, batch)
+        with autocast(device, dtype):
+            loss, n = answer_loss(model, batch)
         total, tokens = total + loss.item(), tokens + n
     model.train(was_training)
     return total / max(1, tokens)
@@ -182,10 +219,12 @@ def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def training_fingerprint(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int) -> str:
-    """Everything that shapes the trained adapter; a checkpoint is resumed only on an exact match."""
+def training_fingerprint(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
+                         dtype: torch.dtype | None) -> str:
+    """Everything that shapes the trained adapter (including the precision `auto` resolved to on
+    this machine); a checkpoint is resumed only on an exact match."""
     data = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
-    return fingerprint(LOOP_VERSION, asdict(config), seed, Path(base_path).name, data)
+    return fingerprint(LOOP_VERSION, asdict(config), seed, Path(base_path).name, data, str(dtype))
 
 
 def train_generator(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
@@ -195,7 +234,9 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     continues from the newest checkpoint (a finished job resumes as finished)."""
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(base_path)
-    model = get_peft_model(load_base_generator(base_path, device), lora_config_for_generator(config))
+    base = load_base_generator(base_path, device)
+    model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
+    dtype = training_dtype(config.precision, device)
     train, holdout = split_holdout(examples, config.holdout_examples, seed)
     encoded_all = [encode_example(tokenizer, ex, config) for ex in train]
     encoded = [e for e in encoded_all if e is not None]
@@ -206,7 +247,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
                         config.max_steps * config.grad_accum, seed, config.length_grouping)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
 
-    job_path = checkpoint_root / training_fingerprint(examples, base_path, config, seed) if checkpoint_root else None
+    job_path = (checkpoint_root / training_fingerprint(examples, base_path, config, seed, dtype)
+                if checkpoint_root else None)
     state = {"history": [], "evals": [], "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "done": False}
     best_adapter = None
     start = 0
@@ -244,7 +286,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
             n_answer = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
             total = 0.0
             for batch in micro:
-                loss, _ = answer_loss(model, batch)
+                with autocast(device, dtype):
+                    loss, _ = answer_loss(model, batch)
                 (loss / n_answer).backward()  # mean over every answer token of the step
                 total += loss.item()
             optimizer.step()
@@ -255,7 +298,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
             state["history"].append({"step": step, "loss": total / n_answer, "learning_rate": learning_rate,
                                      "tokens_per_s": tokens / seconds, "padding_share": 1 - tokens / padded})
             if holdout_encoded and (step % config.eval_every == 0 or step == config.max_steps):
-                eval_loss = evaluation_loss(model, holdout_encoded, tokenizer.pad_token_id, config.batch_size * 2, device)
+                eval_loss = evaluation_loss(model, holdout_encoded, tokenizer.pad_token_id, config.batch_size * 2, device,
+                                            dtype)
                 state["evals"].append({"step": step, "eval_loss": eval_loss})
                 if eval_loss < state["best_loss"]:
                     state.update(best_loss=eval_loss, best_step=step, bad_evals=0)
@@ -275,7 +319,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     model.eval()
     return GeneratorResult(model, tokenizer, state["history"], state["evals"], train_examples=len(encoded),
                            skipped_too_long=len(encoded_all) - len(encoded), holdout=holdout, resumed_from_step=start,
-                           best_step=state["best_step"] or last, stopped_early=last < config.max_steps)
+                           best_step=state["best_step"] or last, stopped_early=last < config.max_steps,
+                           precision="bf16" if dtype == torch.bfloat16 else "fp32")
 
 
 @torch.inference_mode()

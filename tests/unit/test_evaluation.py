@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from components.evaluation import (answer_metrics, contains_fact, decide_promotion, generator_behaviour_metrics,
+from components.evaluation import (PairedDelta, answer_metrics, contains_fact, decide_promotion,
+                                   generator_behaviour_metrics, generator_behaviour_outcomes, paired_bootstrap_delta,
                                    is_refusal, retrieval_metrics, router_metrics)
 
 pytestmark = pytest.mark.unit
@@ -78,3 +79,24 @@ def test_generator_behaviour_metrics_split_answerable_and_unanswerable():
     assert (metrics["citation_accuracy"].value, metrics["citation_accuracy"].samples) == (0.0 + 1.0 / 2, 2)
     assert (metrics["false_refusal_rate"].value, metrics["refusal_rate"].value) == (0.5, 0.0)
     assert metrics["refusal_rate"].samples == 1
+
+
+def test_behaviour_outcomes_pair_up_across_generators():
+    examples = [{"answerable": True, "answer": "It costs 5 USD [p-1]."},
+                {"answerable": False, "answer": "I'm sorry, the documents do not contain that."}]
+    tuned = generator_behaviour_outcomes(examples, ["It costs 5 USD [p-1].", "The documents do not contain it."])
+    base = generator_behaviour_outcomes(examples, ["It costs 5 USD.", "It costs 7 USD [p-2]."])
+    assert tuned == {"citation_accuracy": [1.0], "refusal_rate": [1.0], "false_refusal_rate": [0.0]}
+    assert base == {"citation_accuracy": [0.0], "refusal_rate": [0.0], "false_refusal_rate": [0.0]}
+
+
+def test_paired_bootstrap_interval_separates_a_real_difference_from_noise():
+    better = paired_bootstrap_delta([1.0] * 18 + [0.0] * 6, [0.0] * 22 + [1.0] * 2)
+    assert better.value == pytest.approx(16 / 24) and better.samples == 24
+    assert 0 < better.low < better.value < better.high <= 1 and better.significant
+    same = paired_bootstrap_delta([1.0, 0.0] * 12, [0.0, 1.0] * 12)
+    assert same.value == 0 and same.low < 0 < same.high and not same.significant
+    assert paired_bootstrap_delta([1.0] * 5, [1.0] * 5) == PairedDelta(0.0, 0.0, 0.0, 5)
+    assert math.isnan(paired_bootstrap_delta([], []).value)
+    with pytest.raises(ValueError, match="equal length"):
+        paired_bootstrap_delta([1.0], [])

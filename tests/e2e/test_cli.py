@@ -47,7 +47,8 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     repo = _project(project_root, tmp_path, {
         "models": {"generator": "tiny:llama"},
         # the tiny model's character-level tokenizer makes examples ~700 tokens long
-        "generator": {"max_steps": 2, "max_new_tokens": 16, "max_length": 1024, "holdout_examples": 4},
+        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 16, "max_length": 1024,
+                      "holdout_examples": 4},
         "router": {"epochs": 1},
         "evaluation": {"max_questions": 8},
     })

@@ -88,7 +88,8 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                                                                           encoder_path):
     repo = _project(project_root, tmp_path, {
         "models": {"generator": "tiny:llama"},
-        "generator": {"max_steps": 2, "max_new_tokens": 8, "max_length": 1024, "holdout_examples": 2},
+        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024,
+                      "holdout_examples": 2},
         "router": {"epochs": 1},
         "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5}},
         "index": {"debounce_seconds": DEBOUNCE, "watch_poll_seconds": 0.5},

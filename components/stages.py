@@ -25,8 +25,9 @@ from components.evaluation import (Decision, Metric, answer_metrics, compare_beh
                                    retrieval_metrics, router_metrics)
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
-from components.index.store import connect_weaviate, point_alias, prune_versions
+from components.index.store import connect_weaviate
 from components.models import resolve_model
+from components.promotion import ledger_path, promote
 from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
 from components.reports import generator_description, router_description
 from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
@@ -315,30 +316,13 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
     """Gates passed: move MLflow `champion` and the Weaviate alias together (undo the first if the
     second fails). Otherwise: alias `challenger`, reasons already in the version's tags."""
     p = ctx.params
-    client = mlflow.MlflowClient()
     collection = evaluation.manifest.collection
-    ledger = ctx.settings.home / "promotions.jsonl"
+    ledger = ledger_path(ctx.settings)
     if not evaluation.decision.passed or p.promotion.require_approval:
-        set_alias(client, p.promotion.bundle_name, "challenger", bundle_version)
+        set_alias(mlflow.MlflowClient(), p.promotion.bundle_name, "challenger", bundle_version)
         why = evaluation.decision.reasons if not evaluation.decision.passed else ["awaiting approval"]
         append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": bundle_version,
                                "collection": collection, "reasons": why})
         return Promotion(bundle_version, "challenger", collection, why)
-    previous = get_alias_version(client, p.promotion.bundle_name, "champion")
-    set_alias(client, p.promotion.bundle_name, "champion", bundle_version)
-    try:
-        with connect_weaviate(ctx.settings) as weaviate_client:
-            previous_collection = point_alias(weaviate_client, p.index.alias, collection)
-            prune_versions(weaviate_client, p.index.alias, p.index.keep_versions)
-    except Exception:
-        # The two aliases must agree: put the MLflow champion back before surfacing the error.
-        if previous is not None:
-            set_alias(client, p.promotion.bundle_name, "champion", previous.version)
-        else:
-            client.delete_registered_model_alias(p.promotion.bundle_name, "champion")
-        raise
-    append_ledger(ledger, {"action": "promote", "bundle": p.promotion.bundle_name, "version": bundle_version,
-                           "previous_version": previous.version if previous else None, "collection": collection,
-                           "previous_collection": previous_collection, "reasons": evaluation.decision.reasons})
+    promote(ctx.settings, p, bundle_version, collection, evaluation.decision.reasons)
     return Promotion(bundle_version, "champion", collection, evaluation.decision.reasons)
-

@@ -60,7 +60,8 @@ def _environment() -> None:
 
     # Known-harmless library warnings that would bury the pipeline's own output.
     for message in ("The specified dataset source can be interpreted", ".*is_gradient_checkpointing.*",
-                    "Passing a Python object as `python_model`", "module .sre_(constants|parse). is deprecated"):
+                    "Passing a Python object as `python_model`", "module .sre_(constants|parse). is deprecated",
+                    "The ``noload`` loader strategy is deprecated"):
         warnings.filterwarnings("ignore", message=message)
 
 
@@ -203,6 +204,69 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     except ConfigError as exc:
         _fail(str(exc))
     serve_deployments(project, str(params), loaded)
+
+
+@app.command()
+def rollback(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+    """Put back the champion pair (bundle version and its index version) that was live before the
+    current one; the move is written to the promotion ledger."""
+    _environment()
+    from components.config import ConfigError, Settings, load_params
+    from components.promotion import PromotionError, rollback as roll_back
+    from components.registry import configure_mlflow
+
+    settings = Settings()
+    try:
+        loaded = load_params(params)
+        configure_mlflow(settings, "ragops")
+        done = roll_back(settings, loaded)
+    except (ConfigError, PromotionError) as exc:
+        _fail(str(exc))
+    console.print(f"{loaded.promotion.bundle_name}: champion v{done.previous_version} → v{done.version}, "
+                  f"index {done.previous_collection} → {done.collection}")
+
+
+@app.command()
+def promote(version: str = typer.Argument(..., help="bundle version to make the champion"),
+            params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+    """Approve a bundle version whose gates passed (the human step when promotion.require_approval
+    is true): it becomes the champion with its index version, recorded in the ledger."""
+    _environment()
+    from components.config import ConfigError, Settings, load_params
+    from components.promotion import PromotionError, approve
+    from components.registry import configure_mlflow
+
+    settings = Settings()
+    try:
+        loaded = load_params(params)
+        configure_mlflow(settings, "ragops")
+        moved = approve(settings, loaded, version)
+    except (ConfigError, PromotionError) as exc:
+        _fail(str(exc))
+    console.print(f"{loaded.promotion.bundle_name}: champion v{moved.previous_version or '-'} → v{version}")
+
+
+@app.command()
+def review(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+    """List the bundle versions newer than the champion: their gates and their metrics against the champion's."""
+    _environment()
+    from components.config import ConfigError, Settings, load_params
+    from components.promotion import review as candidates_of
+    from components.registry import configure_mlflow
+
+    try:
+        loaded = load_params(params)
+    except ConfigError as exc:
+        _fail(str(exc))
+    configure_mlflow(Settings(), "ragops")
+    champion, candidates = candidates_of(loaded)
+    table = Table(title=f"{loaded.promotion.bundle_name}: champion v{champion or '-'}")
+    for column in ("version", "index", "gates", "against the champion"):
+        table.add_column(column)
+    for c in candidates:
+        deltas = ", ".join(f"{k} {v:+.3f}" for k, v in c.deltas.items()) or "no champion metrics to compare"
+        table.add_row(c.version, c.collection, "passed" if c.gates_passed else f"failed: {c.reasons}", deltas)
+    console.print(table if candidates else f"no bundle version newer than the champion v{champion or '-'}")
 
 
 @app.command()

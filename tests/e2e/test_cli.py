@@ -70,6 +70,12 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     ask = _ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?")
     assert ask.returncode == 2 and "no champion" in ask.stdout
 
+    reviewed = _ragops(repo, "review", timeout=300)
+    assert reviewed.returncode == 0 and "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
+    refused = _ragops(repo, "promote", held.version, timeout=300)
+    assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, refused.stdout + refused.stderr
+    assert "champion" not in client.get_registered_model("ragops-assistant").aliases
+
 
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, briefly fine-tuned, passes the gates; `ragops ask` answers
@@ -97,6 +103,10 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     champion = client.get_model_version_by_alias("ragops-assistant", "champion")
     assert champion.tags["gates_passed"] == "True"
     assert [e["action"] for e in _ledger(repo)] == ["promote"]
+
+    undo = _ragops(repo, "rollback", timeout=300)  # the first champion has nothing before it
+    assert undo.returncode == 2 and "none to roll back to" in undo.stdout, undo.stdout + undo.stderr
+    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == champion.version
 
 
 def test_bad_params_stop_before_any_work(project_root, tmp_path):

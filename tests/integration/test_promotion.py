@@ -1,0 +1,105 @@
+"""Champion moves against a real MLflow registry (SQLite) and a real Weaviate server: promotions
+and rollbacks move both aliases together, and a move that cannot complete changes nothing."""
+
+import json
+
+import mlflow
+import pytest
+
+from components.config import Settings, load_params
+from components.index.server import weaviate_server
+from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
+from components.promotion import PromotionError, approve, promote, read_ledger, review, rollback
+from components.registry import configure_mlflow, get_alias_version, set_alias
+
+pytestmark = pytest.mark.integration
+
+
+def _champion(settings, params) -> tuple[str, str]:
+    version = get_alias_version(mlflow.MlflowClient(), params.promotion.bundle_name, "champion").version
+    with connect_weaviate(settings) as client:
+        return version, live_collection(client, params.index.alias)
+
+
+@pytest.fixture()
+def registry(settings, project_root, tmp_path, monkeypatch):
+    """One standalone Weaviate server holding four empty index versions, an MLflow store with the
+    bundle registered (no versions yet), the default params, and a model source folder."""
+    params = load_params(project_root / "params.yaml")
+    with weaviate_server(settings, tmp_path / "weaviate", tmp_path / "weaviate.log") as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        served = Settings()
+        with connect_weaviate(served) as weaviate_client:
+            for n in range(1, 5):
+                create_collection(weaviate_client, f"{params.index.alias}_v{n}")
+        client = configure_mlflow(served, "test")
+        client.create_registered_model(params.promotion.bundle_name)
+        (tmp_path / "model").mkdir()
+        yield served, params, client, str(tmp_path / "model")
+
+
+def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore(registry):
+    settings, params, client, source = registry
+    name, alias = params.promotion.bundle_name, params.index.alias
+    versions = [client.create_model_version(name, source=source).version for _ in range(4)]
+    for n, version in enumerate(versions, start=1):
+        promote(settings, params, version, f"{alias}_v{n}", ["gates passed"])
+    assert _champion(settings, params) == (versions[3], f"{alias}_v4")
+    with connect_weaviate(settings) as weaviate_client:  # keep_versions=3 pruned the first index version
+        assert list_versions(weaviate_client, alias) == [f"{alias}_v{n}" for n in (2, 3, 4)]
+
+    done = rollback(settings, params)
+    assert (done.version, done.collection, done.previous_version) == (versions[2], f"{alias}_v3", versions[3])
+    assert _champion(settings, params) == (versions[2], f"{alias}_v3")
+    assert rollback(settings, params).version == versions[1]  # a second rollback goes one further back
+    assert _champion(settings, params) == (versions[1], f"{alias}_v2")
+
+    ledger = settings.home / "promotions.jsonl"
+    before = ledger.read_text()
+    with pytest.raises(PromotionError, match=f"{alias}_v1 .* no longer exists"):
+        rollback(settings, params)  # version 1's index was pruned: MLflow moved first, then was undone
+    assert _champion(settings, params) == (versions[1], f"{alias}_v2")
+    assert ledger.read_text() == before
+
+    set_alias(client, name, "champion", versions[3])  # moved by hand, outside ragops
+    with pytest.raises(PromotionError, match="moved outside ragops"):
+        rollback(settings, params)
+    entries = read_ledger(ledger)
+    assert [(e["action"], e["version"]) for e in entries] == (
+        [("promote", v) for v in versions] + [("rollback", versions[2]), ("rollback", versions[1])])
+    assert all({"at", "by", "reasons", "collection", "previous_version"} <= set(e) for e in entries)
+    assert json.loads(ledger.read_text().splitlines()[-1])["previous_collection"] == f"{alias}_v3"
+
+
+def _evaluated_version(client, name: str, source: str, collection: str, passed: bool, metrics: dict) -> str:
+    with mlflow.start_run(run_name="evaluate-bundle") as run:
+        mlflow.log_metrics(metrics)
+    tags = {"gates_passed": str(passed), "collection": collection, "run_id": run.info.run_id,
+            "gate_reasons": "key_fact_accuracy 0.100 < 0.300" if not passed else "all gates passed"}
+    return client.create_model_version(name, source=source, tags=tags).version
+
+
+def test_review_shows_deltas_and_promote_approves_only_what_passed(registry):
+    settings, params, client, source = registry
+    name, alias = params.promotion.bundle_name, params.index.alias
+    first = _evaluated_version(client, name, source, f"{alias}_v1", True, {"key_fact_accuracy": 0.80, "retrieval_mrr": 0.90})
+    promote(settings, params, first, f"{alias}_v1", ["gates passed"])
+    worse = _evaluated_version(client, name, source, f"{alias}_v2", False, {"key_fact_accuracy": 0.10, "retrieval_mrr": 0.95})
+    better = _evaluated_version(client, name, source, f"{alias}_v3", True, {"key_fact_accuracy": 0.85, "retrieval_mrr": 0.90})
+
+    champion, candidates = review(params)
+    assert champion == first and [c.version for c in candidates] == [worse, better]
+    assert not candidates[0].gates_passed and "key_fact_accuracy" in candidates[0].reasons
+    assert candidates[0].deltas == pytest.approx({"key_fact_accuracy": -0.70, "retrieval_mrr": 0.05})
+    assert candidates[1].deltas == pytest.approx({"key_fact_accuracy": 0.05, "retrieval_mrr": 0.0})
+
+    with pytest.raises(PromotionError, match="did not pass its gates .*key_fact_accuracy"):
+        approve(settings, params, worse)
+    assert _champion(settings, params) == (first, f"{alias}_v1")
+    approve(settings, params, better)
+    assert _champion(settings, params) == (better, f"{alias}_v3")
+    last = read_ledger(settings.home / "promotions.jsonl")[-1]
+    assert (last["action"], last["version"], last["previous_version"]) == ("promote", better, first)
+    assert last["reasons"][0].startswith("approved by ")
+    assert review(params) == (better, [])

@@ -47,6 +47,7 @@ def read_ledger(path: Path) -> list[dict]:
 def move_champion(settings: Settings, params: Params, version: str, collection: str) -> ChampionMove:
     """Point `champion` at bundle `version` and the Weaviate alias at its `collection`. If the second
     move fails the first is undone, so the two aliases always name the same bundle."""
+    version = str(version)  # the SQLite registry hands out ints where the API promises strings
     client = mlflow.MlflowClient()
     name = params.promotion.bundle_name
     previous = get_alias_version(client, name, "champion")
@@ -64,11 +65,12 @@ def move_champion(settings: Settings, params: Params, version: str, collection: 
         else:
             client.delete_registered_model_alias(name, "champion")
         raise
-    return ChampionMove(previous.version if previous else None, previous_collection)
+    return ChampionMove(str(previous.version) if previous else None, previous_collection)
 
 
 def promote(settings: Settings, params: Params, version: str, collection: str, reasons: list[str]) -> ChampionMove:
     """Make bundle `version` (serving `collection`) the champion and record it in the ledger."""
+    version = str(version)
     moved = move_champion(settings, params, version, collection)
     append_ledger(ledger_path(settings), {
         "action": "promote", "bundle": params.promotion.bundle_name, "version": version, "collection": collection,
@@ -108,7 +110,7 @@ def rollback(settings: Settings, params: Params) -> Rollback:
     current = get_alias_version(mlflow.MlflowClient(), name, "champion")
     if current is None:
         raise PromotionError(f"{name} has no champion to roll back; run `ragops run` first")
-    if not history or history[-1]["version"] != current.version:
+    if not history or str(history[-1]["version"]) != str(current.version):
         recorded = history[-1]["version"] if history else "none"
         raise PromotionError(f"{name}@champion is v{current.version} but the ledger {path} says v{recorded}: the "
                              f"alias was moved outside ragops; move it back or promote with `ragops promote`")
@@ -121,7 +123,7 @@ def rollback(settings: Settings, params: Params) -> Rollback:
                          "collection": target["collection"], "previous_version": moved.previous_version,
                          "previous_collection": moved.previous_collection,
                          "reasons": [f"rolled back from v{current.version}"]})
-    return Rollback(target["version"], target["collection"], current.version, moved.previous_collection)
+    return Rollback(str(target["version"]), target["collection"], str(current.version), moved.previous_collection)
 
 
 def approve(settings: Settings, params: Params, version: str) -> ChampionMove:
@@ -162,7 +164,7 @@ def review(params: Params, metrics: tuple[str, ...] = REVIEW_METRICS) -> tuple[s
     for found in sorted(newer, key=lambda v: int(v.version)):
         logged = _run_metrics(client, found.tags)
         candidates.append(Candidate(
-            found.version, found.tags.get("collection", ""), found.tags.get("gates_passed") == "True",
+            str(found.version), found.tags.get("collection", ""), found.tags.get("gates_passed") == "True",
             found.tags.get("gate_reasons", ""),
             {m: logged[m] - baseline[m] for m in metrics if m in logged and m in baseline}))
-    return (champion.version if champion else None), candidates
+    return (str(champion.version) if champion else None), candidates

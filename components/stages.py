@@ -321,7 +321,7 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
     if not evaluation.decision.passed or p.promotion.require_approval:
         set_alias(mlflow.MlflowClient(), p.promotion.bundle_name, "challenger", bundle_version)
         why = evaluation.decision.reasons if not evaluation.decision.passed else ["awaiting approval"]
-        append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": bundle_version,
+        append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": str(bundle_version),
                                "collection": collection, "reasons": why})
         return Promotion(bundle_version, "challenger", collection, why)
     promote(ctx.settings, p, bundle_version, collection, evaluation.decision.reasons)

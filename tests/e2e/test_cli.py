@@ -65,14 +65,14 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     assert {d.dataset.digest for d in evaluated.inputs.dataset_inputs} == {
         v for k, v in held.tags.items() if k.startswith("data.")}
     assert "champion" not in client.get_registered_model("ragops-assistant").aliases
-    assert [(e["action"], e["version"]) for e in _ledger(repo)] == [("hold", held.version)]
+    assert [(e["action"], e["version"]) for e in _ledger(repo)] == [("hold", str(held.version))]
 
     ask = _ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?")
     assert ask.returncode == 2 and "no champion" in ask.stdout
 
     reviewed = _ragops(repo, "review", timeout=300)
     assert reviewed.returncode == 0 and "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
-    refused = _ragops(repo, "promote", held.version, timeout=300)
+    refused = _ragops(repo, "promote", str(held.version), timeout=300)
     assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, refused.stdout + refused.stderr
     assert "champion" not in client.get_registered_model("ragops-assistant").aliases
 

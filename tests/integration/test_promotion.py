@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def _champion(settings, params) -> tuple[str, str]:
-    version = get_alias_version(mlflow.MlflowClient(), params.promotion.bundle_name, "champion").version
+    version = str(get_alias_version(mlflow.MlflowClient(), params.promotion.bundle_name, "champion").version)
     with connect_weaviate(settings) as client:
         return version, live_collection(client, params.index.alias)
 
@@ -42,7 +42,7 @@ def registry(settings, project_root, tmp_path, monkeypatch):
 def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore(registry):
     settings, params, client, source = registry
     name, alias = params.promotion.bundle_name, params.index.alias
-    versions = [client.create_model_version(name, source=source).version for _ in range(4)]
+    versions = [str(client.create_model_version(name, source=source).version) for _ in range(4)]
     for n, version in enumerate(versions, start=1):
         promote(settings, params, version, f"{alias}_v{n}", ["gates passed"])
     assert _champion(settings, params) == (versions[3], f"{alias}_v4")
@@ -77,7 +77,7 @@ def _evaluated_version(client, name: str, source: str, collection: str, passed: 
         mlflow.log_metrics(metrics)
     tags = {"gates_passed": str(passed), "collection": collection, "run_id": run.info.run_id,
             "gate_reasons": "key_fact_accuracy 0.100 < 0.300" if not passed else "all gates passed"}
-    return client.create_model_version(name, source=source, tags=tags).version
+    return str(client.create_model_version(name, source=source, tags=tags).version)
 
 
 def test_review_shows_deltas_and_promote_approves_only_what_passed(registry):

@@ -36,6 +36,7 @@ SERVER_ENVIRONMENT = {"DISABLE_TELEMETRY": "true", "ENABLE_MODULES": "", "USE_IN
 # loaded 2-core CI machine once needed longer (WeaviateStartUpError right after a run's own
 # server stopped), so ragops starts the binary itself and waits for readiness.
 READY_TIMEOUT_S = 120
+START_ATTEMPTS = 3
 
 
 class WeaviateServerError(RuntimeError):
@@ -72,6 +73,25 @@ def _free_ports(n: int) -> list[int]:
             sock.close()
 
 
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _gossip_port() -> int:
+    """A free port whose next three are free too: the server derives its data port (gossip + 1)
+    from it, and Raft's two ports are laid out after that."""
+    for _ in range(100):
+        gossip = _free_ports(1)[0]
+        if all(_is_free(gossip + i) for i in (1, 2, 3)):
+            return gossip
+    raise WeaviateServerError("found no block of four free loopback ports for Weaviate's cluster ports")
+
+
 def binary_of(settings: Settings) -> Path:
     found = sorted(settings.weaviate_binary_dir.glob(f"weaviate-v{settings.weaviate_version}-*"))
     if not found:
@@ -80,34 +100,49 @@ def binary_of(settings: Settings) -> Path:
     return found[0]
 
 
-def _log_tail(log_path: Path | None, lines: int = 15) -> str:
+def _log_tail(log_path: Path | None, offset: int = 0, lines: int = 15) -> str:
+    """The last lines this start wrote to the log (from byte `offset` on)."""
     if log_path is None or not log_path.exists():
         return ""
-    tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    with log_path.open("rb") as fh:
+        fh.seek(offset)
+        tail = fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
     return f"; the last lines of {log_path}:\n" + "\n".join(tail) if tail else f"; {log_path} is empty"
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S,
-               log_path: Path | None = None) -> None:
+               log_path: Path | None = None, log_offset: int = 0) -> None:
     """Until /v1/.well-known/ready answers 200: the schema and shards are loaded, not just the port open."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready"
-                                      + _log_tail(log_path))
+                                      + _log_tail(log_path, log_offset))
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=2) as response:
                 if response.status == 200:
                     return
         time.sleep(0.2)
-    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path))
+    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path, log_offset))
 
 
 def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> WeaviateServer:
-    """Start the server on free loopback ports with its data in `data_path`; returns when ready."""
-    http, grpc, gossip, profiling = _free_ports(4)
-    # The server derives its cluster ports from the gossip port: data = gossip + 1, and Raft's
-    # ports must not collide with it (as weaviate-client's embedded mode lays them out).
+    """Start the server on free loopback ports with its data in `data_path`; returns when ready.
+    Ports are free when picked but another process can take one before the server binds it (seen
+    with several servers starting in one test run): a start that fails on a taken port is retried
+    on new ports."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_once(settings, data_path, log_path)
+        except WeaviateServerError as exc:
+            if "address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(settings: Settings, data_path: Path, log_path: Path | None) -> WeaviateServer:
+    http, grpc, profiling = _free_ports(3)
+    gossip = _gossip_port()
     data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
     data_path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
@@ -117,12 +152,13 @@ def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | 
            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
            "RAFT_BOOTSTRAP_EXPECT": "1", "GO_PROFILING_PORT": str(profiling)}
     binary = binary_of(settings)
+    start = log_path.stat().st_size if log_path and log_path.exists() else 0
     with open(log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(http), "--scheme", "http"],
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = WeaviateServer(process, http, grpc)
     try:
-        wait_ready(server.url, process, log_path=log_path)
+        wait_ready(server.url, process, log_path=log_path, log_offset=start)
     except WeaviateServerError:
         stop_weaviate_server(server)
         raise

@@ -128,10 +128,6 @@ def generator_behaviour_outcomes(examples: list[dict], answers: list[str]) -> di
     return outcomes
 
 
-def generator_behaviour_metrics(examples: list[dict], answers: list[str]) -> dict[str, Metric]:
-    return {name: _metric(values) for name, values in generator_behaviour_outcomes(examples, answers).items()}
-
-
 @dataclass(frozen=True)
 class BehaviourComparison:
     """A fine-tuned generator against its base model on the same examples and context."""

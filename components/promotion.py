@@ -47,7 +47,6 @@ def read_ledger(path: Path) -> list[dict]:
 def move_champion(settings: Settings, params: Params, version: str, collection: str) -> ChampionMove:
     """Point `champion` at bundle `version` and the Weaviate alias at its `collection`. If the second
     move fails the first is undone, so the two aliases always name the same bundle."""
-    version = str(version)  # the SQLite registry hands out ints where the API promises strings
     client = mlflow.MlflowClient()
     name = params.promotion.bundle_name
     previous = get_alias_version(client, name, "champion")
@@ -70,7 +69,7 @@ def move_champion(settings: Settings, params: Params, version: str, collection: 
 
 def promote(settings: Settings, params: Params, version: str, collection: str, reasons: list[str]) -> ChampionMove:
     """Make bundle `version` (serving `collection`) the champion and record it in the ledger."""
-    version = str(version)
+    version = str(version)  # the SQLite registry hands out ints where the API promises strings
     moved = move_champion(settings, params, version, collection)
     append_ledger(ledger_path(settings), {
         "action": "promote", "bundle": params.promotion.bundle_name, "version": version, "collection": collection,

@@ -186,8 +186,9 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             mlflow.log_dict([{"id": ex["id"], "question": ex["question"], "reference": ex["answer"], "tuned": t,
                               "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
                             "evaluation/generator_heldout_answers.json")
+        heldout = behaviour.as_metrics() if behaviour else {}
         mlflow.log_param("generator.resolved_precision", result.precision)
-        _log_metrics({**(behaviour.as_metrics() if behaviour else {}),
+        _log_metrics({**heldout,
                       "best_eval_loss": result.best_eval_loss, "best_step": result.best_step, "train_seconds": seconds,
                       "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
@@ -198,8 +199,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
-                        {"best_eval_loss": result.best_eval_loss, **(behaviour.as_metrics() if behaviour else {})},
-                        run.info.run_id)
+                        {"best_eval_loss": result.best_eval_loss, **heldout}, run.info.run_id)
 
 
 def champion_models(ctx: RunContext) -> tuple[TrainedModel, TrainedModel]:

@@ -70,6 +70,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _load_params(path: Path):
+    """params.yaml loaded and checked, or exit 2 with the message naming the key and the fix."""
+    from components.config import ConfigError, load_params
+
+    try:
+        return load_params(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
 def _fmt(value: float) -> str:
     return "NaN" if math.isnan(value) else f"{value:.3f}"
 
@@ -143,13 +153,9 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
                                      "(default: the first answerable catalog question of the golden set)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
     _environment()
-    from components.config import ConfigError, load_params
     from flows.pipeline import retrain
 
-    try:
-        gates = load_params(project / params).evaluation.gates
-    except ConfigError as exc:
-        _fail(str(exc))
+    gates = _load_params(project / params).evaluation.gates
     state = retrain(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
         failure = state.result(raise_on_failure=False)
@@ -168,13 +174,9 @@ def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, 
     """Reindex changed documents (no retraining): a new index version, evaluated with the champion's
     router and generator, promoted if its gates pass."""
     _environment()
-    from components.config import ConfigError, load_params
     from flows.reindex import reindex as reindex_flow
 
-    try:
-        load_params(project / params)
-    except ConfigError as exc:
-        _fail(str(exc))
+    _load_params(project / params)
     state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
         failure = state.result(raise_on_failure=False)
@@ -196,14 +198,9 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     """Serve the Prefect deployments (reindex on document changes, retrain on demand) and watch
     the documents folder; runs until interrupted."""
     _environment()
-    from components.config import ConfigError, load_params
     from flows.deploy import deploy as serve_deployments
 
-    try:
-        loaded = load_params(project / params)
-    except ConfigError as exc:
-        _fail(str(exc))
-    serve_deployments(project, str(params), loaded)
+    serve_deployments(project, str(params), _load_params(project / params))
 
 
 @app.command()
@@ -211,16 +208,15 @@ def rollback(params: Path = typer.Option(Path("params.yaml"), help="params file,
     """Put back the champion pair (bundle version and its index version) that was live before the
     current one; the move is written to the promotion ledger."""
     _environment()
-    from components.config import ConfigError, Settings, load_params
+    from components.config import Settings
     from components.promotion import PromotionError, rollback as roll_back
     from components.registry import configure_mlflow
 
-    settings = Settings()
+    loaded, settings = _load_params(params), Settings()
+    configure_mlflow(settings, "ragops")
     try:
-        loaded = load_params(params)
-        configure_mlflow(settings, "ragops")
         done = roll_back(settings, loaded)
-    except (ConfigError, PromotionError) as exc:
+    except PromotionError as exc:
         _fail(str(exc))
     console.print(f"{loaded.promotion.bundle_name}: champion v{done.previous_version} → v{done.version}, "
                   f"index {done.previous_collection} → {done.collection}")
@@ -232,16 +228,15 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
     """Approve a bundle version whose gates passed (the human step when promotion.require_approval
     is true): it becomes the champion with its index version, recorded in the ledger."""
     _environment()
-    from components.config import ConfigError, Settings, load_params
+    from components.config import Settings
     from components.promotion import PromotionError, approve
     from components.registry import configure_mlflow
 
-    settings = Settings()
+    loaded, settings = _load_params(params), Settings()
+    configure_mlflow(settings, "ragops")
     try:
-        loaded = load_params(params)
-        configure_mlflow(settings, "ragops")
         moved = approve(settings, loaded, version)
-    except (ConfigError, PromotionError) as exc:
+    except PromotionError as exc:
         _fail(str(exc))
     console.print(f"{loaded.promotion.bundle_name}: champion v{moved.previous_version or '-'} → v{version}")
 
@@ -250,14 +245,11 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
 def review(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
     """List the bundle versions newer than the champion: their gates and their metrics against the champion's."""
     _environment()
-    from components.config import ConfigError, Settings, load_params
+    from components.config import Settings
     from components.promotion import review as candidates_of
     from components.registry import configure_mlflow
 
-    try:
-        loaded = load_params(params)
-    except ConfigError as exc:
-        _fail(str(exc))
+    loaded = _load_params(params)
     configure_mlflow(Settings(), "ragops")
     champion, candidates = candidates_of(loaded)
     table = Table(title=f"{loaded.promotion.bundle_name}: champion v{champion or '-'}")

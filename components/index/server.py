@@ -82,12 +82,13 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def _gossip_port() -> int:
-    """A free port whose next three are free too: the server derives its data port (gossip + 1)
-    from it, and Raft's two ports are laid out after that."""
+def _gossip_port(taken: set[int]) -> int:
+    """A free port whose next three are free too (and none of them in `taken`): the server derives
+    its data port (gossip + 1) from it, and Raft's two ports are laid out after that."""
     for _ in range(100):
         gossip = _free_ports(1)[0]
-        if all(_is_free(gossip + i) for i in (1, 2, 3)):
+        block = range(gossip, gossip + 4)
+        if taken.isdisjoint(block) and all(_is_free(port) for port in block[1:]):
             return gossip
     raise WeaviateServerError("found no block of four free loopback ports for Weaviate's cluster ports")
 
@@ -131,18 +132,18 @@ def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | 
     Ports are free when picked but another process can take one before the server binds it (seen
     with several servers starting in one test run): a start that fails on a taken port is retried
     on new ports."""
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for _ in range(START_ATTEMPTS - 1):
         try:
             return _start_once(settings, data_path, log_path)
         except WeaviateServerError as exc:
-            if "address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+            if "address already in use" not in str(exc):
                 raise
-    raise AssertionError("unreachable")
+    return _start_once(settings, data_path, log_path)
 
 
 def _start_once(settings: Settings, data_path: Path, log_path: Path | None) -> WeaviateServer:
     http, grpc, profiling = _free_ports(3)
-    gossip = _gossip_port()
+    gossip = _gossip_port({http, grpc, profiling})
     data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
     data_path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from components.evaluation import (PairedDelta, answer_metrics, contains_fact, decide_promotion,
-                                   generator_behaviour_metrics, generator_behaviour_outcomes, paired_bootstrap_delta,
+                                   compare_behaviour, generator_behaviour_outcomes, paired_bootstrap_delta,
                                    is_refusal, retrieval_metrics, router_metrics)
 
 pytestmark = pytest.mark.unit
@@ -70,12 +70,12 @@ def test_missing_or_nan_metric_fails_its_gate(metrics):
     assert "missing or NaN" in decision.reasons[0]
 
 
-def test_generator_behaviour_metrics_split_answerable_and_unanswerable():
+def test_generator_behaviour_splits_answerable_and_unanswerable():
     examples = [{"answer": "It costs 5 USD [p-1].", "answerable": True},
                 {"answer": "It costs 7 USD [p-2].", "answerable": True},
                 {"answer": "I'm sorry, the store documents I have do not contain that information.", "answerable": False}]
     answers = ["It is 5 USD [p-1].", "I'm sorry, the documents do not contain that.", "It costs 9 USD [p-3]."]
-    metrics = generator_behaviour_metrics(examples, answers)
+    metrics = compare_behaviour(examples, answers, answers).tuned
     assert (metrics["citation_accuracy"].value, metrics["citation_accuracy"].samples) == (0.0 + 1.0 / 2, 2)
     assert (metrics["false_refusal_rate"].value, metrics["refusal_rate"].value) == (0.5, 0.0)
     assert metrics["refusal_rate"].samples == 1

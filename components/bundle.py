@@ -93,6 +93,15 @@ class Assistant:
         return [search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha,
                        mode, f) for q, v, f in zip(questions, vectors, filters, strict=True)]
 
+    def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
+        """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines)."""
+        if use_adapter:
+            return generate_answers(self.generator, self.generator_tokenizer, conversations,
+                                    self.manifest.max_new_tokens, progress=progress)
+        with self.generator.disable_adapter():
+            return generate_answers(self.generator, self.generator_tokenizer, conversations,
+                                    self.manifest.max_new_tokens, progress=progress)
+
     def answer(self, questions: list[str], use_retrieval: bool = True,
                retrieved_all: list[list[Retrieved]] | None = None,
                filters: list[SearchFilters | None] | None = None) -> list[Answer]:
@@ -107,8 +116,7 @@ class Assistant:
         to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope"]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]
-        generated = dict(zip(to_generate, generate_answers(self.generator, self.generator_tokenizer, conversations,
-                                                           self.manifest.max_new_tokens)))
+        generated = dict(zip(to_generate, self.generate(conversations)))
         answers = []
         for i, (route, conf) in enumerate(routes):
             chunks = retrieved.get(i, [])

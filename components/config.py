@@ -27,6 +27,8 @@ import yaml
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from components.gates import GATED_METRICS, LOWER_IS_BETTER, PAIRED_METRICS
+
 INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
 
 
@@ -190,18 +192,48 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    # Absolute gates: metric name → minimum value. A missing or NaN metric fails its gate.
+    # Absolute gates, metric → threshold: a minimum where higher is better, a maximum for latency
+    # (ms) and general_prompt_regression. A missing or NaN metric fails its gate.
     gates: dict[str, float] = field(default_factory=lambda: {"retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.3})
+    # Non-inferiority against the champion, metric → margin: challenger − champion on the same
+    # golden questions (paired bootstrap 95% CI) must have its worse end within the margin.
+    non_inferiority: dict[str, float] = field(default_factory=dict)
+    bootstrap_resamples: int = 2000
     max_questions: int = 0  # 0 = the whole golden set
+    ablation_questions: int = 48  # golden catalog/policy questions in the 2x2 ablation (0 = all)
+    general_prompts: int = 32  # general_prompts.jsonl rows for the regression against the base model (0 = all)
+    freshness_probes: int = 16  # questions built from changed documents (0 = off)
+    latency_questions: int = 16  # questions answered one at a time for latency p50/p95
 
     def __post_init__(self) -> None:
         _check(bool(self.gates), "evaluation.gates", "must define at least one gate")
-        known = set(METRIC_NAMES)
         for name, threshold in self.gates.items():
-            _check(name in known, f"evaluation.gates.{name}", f"is not a metric; use one of {sorted(known)}")
-            _check(isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
-                   f"must be a number in [0, 1], got {threshold!r}")
-        _check(self.max_questions >= 0, "evaluation.max_questions", f"must be >= 0, got {self.max_questions}")
+            _check(name in GATED_METRICS, f"evaluation.gates.{name}", f"is not a metric; use one of {list(GATED_METRICS)}")
+            numeric = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+            if name.startswith("latency_"):
+                _check(numeric and threshold > 0, f"evaluation.gates.{name}",
+                       f"is a maximum in milliseconds and must be > 0, got {threshold!r}")
+            elif name in LOWER_IS_BETTER:
+                _check(numeric and -1.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
+                       f"is a maximum in [-1, 1], got {threshold!r}")
+            else:
+                _check(numeric and 0.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
+                       f"must be a number in [0, 1], got {threshold!r}")
+        for name, margin in self.non_inferiority.items():
+            _check(name in PAIRED_METRICS, f"evaluation.non_inferiority.{name}",
+                   f"needs a per-question metric to pair with the champion; use one of {list(PAIRED_METRICS)}")
+            _check(isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0.0 <= margin <= 1.0,
+                   f"evaluation.non_inferiority.{name}", f"must be a margin in [0, 1], got {margin!r}")
+        _check(self.bootstrap_resamples >= 200, "evaluation.bootstrap_resamples",
+               f"must be >= 200 for a usable 95% interval, got {self.bootstrap_resamples}")
+        for key in ("max_questions", "ablation_questions", "general_prompts", "freshness_probes"):
+            _check(getattr(self, key) >= 0, f"evaluation.{key}", f"must be >= 0, got {getattr(self, key)}")
+        _check(self.latency_questions > 0, "evaluation.latency_questions",
+               f"must be > 0 (latency p50/p95 are always measured), got {self.latency_questions}")
+        _check("freshness_answer" not in self.gates or self.freshness_probes > 0, "evaluation.gates.freshness_answer",
+               "needs evaluation.freshness_probes > 0")
+        _check("freshness_retrieval" not in self.gates or self.freshness_probes > 0,
+               "evaluation.gates.freshness_retrieval", "needs evaluation.freshness_probes > 0")
 
 
 @dataclass(frozen=True)
@@ -228,8 +260,6 @@ class Params:
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
-METRIC_NAMES = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
-                "key_fact_accuracy", "citation_precision", "refusal_accuracy")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -1,10 +1,11 @@
-"""Evaluation: metrics on the golden set and the promotion decision.
+"""Evaluation metrics: retrieval, routing and answers on the golden set; generator behaviour.
 
-Every metric comes with the number of samples it was computed on; a metric with no samples
-is NaN, and a NaN or missing metric fails its gate.
+Metrics are means of per-question outcomes (kept, so a challenger and the champion can be
+compared question by question); every metric comes with the number of samples it was computed
+on, and a metric with no samples is NaN (which fails its gate, components/gates.py).
 
-    >>> decide_promotion({"key_fact_accuracy": 0.5}, {"key_fact_accuracy": 0.3})
-    Decision(passed=True, reasons=['key_fact_accuracy 0.500 >= 0.300'])
+    >>> answer_metrics([{"id": "g-1", "answerable": True, "key_facts": ["5"]}], ["It is 5 USD."])["key_fact_accuracy"]
+    Metric(value=1.0, samples=1)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean
 
-from components.prompting import extract_citations
+from components.prompting import CITATION, extract_citations
 
 REFUSAL_MARKERS = ("do not contain", "don't contain", "does not contain", "doesn't contain", "don't know", "do not know",
                    "not sure", "cannot find", "can't find", "no information", "not have that information",
@@ -42,12 +43,6 @@ class PairedDelta:
         return self.low > 0 or self.high < 0
 
 
-@dataclass(frozen=True)
-class Decision:
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-
 def _metric(values: list[float]) -> Metric:
     return Metric(float(mean(values)) if values else float("nan"), len(values))
 
@@ -67,47 +62,91 @@ def is_refusal(answer: str) -> bool:
     return any(marker in lowered for marker in REFUSAL_MARKERS)
 
 
-def retrieval_metrics(golden: list[dict], retrieved_ids: list[list[str]], mode: str = "hybrid") -> dict[str, Metric]:
-    """recall@k and MRR over the questions that have gold documents. The serving mode (hybrid)
+Outcomes = dict[str, dict[str, float]]  # metric → question id → that question's outcome
+
+
+def _qid(row: dict, i: int) -> str:
+    return str(row.get("id", i))
+
+
+def aggregate(outcomes: Outcomes) -> dict[str, Metric]:
+    """Each metric is the mean of its per-question outcomes, with their count as samples."""
+    return {name: _metric(list(per_question.values())) for name, per_question in outcomes.items()}
+
+
+def retrieval_outcomes(golden: list[dict], retrieved_ids: list[list[str]], mode: str = "hybrid") -> Outcomes:
+    """recall@k and reciprocal rank per question that has gold documents. The serving mode (hybrid)
     gives the gated names; other modes (vector, bm25) are suffixed, for the side-by-side view."""
-    recalls, reciprocal_ranks = [], []
-    for row, ids in zip(golden, retrieved_ids, strict=True):
+    suffix = "" if mode == "hybrid" else f"_{mode}"
+    recall, rr = {}, {}
+    for i, (row, ids) in enumerate(zip(golden, retrieved_ids, strict=True)):
         gold = set(row.get("gold_doc_ids") or [])
         if not gold:
             continue
-        recalls.append(len(gold & set(ids)) / len(gold))
-        rank = next((i for i, doc_id in enumerate(ids, start=1) if doc_id in gold), None)
-        reciprocal_ranks.append(1.0 / rank if rank else 0.0)
-    suffix = "" if mode == "hybrid" else f"_{mode}"
-    return {f"retrieval_recall_at_k{suffix}": _metric(recalls), f"retrieval_mrr{suffix}": _metric(reciprocal_ranks)}
+        recall[_qid(row, i)] = len(gold & set(ids)) / len(gold)
+        rank = next((n for n, doc_id in enumerate(ids, start=1) if doc_id in gold), None)
+        rr[_qid(row, i)] = 1.0 / rank if rank else 0.0
+    return {f"retrieval_recall_at_k{suffix}": recall, f"retrieval_mrr{suffix}": rr}
+
+
+def retrieval_metrics(golden: list[dict], retrieved_ids: list[list[str]], mode: str = "hybrid") -> dict[str, Metric]:
+    return aggregate(retrieval_outcomes(golden, retrieved_ids, mode))
+
+
+def router_outcomes(golden: list[dict], routes: list[str]) -> Outcomes:
+    return {"router_accuracy": {_qid(row, i): float(row["intent"] == route)
+                                for i, (row, route) in enumerate(zip(golden, routes, strict=True)) if row.get("intent")}}
 
 
 def router_metrics(golden: list[dict], routes: list[str]) -> dict[str, Metric]:
+    """Accuracy, and macro-F1 over the intents the golden set holds (not per question: it has no
+    per-question outcome, so it is gated absolutely but not compared with the champion)."""
     pairs = [(row["intent"], route) for row, route in zip(golden, routes, strict=True) if row.get("intent")]
-    intents = sorted({t for t, _ in pairs})
     f1s = []
-    for intent in intents:
+    for intent in sorted({t for t, _ in pairs}):
         tp = sum(t == intent and p == intent for t, p in pairs)
         fp = sum(t != intent and p == intent for t, p in pairs)
         fn = sum(t == intent and p != intent for t, p in pairs)
         f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"router_accuracy": _metric([float(t == p) for t, p in pairs]),
+    return {**aggregate(router_outcomes(golden, routes)),
             "router_macro_f1": Metric(float(mean(f1s)) if f1s else float("nan"), len(pairs))}
 
 
-def answer_metrics(golden: list[dict], answers: list[str]) -> dict[str, Metric]:
-    """Key-fact accuracy, citation precision and refusal accuracy of generated answers."""
-    facts, precision, refusals = [], [], []
-    for row, answer in zip(golden, answers, strict=True):
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w]|\.\d)")
+
+
+def numbers_in(text: str) -> set[str]:
+    """The numbers a text states (prices, stock, durations), citations like [p-012] left out."""
+    return set(NUMBER.findall(normalize_fact(CITATION.sub(" ", text))))
+
+
+def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None) -> Outcomes:
+    """Per question: key facts all stated (answerable), cited documents that are gold (precision,
+    answers that cite) and gold documents cited (recall, answerable), refusal (unanswerable catalog
+    and policy questions), and groundedness: the share of the answer's numbers that appear in the
+    text it was given (`contexts`, per question; answers without numbers or context do not count)."""
+    outcomes: Outcomes = {"key_fact_accuracy": {}, "citation_precision": {}, "citation_recall": {},
+                          "refusal_accuracy": {}, "groundedness": {}}
+    contexts = contexts if contexts is not None else [[] for _ in golden]
+    for i, (row, answer, context) in enumerate(zip(golden, answers, contexts, strict=True)):
+        qid, cited, gold = _qid(row, i), set(extract_citations(answer)), set(row.get("gold_doc_ids") or [])
         if row.get("answerable") and row.get("key_facts"):
-            facts.append(float(all(contains_fact(answer, f) for f in row["key_facts"])))
-        cited = extract_citations(answer)
-        if row.get("gold_doc_ids") and cited:
-            precision.append(len(set(cited) & set(row["gold_doc_ids"])) / len(cited))
+            outcomes["key_fact_accuracy"][qid] = float(all(contains_fact(answer, f) for f in row["key_facts"]))
+        if gold and cited:
+            outcomes["citation_precision"][qid] = len(cited & gold) / len(cited)
+        if gold and row.get("answerable"):
+            outcomes["citation_recall"][qid] = len(cited & gold) / len(gold)
         if not row.get("answerable") and row.get("intent") in ("catalog", "policy"):
-            refusals.append(float(is_refusal(answer)))
-    return {"key_fact_accuracy": _metric(facts), "citation_precision": _metric(precision),
-            "refusal_accuracy": _metric(refusals)}
+            outcomes["refusal_accuracy"][qid] = float(is_refusal(answer))
+        stated = numbers_in(answer)
+        if stated and context and not is_refusal(answer):
+            given = set().union(*(numbers_in(text) for text in context))
+            outcomes["groundedness"][qid] = len(stated & given) / len(stated)
+    return outcomes
+
+
+def answer_metrics(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None) -> dict[str, Metric]:
+    return aggregate(answer_outcomes(golden, answers, contexts))
 
 
 def generator_behaviour_outcomes(examples: list[dict], answers: list[str]) -> dict[str, list[float]]:
@@ -166,19 +205,3 @@ def paired_bootstrap_delta(a: list[float], b: list[float], resamples: int = 2000
     n = len(diffs)
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return PairedDelta(mean(diffs), means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))], n)
-
-
-def decide_promotion(metrics: dict[str, float], gates: dict[str, float]) -> Decision:
-    """Pass only when every gated metric exists, is a number, and meets its minimum."""
-    reasons, passed = [], True
-    for name, minimum in gates.items():
-        value = metrics.get(name)
-        if value is None or math.isnan(value):
-            passed = False
-            reasons.append(f"{name} is missing or NaN (gate >= {minimum:.3f})")
-        elif value < minimum:
-            passed = False
-            reasons.append(f"{name} {value:.3f} < {minimum:.3f}")
-        else:
-            reasons.append(f"{name} {value:.3f} >= {minimum:.3f}")
-    return Decision(passed, reasons)

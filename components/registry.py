@@ -1,7 +1,7 @@
 """MLflow: tracking set-up, run logging, model registration, aliases and the promotion ledger.
 
     >>> client = configure_mlflow(settings, "ragops")  # doctest: +SKIP
-    >>> version = register_pyfunc("ragops-router", RouterPyfunc(), {"adapter": "out/router"}, ...)  # doctest: +SKIP
+    >>> version = register_pyfunc("ragops-router", "router", {"adapter": "out/router"}, ...)  # doctest: +SKIP
     >>> set_alias(client, "ragops-assistant", "champion", version.version)  # doctest: +SKIP
 """
 
@@ -24,6 +24,8 @@ import yaml  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
+from mlflow.types.schema import Array, ColSpec, Object, Property, Schema  # noqa: E402
 
 from components.config import Settings  # noqa: E402
 
@@ -103,12 +105,28 @@ def log_confusion_chart(matrix: list[list[int]], labels: list[str], title: str, 
     plt.close(fig)
 
 
-def register_pyfunc(name: str, python_model: mlflow.pyfunc.PythonModel, artifacts: dict[str, str],
-                    model_config: dict, description: str, tags: Mapping[str, str]) -> ModelVersion:
-    """Log a pyfunc model in the active run and register it as a new version of `name`."""
-    info = mlflow.pyfunc.log_model(name=name, python_model=python_model, artifacts=artifacts,
-                                   model_config=model_config, pip_requirements=PIP_REQUIREMENTS,
-                                   registered_model_name=name)
+MODEL_CODE_PATH = Path(__file__).resolve().parent / "model_code"
+_CHUNK = Object([Property("doc_id", "string"), Property("text", "string"), Property("score", "double")])
+_MESSAGE = Object([Property("role", "string"), Property("content", "string")])
+SIGNATURES = {
+    "bundle": ModelSignature(
+        inputs=Schema([ColSpec("string", "question"), ColSpec("string", "category", required=False),
+                       ColSpec("boolean", "in_stock", required=False)]),
+        outputs=Schema([ColSpec("string", "answer"), ColSpec(Array("string"), "citations"), ColSpec("string", "route"),
+                        ColSpec("double", "route_confidence"), ColSpec(Array(_CHUNK), "chunks")])),
+    "router": ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+                             outputs=Schema([ColSpec("string", "intent"), ColSpec("double", "confidence")])),
+    "generator": ModelSignature(inputs=Schema([ColSpec(Array(_MESSAGE), "messages")]), outputs=Schema([ColSpec("string")])),
+}
+
+
+def register_pyfunc(name: str, kind: str, artifacts: dict[str, str], model_config: dict, description: str,
+                    tags: Mapping[str, str]) -> ModelVersion:
+    """Log the pyfunc of `kind` (bundle | router | generator) in the active run, as code
+    (components/model_code/<kind>.py) with its signature, and register it as a new version of `name`."""
+    info = mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE_PATH / f"{kind}.py"), artifacts=artifacts,
+                                   model_config=model_config or None, signature=SIGNATURES[kind],
+                                   pip_requirements=PIP_REQUIREMENTS, registered_model_name=name)
     client = MlflowClient()
     version = str(info.registered_model_version)
     client.update_model_version(name, version, description=description)

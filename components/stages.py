@@ -16,19 +16,22 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import mlflow
+import pandas as pd
 
-from components.bundle import BundleModel, Manifest, load_assistant
+from components.bundle import Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
 from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
-from components.evaluation import (Decision, Metric, answer_metrics, compare_behaviour, decide_promotion,
-                                   retrieval_metrics, router_metrics)
+from components.bundle_evaluation import BundleEvaluation, evaluate_bundle
+from components.bundle_report import ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description, deltas_chart, html_report
+from components.evaluation import Metric, Outcomes, PairedDelta, compare_behaviour
+from components.gates import Decision, compare_with_champion, decide_promotion
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.promotion import ledger_path, promote
-from components.pyfunc_models import GeneratorPyfunc, RouterPyfunc
 from components.reports import generator_description, router_description
 from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
                                  lineage_tags, log_confusion_chart,
@@ -40,6 +43,7 @@ from components.training.router import save_router, train_router
 from components.validation import DataValidationError, ValidationReport, validate_curated
 
 EXPERIMENT = "ragops"
+OUTCOMES_ARTIFACT = "evaluation/outcomes.json"  # per-question golden outcomes, paired with later candidates
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class Evaluation:
     metrics: dict[str, Metric]
     decision: Decision
     manifest: Manifest
+    result: BundleEvaluation
+    deltas: dict[str, PairedDelta] | None  # challenger minus champion; None without a champion
+    champion: str | None
+    index: IndexVersion
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         adapter = save_router(result, ctx.work_path / "router-adapter")
         description = router_description(result, p, data.versions["router.jsonl"], seconds, run.info.run_id)
         version = register_pyfunc(
-            p.promotion.router_name, RouterPyfunc(), {"adapter": str(adapter)},
+            p.promotion.router_name, "router", {"adapter": str(adapter)},
             {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "method": p.router.method})
     return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
@@ -195,7 +203,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         description = generator_description(result, p, data.versions["generator.jsonl"], seconds, run.info.run_id,
                                             behaviour)
         version = register_pyfunc(
-            p.promotion.generator_name, GeneratorPyfunc(), {"adapter": str(adapter)},
+            p.promotion.generator_name, "generator", {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
@@ -256,34 +264,51 @@ def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel
         generator_version=f"models:/{generator.name}/{generator.version}", data_versions=dict(data.versions))
 
 
-def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, generator: TrainedModel) -> Evaluation:
+def champion_outcomes(ctx: RunContext) -> tuple[str | None, Outcomes]:
+    """The champion's version and its per-question golden outcomes (from its evaluation run)."""
+    client = mlflow.MlflowClient()
+    champion = get_alias_version(client, ctx.params.promotion.bundle_name, "champion")
+    if champion is None:
+        return None, {}
+    if "run_id" not in champion.tags:
+        return str(champion.version), {}
+    local = mlflow.artifacts.download_artifacts(run_id=champion.tags["run_id"], artifact_path=OUTCOMES_ARTIFACT,
+                                                dst_path=str(ctx.work_path / "champion"))
+    return str(champion.version), json.loads(Path(local).read_text())
+
+
+def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, generator: TrainedModel,
+                   index: IndexVersion) -> Evaluation:
+    """The candidate as it would serve, then the decision: absolute gates and, when there is a
+    champion, non-inferiority on the same golden questions."""
+    p = ctx.params
     golden = ctx.read_curated("golden.jsonl")
-    if ctx.params.evaluation.max_questions:
-        golden = golden[: ctx.params.evaluation.max_questions]
-    questions = [row["question"] for row in golden]
+    if p.evaluation.max_questions:
+        golden = golden[: p.evaluation.max_questions]
     with connect_weaviate(ctx.settings) as client:
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
-                                   ctx.params.project.device)
-        retrieved = assistant.retrieve(questions)
-        answers = assistant.answer(questions, retrieved_all=retrieved)
-        # Vector-only and BM25-only beside the served hybrid, on the same questions and k.
-        other_modes = {mode: assistant.retrieve(questions, mode=mode) for mode in ("vector", "bm25")}
-    metrics = {**retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in retrieved]),
-               **{k: m for mode, hits_all in other_modes.items()
-                  for k, m in retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in hits_all], mode).items()},
-               **router_metrics(golden, [a.route for a in answers]),
-               **answer_metrics(golden, [a.answer for a in answers])}
-    decision = decide_promotion({k: m.value for k, m in metrics.items()}, ctx.params.evaluation.gates)
-    (ctx.work_path / "answers.jsonl").write_text(
-        "".join(json.dumps({"id": row["id"], "question": a.question, "answer": a.answer, "route": a.route,
-                            "citations": a.citations}) + "\n" for row, a in zip(golden, answers)))
-    return Evaluation(metrics, decision, manifest)
+                                   p.project.device)
+        result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"),
+                                 ctx.read_curated("documents.jsonl"), index.changed_docs, p.evaluation, p.project.seed)
+    champion, theirs = champion_outcomes(ctx)
+    deltas = (None if champion is None else
+              compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,
+                                    seed=p.project.seed))
+    decision = decide_promotion(result.metrics, p.evaluation.gates, p.evaluation.non_inferiority, deltas, champion)
+    return Evaluation(result.metrics, decision, manifest, result, deltas, champion, index)
+
+
+def _run_link(run_id: str) -> str:
+    run = mlflow.MlflowClient().get_run(run_id)
+    return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
 def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: TrainedModel,
                           generator: TrainedModel) -> str:
-    """Register the candidate bundle with its evaluation, whatever the decision."""
-    p = ctx.params
+    """Register the candidate bundle with its evaluation, whatever the decision: metrics with
+    sample counts, per-question outcomes, answers, ablation table, charts, the HTML report and a
+    description a reviewer can act on."""
+    p, result = ctx.params, evaluation.result
     manifest_path = ctx.work_path / "manifest.json"
     manifest_path.write_text(evaluation.manifest.to_json())
     with mlflow.start_run(run_name="evaluate-bundle") as run:
@@ -291,23 +316,46 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
             if not math.isnan(metric.value):
                 mlflow.log_metric(name, metric.value)
             mlflow.log_metric(f"{name}_samples", metric.samples)
-        mlflow.log_artifact(str(ctx.work_path / "answers.jsonl"), "evaluation")
+        for name, delta in (evaluation.deltas or {}).items():
+            if delta.samples:
+                mlflow.log_metrics({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,
+                                    f"vs_champion_{name}_high": delta.high})
+        mlflow.log_dict(result.outcomes, OUTCOMES_ARTIFACT)
+        mlflow.log_dict(result.answers, "evaluation/answers.json")
+        mlflow.log_dict(result.general_answers, "evaluation/general_prompts.json")
+        mlflow.log_dict(result.freshness, "evaluation/freshness_probes.json")
+        mlflow.log_dict({"changed": list(evaluation.index.changed_docs), "deleted": list(evaluation.index.deleted_docs)},
+                        "evaluation/document_changes.json")
+        mlflow.log_table(pd.DataFrame(ablation_rows(result.ablation), columns=ABLATION_HEADER), "evaluation/ablation.json")
+        charts = {"ablation": ablation_chart(result.ablation)}
+        if evaluation.deltas:
+            charts["vs champion"] = deltas_chart(evaluation.deltas, p.evaluation.non_inferiority, evaluation.champion)
+        for name, fig in charts.items():
+            mlflow.log_figure(fig, f"charts/{name.replace(' ', '_')}.png")
+        review = BundleReview(
+            p.promotion.bundle_name, f"{router.name} v{router.version}", f"{generator.name} v{generator.version}",
+            evaluation.manifest.collection, evaluation.decision, evaluation.metrics, evaluation.deltas,
+            evaluation.champion, dict(p.evaluation.non_inferiority), result.ablation, evaluation.manifest.data_versions,
+            evaluation.index.changed_docs, evaluation.index.deleted_docs, result.freshness_source,
+            {"evaluation": _run_link(run.info.run_id), "router training": _run_link(router.run_id),
+             "generator training": _run_link(generator.run_id)} if router.run_id and generator.run_id else
+            {"evaluation": _run_link(run.info.run_id)})
+        mlflow.log_text(html_report(review, charts, result.freshness, result.general_answers), "report/report.html")
+        for fig in charts.values():
+            plt.close(fig)
         # The bundle is built from every curated dataset (directly or through its models).
         log_data_versions(evaluation.manifest.data_versions, ctx.curated_path, "evaluation")
-        mlflow.set_tags({"gates_passed": str(evaluation.decision.passed),
-                         "collection": evaluation.manifest.collection})
-        gate_lines = "; ".join(evaluation.decision.reasons)
-        description = (f"Bundle: router {router.name} v{router.version}, generator {generator.name} "
-                       f"v{generator.version}, index {evaluation.manifest.collection}. Gates "
-                       f"{'PASSED' if evaluation.decision.passed else 'FAILED'}: {gate_lines}. Data: "
-                       + ", ".join(f"{k} md5 {v}" for k, v in evaluation.manifest.data_versions.items()))
+        gate_reasons = "; ".join(evaluation.decision.failures or evaluation.decision.reasons)
+        mlflow.set_tags({"gates_passed": str(evaluation.decision.passed), "collection": evaluation.manifest.collection,
+                         "champion_compared": evaluation.champion or "none"})
         version = register_pyfunc(
-            p.promotion.bundle_name, BundleModel(),
-            {"manifest": str(manifest_path), "router_adapter": router.adapter_path,
-             "generator_adapter": generator.adapter_path}, {}, description,
-            {"gates_passed": evaluation.decision.passed, "gate_reasons": gate_lines,
+            p.promotion.bundle_name, "bundle", {"manifest": str(manifest_path), "router_adapter": router.adapter_path,
+                                      "generator_adapter": generator.adapter_path}, {},
+            bundle_description(review),
+            {"gates_passed": evaluation.decision.passed, "gate_reasons": gate_reasons,
              "collection": evaluation.manifest.collection, "router_version": router.version,
              "generator_version": generator.version, "run_id": run.info.run_id,
+             "compared_with_champion": evaluation.champion or "none",
              **lineage_tags(evaluation.manifest.data_versions)})
     return version.version
 

@@ -60,7 +60,7 @@ def _environment() -> None:
 
     # Known-harmless library warnings that would bury the pipeline's own output.
     for message in ("The specified dataset source can be interpreted", ".*is_gradient_checkpointing.*",
-                    "Passing a Python object as `python_model`", "module .sre_(constants|parse). is deprecated",
+                    ".*An input example was not provided", "module .sre_(constants|parse). is deprecated",
                     "The ``noload`` loader strategy is deprecated"):
         warnings.filterwarnings("ignore", message=message)
 

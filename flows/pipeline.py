@@ -56,7 +56,7 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml") -> Pipeli
     with concurrency(INDEX_LOCK):
         index = build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
-        evaluation = evaluate(ctx, manifest, router, generator)
+        evaluation = evaluate(ctx, manifest, router, generator, index)
         bundle_version = register_bundle(ctx, evaluation, router, generator)
         promotion = promote(ctx, evaluation, bundle_version)
     return PipelineResult(data.versions, router, generator, index, evaluation.metrics, promotion,

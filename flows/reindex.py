@@ -42,7 +42,7 @@ def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: s
             print(f"reindex: nothing changed since {index.collection}; nothing to evaluate or promote")
             return ReindexResult(index, None)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
-        evaluation = evaluate(ctx, manifest, router, generator)
+        evaluation = evaluate(ctx, manifest, router, generator, index)
         bundle_version = register_bundle(ctx, evaluation, router, generator)
         return ReindexResult(index, promote(ctx, evaluation, bundle_version))
 

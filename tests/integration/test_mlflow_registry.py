@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from components.config import RouterConfig
-from components.pyfunc_models import RouterPyfunc
 from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history,
                                  log_loss_chart, register_pyfunc, set_alias)
 from components.training.router import save_router, train_router
@@ -31,7 +30,7 @@ def test_router_registers_with_lineage_and_loads_back_by_alias(settings, project
         log_history(result.history)
         log_loss_chart(result.history, "loss", "charts/router_loss.png")
         adapter = save_router(result, tmp_path / "adapter")
-        version = register_pyfunc("test-router", RouterPyfunc(), {"adapter": str(adapter)},
+        version = register_pyfunc("test-router", "router", {"adapter": str(adapter)},
                                   {"encoder": "tiny:bert", "intents": list(config.intents), "max_length": 32},
                                   "a tiny router", {"data.router.jsonl.md5": "0123abcd"})
 
@@ -72,7 +71,6 @@ def test_generator_registers_as_adapter_plus_base_reference_and_loads_offline(se
     import dataclasses
 
     from components.config import GeneratorConfig
-    from components.pyfunc_models import GeneratorPyfunc
     from components.training.generator import save_generator, train_generator
 
     client = configure_mlflow(settings, "test")
@@ -82,7 +80,7 @@ def test_generator_registers_as_adapter_plus_base_reference_and_loads_offline(se
     result = train_generator(examples, resolve_model("tiny:llama", settings.models_dir), config, seed=0)
     with mlflow.start_run(run_name="train-generator"):
         adapter = save_generator(result, tmp_path / "adapter")
-        version = register_pyfunc("test-generator", GeneratorPyfunc(), {"adapter": str(adapter)},
+        version = register_pyfunc("test-generator", "generator", {"adapter": str(adapter)},
                                   {"base_model": "tiny:llama", "max_new_tokens": 6}, "a tiny generator", {})
 
     files = [p for p in (settings.artifact_root).rglob("*") if p.is_file() and "test-generator" not in p.name]

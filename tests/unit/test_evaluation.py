@@ -4,9 +4,10 @@ import math
 
 import pytest
 
-from components.evaluation import (PairedDelta, answer_metrics, contains_fact, decide_promotion,
-                                   compare_behaviour, generator_behaviour_outcomes, paired_bootstrap_delta,
+from components.evaluation import (Metric, PairedDelta, answer_metrics, answer_outcomes, contains_fact,
+                                   compare_behaviour, generator_behaviour_outcomes, numbers_in, paired_bootstrap_delta,
                                    is_refusal, retrieval_metrics, router_metrics)
+from components.gates import compare_with_champion, decide_promotion
 
 pytestmark = pytest.mark.unit
 
@@ -58,16 +59,59 @@ def test_router_metrics():
 
 def test_decision_passes_only_when_every_gate_holds():
     gates = {"retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.3}
-    assert decide_promotion({"retrieval_recall_at_k": 0.9, "key_fact_accuracy": 0.3}, gates).passed
-    failed = decide_promotion({"retrieval_recall_at_k": 0.7, "key_fact_accuracy": 0.9}, gates)
-    assert not failed.passed and "retrieval_recall_at_k 0.700 < 0.800" in failed.reasons
+    good = {"retrieval_recall_at_k": Metric(0.9, 50), "key_fact_accuracy": Metric(0.3, 40)}
+    assert decide_promotion(good, gates, {}, None).passed
+    failed = decide_promotion({**good, "retrieval_recall_at_k": Metric(0.7, 50)}, gates, {}, None)
+    assert not failed.passed
+    assert failed.failures == ["retrieval_recall_at_k 0.700 (n=50) fails >= 0.8"]
 
 
-@pytest.mark.parametrize("metrics", [{}, {"key_fact_accuracy": float("nan")}])
+def test_lower_is_better_metrics_are_gated_by_a_maximum():
+    gates = {"latency_answer_p95_ms": 2000.0, "general_prompt_regression": 0.2}
+    slow = decide_promotion({"latency_answer_p95_ms": Metric(2500.0, 16), "general_prompt_regression": Metric(0.1, 32)},
+                            gates, {}, None)
+    assert [c.passed for c in slow.checks] == [False, True]
+    assert "fails <= 2000" in slow.failures[0]
+
+
+@pytest.mark.parametrize("metrics", [{}, {"key_fact_accuracy": Metric(float("nan"), 0)}])
 def test_missing_or_nan_metric_fails_its_gate(metrics):
-    decision = decide_promotion(metrics, {"key_fact_accuracy": 0.0})
+    decision = decide_promotion(metrics, {"key_fact_accuracy": 0.0}, {}, None)
     assert not decision.passed
-    assert "missing or NaN" in decision.reasons[0]
+    assert "could not be computed" in decision.reasons[0]
+
+
+def test_non_inferiority_uses_the_worse_end_of_the_interval():
+    metrics = {"key_fact_accuracy": Metric(0.8, 100)}
+    margins = {"key_fact_accuracy": 0.05}
+    within = {"key_fact_accuracy": PairedDelta(-0.01, -0.04, 0.02, 100)}
+    beyond = {"key_fact_accuracy": PairedDelta(-0.01, -0.09, 0.07, 100)}  # same point estimate, wider interval
+    assert decide_promotion(metrics, {}, margins, within, "3").passed
+    held = decide_promotion(metrics, {}, margins, beyond, "3")
+    assert not held.passed and "vs champion v3" in held.failures[0] and "beyond the -0.05 margin" in held.failures[0]
+    no_common = decide_promotion(metrics, {}, margins, {"key_fact_accuracy": PairedDelta(*[float("nan")] * 3, 0)}, "3")
+    assert not no_common.passed and "no golden questions in common" in no_common.failures[0]
+    first = decide_promotion(metrics, {}, margins, None)
+    assert first.passed and "no champion yet" in first.reasons[0]
+
+
+def test_champion_comparison_pairs_by_question_id():
+    challenger = {"key_fact_accuracy": {"g-1": 1.0, "g-2": 0.0, "g-3": 1.0, "g-new": 0.0}}
+    champion = {"key_fact_accuracy": {"g-1": 1.0, "g-2": 1.0, "g-3": 1.0, "g-gone": 1.0}}
+    delta = compare_with_champion(challenger, champion, ("key_fact_accuracy",), resamples=500)["key_fact_accuracy"]
+    assert delta.samples == 3 and delta.value == pytest.approx(-1 / 3)
+    assert delta.low <= delta.value <= delta.high
+
+
+def test_citation_recall_and_groundedness():
+    golden = [{"id": "a", "answerable": True, "key_facts": ["55.99"], "gold_doc_ids": ["p-1", "p-2"], "intent": "catalog"},
+              {"id": "b", "answerable": True, "key_facts": ["3"], "gold_doc_ids": ["p-3"], "intent": "catalog"}]
+    answers = ["It costs 55.99 USD [p-1].", "We have 4 units, from 2025 [p-3]."]
+    contexts = [["[p-1] Price: 55.99 USD."], ["[p-3] In stock: 3 units."]]
+    outcomes = answer_outcomes(golden, answers, contexts)
+    assert outcomes["citation_recall"] == {"a": 0.5, "b": 1.0}
+    assert outcomes["groundedness"] == {"a": 1.0, "b": 0.0}  # 4 and 2025 are in no retrieved text
+    assert numbers_in("It costs 1,299.00 USD [p-012], 3 left.") == {"1299.00", "3"}
 
 
 def test_generator_behaviour_splits_answerable_and_unanswerable():

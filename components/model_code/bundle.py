@@ -1,0 +1,7 @@
+"""The bundle pyfunc (route → retrieve → generate), logged as code."""
+
+import mlflow
+
+from components.bundle import BundleModel
+
+mlflow.models.set_model(BundleModel())

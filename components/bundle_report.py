@@ -90,7 +90,8 @@ def bundle_description(review: BundleReview) -> str:
     parts = [f"**Gates {verdict}.** Router {review.router}, generator {review.generator}, index `{review.collection}`.",
              "", _md_table(["gate", "kind", "result", "detail"], gate_rows), ""]
     if review.deltas is None:
-        parts.append("No champion yet: nothing to compare with.")
+        parts.append(f"Champion v{review.champion} has no per-question outcomes to compare with." if review.champion
+                     else "No champion yet: nothing to compare with.")
     else:
         rows = [[name, _fmt(review.metrics[name].value) if name in review.metrics else "-", _delta_text(d),
                  str(d.samples), f"-{review.margins[name]:g}" if name in review.margins else "-"]

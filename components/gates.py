@@ -71,7 +71,7 @@ def _absolute(name: str, metric: Metric | None, threshold: float) -> GateCheck:
 def _non_inferior(name: str, delta: PairedDelta | None, margin: float, champion: str) -> GateCheck:
     if delta is None or delta.samples == 0 or math.isnan(delta.value):
         return GateCheck(name, "non-inferiority", False,
-                         f"{name} cannot be compared with champion v{champion}: no golden questions in common")
+                         f"{name} cannot be compared with champion v{champion}: no golden question scored for both")
     lower = name in LOWER_IS_BETTER
     worst = delta.high if lower else delta.low
     passed = worst <= margin if lower else worst >= -margin
@@ -83,12 +83,15 @@ def _non_inferior(name: str, delta: PairedDelta | None, margin: float, champion:
 
 def decide_promotion(metrics: Mapping[str, Metric], gates: Mapping[str, float], margins: Mapping[str, float],
                      deltas: Mapping[str, PairedDelta] | None, champion: str | None = None) -> Decision:
-    """`deltas`: challenger minus champion per paired metric, or None when there is no champion
-    (the non-inferiority gates then have nothing to hold the candidate to, and pass saying so)."""
+    """`deltas`: challenger minus champion per paired metric; None when there is no champion, or
+    when the champion was evaluated before per-question outcomes were logged (the non-inferiority
+    gates then have nothing to hold the candidate to, and pass saying so)."""
     checks = [_absolute(name, metrics.get(name), threshold) for name, threshold in gates.items()]
     for name, margin in margins.items():
         if deltas is None:
-            checks.append(GateCheck(name, "non-inferiority", True, f"{name}: no champion yet to compare with"))
+            why = (f"champion v{champion} has no per-question outcomes (evaluated before ragops logged them): "
+                   f"not compared" if champion else "no champion yet to compare with")
+            checks.append(GateCheck(name, "non-inferiority", True, f"{name}: {why}"))
         else:
             checks.append(_non_inferior(name, deltas.get(name), margin, champion or "?"))
     return Decision(all(c.passed for c in checks), tuple(checks))

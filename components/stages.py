@@ -264,15 +264,18 @@ def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel
         generator_version=f"models:/{generator.name}/{generator.version}", data_versions=dict(data.versions))
 
 
-def champion_outcomes(ctx: RunContext) -> tuple[str | None, Outcomes]:
-    """The champion's version and its per-question golden outcomes (from its evaluation run)."""
+def champion_outcomes(ctx: RunContext) -> tuple[str | None, Outcomes | None]:
+    """The champion's version and its per-question golden outcomes (from its evaluation run);
+    None for a champion evaluated before ragops logged them."""
     client = mlflow.MlflowClient()
     champion = get_alias_version(client, ctx.params.promotion.bundle_name, "champion")
     if champion is None:
-        return None, {}
-    if "run_id" not in champion.tags:
-        return str(champion.version), {}
-    local = mlflow.artifacts.download_artifacts(run_id=champion.tags["run_id"], artifact_path=OUTCOMES_ARTIFACT,
+        return None, None
+    run_id = champion.tags.get("run_id")
+    folder, name = OUTCOMES_ARTIFACT.rsplit("/", 1)
+    if not run_id or name not in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}:
+        return str(champion.version), None
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=OUTCOMES_ARTIFACT,
                                                 dst_path=str(ctx.work_path / "champion"))
     return str(champion.version), json.loads(Path(local).read_text())
 
@@ -291,7 +294,7 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
         result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"),
                                  ctx.read_curated("documents.jsonl"), index.changed_docs, p.evaluation, p.project.seed)
     champion, theirs = champion_outcomes(ctx)
-    deltas = (None if champion is None else
+    deltas = (None if theirs is None else
               compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,
                                     seed=p.project.seed))
     decision = decide_promotion(result.metrics, p.evaluation.gates, p.evaluation.non_inferiority, deltas, champion)

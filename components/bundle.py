@@ -102,13 +102,12 @@ class Assistant:
             return generate_answers(self.generator, self.generator_tokenizer, conversations,
                                     self.manifest.max_new_tokens, progress=progress)
 
-    def answer(self, questions: list[str], use_retrieval: bool = True,
-               retrieved_all: list[list[Retrieved]] | None = None,
+    def answer(self, questions: list[str], retrieved_all: list[list[Retrieved]] | None = None,
                filters: list[SearchFilters | None] | None = None) -> list[Answer]:
         """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
         `filters`: per question, metadata filters for retrieval (category, in stock)."""
         routes = self.route(questions)
-        needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS and use_retrieval]
+        needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS]
         hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
                 else self.retrieve([questions[i] for i in needs_docs],
                                    filters=[filters[i] for i in needs_docs] if filters else None))

@@ -142,28 +142,24 @@ class Candidate:
     collection: str
     gates_passed: bool
     reasons: str
-    deltas: dict[str, float]  # candidate minus champion, per logged evaluation metric both have
-
-
-def _run_metrics(client: mlflow.MlflowClient, tags: dict[str, str]) -> dict[str, float]:
-    """The metrics of the evaluation run a bundle version names in its `run_id` tag."""
-    return client.get_run(tags["run_id"]).data.metrics if "run_id" in tags else {}
+    compared_with: str  # the champion version its paired comparison was made against ("none": no champion then)
+    deltas: dict[str, tuple[float, float, float]]  # metric → (candidate minus champion, 95% CI low, high)
 
 
 def review(params: Params, metrics: tuple[str, ...] = REVIEW_METRICS) -> tuple[str | None, list[Candidate]]:
-    """The champion version and every newer bundle version, with its gate outcome and its
-    evaluation metrics' differences from the champion's."""
+    """The champion version and every newer bundle version, with its gate outcome and the paired
+    differences from the champion its evaluation was compared with."""
     client = mlflow.MlflowClient()
     name = params.promotion.bundle_name
     champion = get_alias_version(client, name, "champion")
-    baseline = _run_metrics(client, champion.tags) if champion else {}
     newer = [v for v in client.search_model_versions(f"name = '{name}'")
              if champion is None or int(v.version) > int(champion.version)]
     candidates = []
     for found in sorted(newer, key=lambda v: int(v.version)):
-        logged = _run_metrics(client, found.tags)
+        logged = client.get_run(found.tags["run_id"]).data.metrics if "run_id" in found.tags else {}
+        deltas = {m: (logged[f"vs_champion_{m}"], logged[f"vs_champion_{m}_low"], logged[f"vs_champion_{m}_high"])
+                  for m in metrics if f"vs_champion_{m}" in logged}
         candidates.append(Candidate(
             str(found.version), found.tags.get("collection", ""), found.tags.get("gates_passed") == "True",
-            found.tags.get("gate_reasons", ""),
-            {m: logged[m] - baseline[m] for m in metrics if m in logged and m in baseline}))
+            found.tags.get("gate_reasons", ""), found.tags.get("compared_with_champion", "none"), deltas))
     return (str(champion.version) if champion else None), candidates

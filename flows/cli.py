@@ -85,6 +85,8 @@ def _fmt(value: float) -> str:
 
 
 def print_summary(result, gates: dict[str, float]) -> None:
+    from components.gates import LOWER_IS_BETTER
+
     table = Table(title="ragops run summary", show_lines=False)
     table.add_column("what")
     table.add_column("value")
@@ -101,13 +103,32 @@ def print_summary(result, gates: dict[str, float]) -> None:
                   f"{_fmt(generator['best_eval_loss'])}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
     for name, metric in result.metrics.items():
-        gate = f"  (gate >= {gates[name]:.2f})" if name in gates else ""
+        if name.startswith("ablation_"):
+            continue  # shown as its own table below
+        gate = f"  (gate {'<=' if name in LOWER_IS_BETTER else '>='} {gates[name]:g})" if name in gates else ""
         table.add_row(f"metric {name}", f"{_fmt(metric.value)} on {metric.samples} samples{gate}")
     verdict = "[green]champion[/]" if result.promotion.alias == "champion" else "[yellow]challenger[/]"
     table.add_row("bundle", f"version {result.promotion.bundle_version} → {verdict}")
     console.print(table)
+    print_ablation(result.metrics)
     for reason in result.promotion.reasons:
         console.print(f"  gate: {escape(reason)}")
+
+
+def print_ablation(metrics: dict) -> None:
+    """The 2x2 ablation as the README shows it: generator x retrieval, per answer metric."""
+    arms = (("base_no_rag", "base, no retrieval"), ("base_rag", "base + retrieval"),
+            ("fine_tuned_no_rag", "fine-tuned, no retrieval"), ("fine_tuned_rag", "fine-tuned + retrieval"))
+    table = Table(title="ablation: fine-tuning or RAG? (golden catalog/policy questions)")
+    table.add_column("metric")
+    for _, label in arms:
+        table.add_column(label)
+    for name in ("key_fact_accuracy", "citation_precision", "refusal_accuracy", "groundedness"):
+        cells = [metrics.get(f"ablation_{arm}_{name}") for arm, _ in arms]
+        if all(cells):
+            table.add_row(name.replace("_", " "), *(f"{_fmt(c.value)} (n={c.samples})" for c in cells))
+    if table.row_count:
+        console.print(table)
 
 
 def print_answer(answer: dict) -> None:
@@ -253,11 +274,12 @@ def review(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     configure_mlflow(Settings(), "ragops")
     champion, candidates = candidates_of(loaded)
     table = Table(title=f"{loaded.promotion.bundle_name}: champion v{champion or '-'}")
-    for column in ("version", "index", "gates", "against the champion"):
+    for column in ("version", "index", "gates", "minus the champion it was compared with [95% CI]"):
         table.add_column(column)
     for c in candidates:
-        deltas = ", ".join(f"{k} {v:+.3f}" for k, v in c.deltas.items()) or "no champion metrics to compare"
-        table.add_row(c.version, c.collection, "passed" if c.gates_passed else f"failed: {c.reasons}", deltas)
+        deltas = "; ".join(f"{k} {v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for k, (v, lo, hi) in c.deltas.items())
+        against = f"v{c.compared_with}: {deltas}" if deltas else "no paired comparison (no champion then)"
+        table.add_row(c.version, c.collection, "passed" if c.gates_passed else f"failed: {c.reasons}", against)
     console.print(table if candidates else f"no bundle version newer than the champion v{champion or '-'}")
 
 

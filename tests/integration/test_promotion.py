@@ -72,10 +72,15 @@ def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore
     assert json.loads(ledger.read_text().splitlines()[-1])["previous_collection"] == f"{alias}_v3"
 
 
-def _evaluated_version(client, name: str, source: str, collection: str, passed: bool, metrics: dict) -> str:
+def _evaluated_version(client, name: str, source: str, collection: str, passed: bool, deltas: dict,
+                       compared_with: str = "none") -> str:
+    """A bundle version whose evaluation run logged paired differences (delta, low, high) from champion `compared_with`."""
     with mlflow.start_run(run_name="evaluate-bundle") as run:
-        mlflow.log_metrics(metrics)
+        for metric, (delta, low, high) in deltas.items():
+            mlflow.log_metrics({f"vs_champion_{metric}": delta, f"vs_champion_{metric}_low": low,
+                                f"vs_champion_{metric}_high": high})
     tags = {"gates_passed": str(passed), "collection": collection, "run_id": run.info.run_id,
+            "compared_with_champion": compared_with,
             "gate_reasons": "key_fact_accuracy 0.100 < 0.300" if not passed else "all gates passed"}
     return str(client.create_model_version(name, source=source, tags=tags).version)
 
@@ -83,16 +88,20 @@ def _evaluated_version(client, name: str, source: str, collection: str, passed: 
 def test_review_shows_deltas_and_promote_approves_only_what_passed(registry):
     settings, params, client, source = registry
     name, alias = params.promotion.bundle_name, params.index.alias
-    first = _evaluated_version(client, name, source, f"{alias}_v1", True, {"key_fact_accuracy": 0.80, "retrieval_mrr": 0.90})
+    first = _evaluated_version(client, name, source, f"{alias}_v1", True, {})
     promote(settings, params, first, f"{alias}_v1", ["gates passed"])
-    worse = _evaluated_version(client, name, source, f"{alias}_v2", False, {"key_fact_accuracy": 0.10, "retrieval_mrr": 0.95})
-    better = _evaluated_version(client, name, source, f"{alias}_v3", True, {"key_fact_accuracy": 0.85, "retrieval_mrr": 0.90})
+    worse = _evaluated_version(client, name, source, f"{alias}_v2", False,
+                               {"key_fact_accuracy": (-0.70, -0.80, -0.60), "retrieval_mrr": (0.05, 0.0, 0.1)}, first)
+    better = _evaluated_version(client, name, source, f"{alias}_v3", True,
+                                {"key_fact_accuracy": (0.05, -0.02, 0.12), "retrieval_mrr": (0.0, 0.0, 0.0)}, first)
 
     champion, candidates = review(params)
     assert champion == first and [c.version for c in candidates] == [worse, better]
     assert not candidates[0].gates_passed and "key_fact_accuracy" in candidates[0].reasons
-    assert candidates[0].deltas == pytest.approx({"key_fact_accuracy": -0.70, "retrieval_mrr": 0.05})
-    assert candidates[1].deltas == pytest.approx({"key_fact_accuracy": 0.05, "retrieval_mrr": 0.0})
+    assert candidates[0].deltas["key_fact_accuracy"] == pytest.approx((-0.70, -0.80, -0.60))
+    assert set(candidates[1].deltas) == {"key_fact_accuracy", "retrieval_mrr"}
+    assert candidates[1].deltas["key_fact_accuracy"] == pytest.approx((0.05, -0.02, 0.12))
+    assert {c.compared_with for c in candidates} == {first}
 
     with pytest.raises(PromotionError, match="did not pass its gates .*key_fact_accuracy"):
         approve(settings, params, worse)

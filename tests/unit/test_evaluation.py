@@ -144,3 +144,38 @@ def test_paired_bootstrap_interval_separates_a_real_difference_from_noise():
     assert math.isnan(paired_bootstrap_delta([], []).value)
     with pytest.raises(ValueError, match="equal length"):
         paired_bootstrap_delta([1.0], [])
+
+
+def test_freshness_probes_come_from_changed_products_else_from_all():
+    from components.bundle_evaluation import freshness_probes
+
+    docs = [{"id": f"p-{i}", "name": f"Item {i}", "price": 10.0 + i} for i in range(6)] + [{"id": "pol-1", "text": "x"}]
+    probes, source = freshness_probes(docs, ("p-2", "pol-1", "p-4"), n=5, seed=0)
+    assert [p["doc_id"] for p in probes] == ["p-2", "p-4"] and "2 changed" in source
+    assert probes[0]["question"] == "How much does the Item 2 cost?" and probes[0]["price"] == "12.00"
+    sampled, source = freshness_probes(docs, (), n=3, seed=0)
+    assert len(sampled) == 3 and "all 6 products" in source
+
+
+def test_freshness_outcomes_need_the_current_value():
+    from components.bundle_evaluation import freshness_outcomes
+    from components.index.search import Retrieved
+
+    probes = [{"id": "fresh-p-1", "doc_id": "p-1", "price": "12.00"}, {"id": "fresh-p-2", "doc_id": "p-2", "price": "5.00"}]
+    retrieved = [[Retrieved("p-1", "Price: 12.00 USD.", 1.0)], [Retrieved("p-2", "Price: 4.00 USD.", 1.0)]]
+    outcomes = freshness_outcomes(probes, retrieved, ["It costs 12.00 USD [p-1].", "It costs 5.00 USD [p-2]."])
+    assert outcomes["freshness_retrieval"] == {"fresh-p-1": 1.0, "fresh-p-2": 0.0}  # the index still has the old price
+    assert outcomes["freshness_answer"] == {"fresh-p-1": 1.0, "fresh-p-2": 1.0}
+
+
+@pytest.mark.parametrize(("answer", "ok"), [
+    ("Drink water, sleep well and move every day.", True),
+    ("I'm sorry, the store documents I have do not contain that information.", False),
+    ("Sleep eight hours [p-001].", False),
+    ("tips tips tips tips tips tips tips tips tips tips tips tips", False),
+    ("Yes.", False),
+])
+def test_acceptable_general_answer(answer, ok):
+    from components.bundle_evaluation import acceptable_general_answer
+
+    assert acceptable_general_answer(answer) is ok

@@ -64,18 +64,24 @@ def _chunk_texts(chunks: list[Retrieved]) -> list[str]:
     return [c.text for c in chunks]
 
 
-def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Retrieved]]) -> list[AblationCell]:
-    """The same questions four ways. Groundedness is measured against the retrieved text in every
-    arm, shown or not: without retrieval it says how often a stated number is the catalog's."""
+def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Retrieved]],
+                 served: dict[int, str]) -> list[AblationCell]:
+    """The same questions four ways. `served`: row index → the bundle's own answer where it
+    retrieved for that question (the fine-tuned + retrieval arm's prompt exactly; not generated
+    twice). Groundedness is measured against the retrieved text in every arm, shown or not:
+    without retrieval it says how often a stated number is the catalog's."""
     prompt = assistant.manifest.system_prompt
     contexts = [_chunk_texts(hits) for hits in retrieved]
     cells = []
     for generator, use_retrieval in ABLATION_ARMS:
-        conversations = [build_messages(r["question"], [(c.doc_id, c.text) for c in hits] if use_retrieval else [],
-                                        prompt) for r, hits in zip(rows, retrieved, strict=True)]
-        answers = assistant.generate(conversations, use_adapter=generator == "fine-tuned",
-                                     progress=f"evaluation: ablation, {generator}, "
-                                              f"{'retrieval' if use_retrieval else 'no retrieval'}")
+        reuse = served if (generator, use_retrieval) == ("fine-tuned", True) else {}
+        todo = [i for i in range(len(rows)) if i not in reuse]
+        conversations = [build_messages(rows[i]["question"], [(c.doc_id, c.text) for c in retrieved[i]]
+                                        if use_retrieval else [], prompt) for i in todo]
+        generated = dict(zip(todo, assistant.generate(
+            conversations, use_adapter=generator == "fine-tuned",
+            progress=f"evaluation: ablation, {generator}, {'retrieval' if use_retrieval else 'no retrieval'}")))
+        answers = [reuse.get(i, generated.get(i, "")) for i in range(len(rows))]
         scored = answer_metrics(rows, answers, contexts)
         cells.append(AblationCell(generator, use_retrieval, {m: scored[m] for m in ABLATION_METRICS}))
     return cells
@@ -152,6 +158,14 @@ def _take(rows: list, n: int) -> list:
     return rows[:n] if n else rows
 
 
+def spread(rows: list, n: int) -> list:
+    """`n` rows evenly spaced over `rows` (all when n is 0 or more than there are): a golden set
+    grouped by kind (answerable first, say) keeps its mix."""
+    if not n or n >= len(rows):
+        return rows
+    return [rows[i * len(rows) // n] for i in range(n)]
+
+
 def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], docs: list[dict],
                     changed_ids: tuple[str, ...], config: EvaluationConfig, seed: int) -> BundleEvaluation:
     questions = [row["question"] for row in golden]
@@ -166,9 +180,10 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
         metrics.update(retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in
                                                   assistant.retrieve(questions, mode=mode)], mode))
 
-    in_scope = [i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS]
-    in_scope = _take(in_scope, config.ablation_questions)
-    ablation = run_ablation(assistant, [golden[i] for i in in_scope], [retrieved[i] for i in in_scope])
+    in_scope = spread([i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS],
+                      config.ablation_questions)
+    served = {n: answers[i].answer for n, i in enumerate(in_scope) if answers[i].route in RETRIEVAL_INTENTS}
+    ablation = run_ablation(assistant, [golden[i] for i in in_scope], [retrieved[i] for i in in_scope], served)
     for cell in ablation:
         metrics.update({f"ablation_{cell.key}_{name}": m for name, m in cell.metrics.items()})
 

@@ -86,7 +86,8 @@ ABLATION_HEADER = ["metric", "base, no retrieval", "base + retrieval", "fine-tun
 def bundle_description(review: BundleReview) -> str:
     """Markdown for the model version page: the verdict first, then the evidence."""
     verdict = "PASSED" if review.decision.passed else "FAILED"
-    gate_rows = [[c.metric, c.kind, "pass" if c.passed else "**FAIL**", c.reason] for c in review.decision.checks]
+    gate_rows = [[c.metric, c.kind, "pass" if c.passed else "**FAIL**", c.reason.removeprefix(c.metric).lstrip(": ")]
+                 for c in review.decision.checks]
     parts = [f"**Gates {verdict}.** Router {review.router}, generator {review.generator}, index `{review.collection}`.",
              "", _md_table(["gate", "kind", "result", "detail"], gate_rows), ""]
     if review.deltas is None:
@@ -187,4 +188,5 @@ def html_report(review: BundleReview, charts: dict[str, Figure], freshness: list
                  _html_table(["file", "md5"], [[k, v] for k, v in review.data_versions.items()])]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(sections)}</body></html>"

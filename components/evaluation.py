@@ -10,10 +10,9 @@ on, and a metric with no samples is NaN (which fails its gate, components/gates.
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import mean
 
 from components.prompting import CITATION, extract_citations

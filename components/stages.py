@@ -23,8 +23,9 @@ import pandas as pd
 from components.bundle import Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
 from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
-from components.bundle_evaluation import BundleEvaluation, evaluate_bundle
-from components.bundle_report import ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description, deltas_chart, html_report
+from components.bundle_evaluation import BundleEvaluation, evaluate_bundle, spread
+from components.bundle_report import (ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description,
+                                      deltas_chart, html_report)
 from components.evaluation import Metric, Outcomes, PairedDelta, compare_behaviour
 from components.gates import Decision, compare_with_champion, decide_promotion
 from components.index.build import IndexVersion, build_index_version
@@ -286,8 +287,7 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
     champion, non-inferiority on the same golden questions."""
     p = ctx.params
     golden = ctx.read_curated("golden.jsonl")
-    if p.evaluation.max_questions:
-        golden = golden[: p.evaluation.max_questions]
+    golden = spread(golden, p.evaluation.max_questions)  # a smaller set keeps the golden set's mix
     with connect_weaviate(ctx.settings) as client:
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    p.project.device)

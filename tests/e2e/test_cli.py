@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import copy_project
+from components.bundle_evaluation import spread
+from components.config import Settings
+from components.index.server import weaviate_server
+from tests.conftest import copy_project, read_jsonl
 
 pytestmark = pytest.mark.e2e
 RAGOPS = str(Path(sys.executable).parent / "ragops")
@@ -77,13 +84,40 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     assert "champion" not in client.get_registered_model("ragops-assistant").aliases
 
 
+def _set_price(doc: Path, price: float) -> None:
+    """A catalog edit: the price in the front matter and in the text."""
+    old = _front_matter(doc)["price"]
+    doc.write_text(doc.read_text().replace(f"price: {old}", f"price: {price}").replace(f"Price: {old:.2f}",
+                                                                                     f"Price: {price:.2f}"))
+
+
+def _serve(repo: Path, weaviate_env: dict, port: int) -> subprocess.Popen:
+    """`mlflow models serve` on the champion, as a deployment would run it (its own process, the
+    registry and Weaviate reached through the environment)."""
+    env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), **weaviate_env,
+           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.ragops' / 'mlflow.db'}"}
+    return subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                             "models:/ragops-assistant@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                             "-p", str(port), "-w", "1"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _post(url: str, body: dict, timeout: float = 120) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
-    """The real SmolLM2 generator, briefly fine-tuned, passes the gates; `ragops ask` answers
-    from the champion with a citation that points at a retrieved document."""
+    """The real SmolLM2 generator, briefly fine-tuned, passes the gates and answers from the
+    champion with citations; a price edit is reindexed, probed and promoted; a generator trained
+    for zero steps is held back by the comparison with the champion; rollback restores the pair;
+    `mlflow models serve` answers a POSTed question with the champion."""
     repo = _project(project_root, tmp_path, {
         "generator": {"holdout_examples": 8},  # default steps: a shorter run does not reliably pass the gates
         "router": {"epochs": 2},
-        "evaluation": {"max_questions": 10},
+        # all 32 general prompts: fewer make the regression gate a coin toss
+        "evaluation": {"max_questions": 10, "freshness_probes": 4, "latency_questions": 4},
     })
     run = _ragops(repo, "run")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -100,13 +134,77 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert f"{product['price']:.2f}" in answer["answer"]
 
     client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
-    champion = client.get_model_version_by_alias("ragops-assistant", "champion")
-    assert champion.tags["gates_passed"] == "True"
-    assert [e["action"] for e in _ledger(repo)] == ["promote"]
-
+    first = client.get_model_version_by_alias("ragops-assistant", "champion")
+    assert first.tags["gates_passed"] == "True" and "Gates PASSED" in first.description
+    assert "| key_fact_accuracy | absolute | pass |" in first.description
+    evaluated = client.get_run(first.tags["run_id"])
+    for arm in ("base_no_rag", "base_rag", "fine_tuned_no_rag", "fine_tuned_rag"):
+        assert evaluated.data.metrics[f"ablation_{arm}_key_fact_accuracy_samples"] > 0
+    assert evaluated.data.metrics["latency_answer_p95_ms_samples"] == 4
+    artifacts = {a.path for folder in ("report", "charts", "evaluation")
+                 for a in client.list_artifacts(first.tags["run_id"], folder)}
+    assert {"report/report.html", "charts/ablation.png", "evaluation/outcomes.json", "evaluation/ablation.json"} <= artifacts
     undo = _ragops(repo, "rollback", timeout=300)  # the first champion has nothing before it
     assert undo.returncode == 2 and "none to roll back to" in undo.stdout, undo.stdout + undo.stderr
-    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == champion.version
+
+    # A price edit (a product no evaluated golden question asks about): reindexed, probed, promoted.
+    asked = {d for row in spread(read_jsonl(repo / "data" / "raw" / "golden.jsonl"), 10) for d in row["gold_doc_ids"]}
+    edited = next(d for d in sorted((repo / "data" / "raw" / "documents").glob("p-*.md")) if d.stem not in asked)
+    _set_price(edited, 1234.5)
+    reindexed = _ragops(repo, "reindex")
+    assert reindexed.returncode == 0 and "→ champion" in reindexed.stdout, reindexed.stdout[-3000:] + reindexed.stderr[-3000:]
+    second = client.get_model_version_by_alias("ragops-assistant", "champion")
+    assert int(second.version) > int(first.version) and f"vs champion v{first.version}" in second.description
+    fresh = client.get_run(second.tags["run_id"]).data.metrics
+    assert (fresh["freshness_retrieval"], fresh["freshness_retrieval_samples"]) == (1.0, 1.0)
+    assert "vs_champion_key_fact_accuracy" in fresh
+
+    # A generator trained for zero steps (the base model) is held back by the paired comparison.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["generator"].update({"max_steps": 0, "warmup_steps": 0, "early_stopping_patience": 0})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    worse = _ragops(repo, "run")
+    assert worse.returncode == 0 and "→ challenger" in worse.stdout, worse.stdout[-3000:] + worse.stderr[-3000:]
+    held = client.get_model_version_by_alias("ragops-assistant", "challenger")
+    assert held.tags["gates_passed"] == "False" and f"vs champion v{second.version}" in held.tags["gate_reasons"]
+    assert "Gates FAILED" in held.description
+    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == second.version
+
+    back = _ragops(repo, "rollback", timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == first.version
+    assert [e["action"] for e in _ledger(repo)] == ["promote", "promote", "hold", "rollback"]
+
+    # The champion (after the rollback: the first bundle and its index version) served over HTTP.
+    settings = Settings(home=repo / ".ragops")
+    with weaviate_server(settings, settings.weaviate_data_path, tmp_path / "weaviate.log") as server:
+        port = _free_port()
+        served = _serve(repo, server.env(), port)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                assert served.poll() is None, served.stdout.read()[-3000:]
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "mlflow models serve did not answer /ping within 300 s"
+                    time.sleep(2)
+            reply = _post(f"http://127.0.0.1:{port}/invocations",
+                          {"dataframe_records": [{"question": f"How much does the {product['name']} cost?"}]})
+        finally:
+            os.killpg(served.pid, signal.SIGTERM)
+            served.wait(timeout=60)
+    (prediction,) = reply["predictions"]
+    assert prediction["route"] == "catalog" and prediction["citations"]
+    assert f"{product['price']:.2f}" in prediction["answer"]
+    assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_bad_params_stop_before_any_work(project_root, tmp_path):

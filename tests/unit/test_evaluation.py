@@ -179,3 +179,11 @@ def test_acceptable_general_answer(answer, ok):
     from components.bundle_evaluation import acceptable_general_answer
 
     assert acceptable_general_answer(answer) is ok
+
+
+def test_spread_keeps_the_mix_of_a_grouped_list():
+    from components.bundle_evaluation import spread
+
+    rows = ["answerable"] * 30 + ["unanswerable"] * 10
+    assert spread(rows, 8).count("unanswerable") == 2 and len(spread(rows, 8)) == 8
+    assert spread(rows, 0) == rows and spread(rows, 99) == rows

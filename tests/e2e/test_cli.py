@@ -35,7 +35,7 @@ def _project(project_root: Path, tmp_path: Path, overrides: dict) -> Path:
     return repo
 
 
-def _ragops(repo: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _ragops(repo: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200"}
     env.pop("PREFECT_API_URL", None)  # a user's run starts its own temporary Prefect server
     return subprocess.run([RAGOPS, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
@@ -108,6 +108,7 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.timeout(3000)  # two trainings, a reindex and a served model: ~15 min on 2 cores
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, briefly fine-tuned, passes the gates and answers from the
     champion with citations; a price edit is reindexed, probed and promoted; a generator trained

@@ -12,6 +12,7 @@ prompt and the data versions. Serving loads `models:/<bundle>@champion`:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -148,6 +149,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         self._stack = contextlib.ExitStack()
+        # A server (`mlflow models serve`) never calls unload: stop our Weaviate at interpreter exit.
+        atexit.register(self._stack.close)
         settings = Settings()
         manifest = Manifest.from_json(Path(context.artifacts["manifest"]).read_text())
         client = self._stack.enter_context(connect_weaviate(settings))

@@ -112,7 +112,8 @@ SIGNATURES = {
     "bundle": ModelSignature(
         inputs=Schema([ColSpec("string", "question"), ColSpec("string", "category", required=False),
                        ColSpec("boolean", "in_stock", required=False)]),
-        outputs=Schema([ColSpec("string", "answer"), ColSpec(Array("string"), "citations"), ColSpec("string", "route"),
+        outputs=Schema([ColSpec("string", "question"), ColSpec("string", "answer"), ColSpec(Array("string"), "citations"),
+                        ColSpec("string", "route"),
                         ColSpec("double", "route_confidence"), ColSpec(Array(_CHUNK), "chunks")])),
     "router": ModelSignature(inputs=Schema([ColSpec("string", "text")]),
                              outputs=Schema([ColSpec("string", "intent"), ColSpec("double", "confidence")])),

@@ -95,7 +95,9 @@ def _serve(repo: Path, weaviate_env: dict, port: int) -> subprocess.Popen:
     """`mlflow models serve` on the champion, as a deployment would run it (its own process, the
     registry and Weaviate reached through the environment)."""
     env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), **weaviate_env,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.ragops' / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.ragops' / 'mlflow.db'}",
+           # mlflow runs `uvicorn` from PATH, as in an activated venv
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
                              "models:/ragops-assistant@champion", "--env-manager", "local", "-h", "127.0.0.1",
                              "-p", str(port), "-w", "1"], cwd=repo, env=env, stdout=subprocess.PIPE,

@@ -96,10 +96,7 @@ class Assistant:
 
     def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
         """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines)."""
-        if use_adapter:
-            return generate_answers(self.generator, self.generator_tokenizer, conversations,
-                                    self.manifest.max_new_tokens, progress=progress)
-        with self.generator.disable_adapter():
+        with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
             return generate_answers(self.generator, self.generator_tokenizer, conversations,
                                     self.manifest.max_new_tokens, progress=progress)
 

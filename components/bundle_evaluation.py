@@ -48,6 +48,13 @@ class AblationCell:
         return f"{self.generator.replace('-', '_')}_{'rag' if self.retrieval else 'no_rag'}"
 
 
+def ablation_cells(metrics: dict[str, Metric]) -> list[AblationCell]:
+    """The ablation back from its flat `ablation_<arm>_<metric>` metrics (what a pipeline result holds)."""
+    cells = [AblationCell(generator, retrieval, {}) for generator, retrieval in ABLATION_ARMS]
+    return [AblationCell(c.generator, c.retrieval, {m: metrics[f"ablation_{c.key}_{m}"] for m in ABLATION_METRICS})
+            for c in cells if all(f"ablation_{c.key}_{m}" in metrics for m in ABLATION_METRICS)]
+
+
 @dataclass(frozen=True)
 class BundleEvaluation:
     metrics: dict[str, Metric]

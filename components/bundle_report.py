@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from components.bundle_evaluation import ABLATION_METRICS, AblationCell  # noqa: E402
+from components.bundle_evaluation import ABLATION_ARMS, ABLATION_METRICS, AblationCell  # noqa: E402
 from components.evaluation import Metric, PairedDelta  # noqa: E402
 from components.gates import Decision  # noqa: E402
 
@@ -74,9 +74,9 @@ def _changes(review: BundleReview) -> str:
 def ablation_rows(cells: list[AblationCell]) -> list[list[str]]:
     """One row per metric: base/no retrieval, base/retrieval, fine-tuned/no retrieval, fine-tuned/retrieval."""
     by_arm = {(c.generator, c.retrieval): c.metrics for c in cells}
-    arms = [("base", False), ("base", True), ("fine-tuned", False), ("fine-tuned", True)]
-    return [[name.replace("_", " ")] + [f"{_fmt(by_arm[a][name].value)} (n={by_arm[a][name].samples})" for a in arms]
-            for name in ABLATION_METRICS if all(a in by_arm for a in arms)]
+    return [[name.replace("_", " ")] + [f"{_fmt(by_arm[a][name].value)} (n={by_arm[a][name].samples})"
+                                        for a in ABLATION_ARMS]
+            for name in ABLATION_METRICS if all(a in by_arm for a in ABLATION_ARMS)]
 
 
 ABLATION_HEADER = ["metric", "base, no retrieval", "base + retrieval", "fine-tuned, no retrieval",

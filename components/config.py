@@ -230,10 +230,9 @@ class EvaluationConfig:
             _check(getattr(self, key) >= 0, f"evaluation.{key}", f"must be >= 0, got {getattr(self, key)}")
         _check(self.latency_questions > 0, "evaluation.latency_questions",
                f"must be > 0 (latency p50/p95 are always measured), got {self.latency_questions}")
-        _check("freshness_answer" not in self.gates or self.freshness_probes > 0, "evaluation.gates.freshness_answer",
-               "needs evaluation.freshness_probes > 0")
-        _check("freshness_retrieval" not in self.gates or self.freshness_probes > 0,
-               "evaluation.gates.freshness_retrieval", "needs evaluation.freshness_probes > 0")
+        for name in ("freshness_answer", "freshness_retrieval"):
+            _check(name not in self.gates or self.freshness_probes > 0, f"evaluation.gates.{name}",
+                   "needs evaluation.freshness_probes > 0")
 
 
 @dataclass(frozen=True)
@@ -258,7 +257,6 @@ class Params:
     index: IndexConfig = field(default_factory=IndexConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
-
 
 
 

@@ -15,13 +15,9 @@ from pathlib import Path
 import mlflow
 
 from components.config import Params, Settings
+from components.gates import PAIRED_METRICS
 from components.index.store import connect_weaviate, list_versions, point_alias, prune_versions
 from components.registry import append_ledger, get_alias_version, set_alias
-
-
-# What `ragops review` compares with the champion.
-REVIEW_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_macro_f1", "key_fact_accuracy",
-                  "citation_precision", "refusal_accuracy")
 
 
 class PromotionError(RuntimeError):
@@ -146,7 +142,7 @@ class Candidate:
     deltas: dict[str, tuple[float, float, float]]  # metric → (candidate minus champion, 95% CI low, high)
 
 
-def review(params: Params, metrics: tuple[str, ...] = REVIEW_METRICS) -> tuple[str | None, list[Candidate]]:
+def review(params: Params, metrics: tuple[str, ...] = PAIRED_METRICS) -> tuple[str | None, list[Candidate]]:
     """The champion version and every newer bundle version, with its gate outcome and the paired
     differences from the champion its evaluation was compared with."""
     client = mlflow.MlflowClient()

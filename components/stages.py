@@ -79,13 +79,16 @@ class TrainedModel:
 
 @dataclass(frozen=True)
 class Evaluation:
-    metrics: dict[str, Metric]
     decision: Decision
     manifest: Manifest
     result: BundleEvaluation
     deltas: dict[str, PairedDelta] | None  # challenger minus champion; None without a champion
     champion: str | None
     index: IndexVersion
+
+    @property
+    def metrics(self) -> dict[str, Metric]:
+        return self.result.metrics
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,7 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
               compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,
                                     seed=p.project.seed))
     decision = decide_promotion(result.metrics, p.evaluation.gates, p.evaluation.non_inferiority, deltas, champion)
-    return Evaluation(result.metrics, decision, manifest, result, deltas, champion, index)
+    return Evaluation(decision, manifest, result, deltas, champion, index)
 
 
 def _run_link(run_id: str) -> str:
@@ -340,9 +343,9 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
             evaluation.manifest.collection, evaluation.decision, evaluation.metrics, evaluation.deltas,
             evaluation.champion, dict(p.evaluation.non_inferiority), result.ablation, evaluation.manifest.data_versions,
             evaluation.index.changed_docs, evaluation.index.deleted_docs, result.freshness_source,
-            {"evaluation": _run_link(run.info.run_id), "router training": _run_link(router.run_id),
-             "generator training": _run_link(generator.run_id)} if router.run_id and generator.run_id else
-            {"evaluation": _run_link(run.info.run_id)})
+            {label: _run_link(run_id) for label, run_id in (("evaluation", run.info.run_id),
+                                                            ("router training", router.run_id),
+                                                            ("generator training", generator.run_id)) if run_id})
         mlflow.log_text(html_report(review, charts, result.freshness, result.general_answers), "report/report.html")
         for fig in charts.values():
             plt.close(fig)
@@ -350,7 +353,7 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
         log_data_versions(evaluation.manifest.data_versions, ctx.curated_path, "evaluation")
         gate_reasons = "; ".join(evaluation.decision.failures or evaluation.decision.reasons)
         mlflow.set_tags({"gates_passed": str(evaluation.decision.passed), "collection": evaluation.manifest.collection,
-                         "champion_compared": evaluation.champion or "none"})
+                         "compared_with_champion": evaluation.champion or "none"})
         version = register_pyfunc(
             p.promotion.bundle_name, "bundle", {"manifest": str(manifest_path), "router_adapter": router.adapter_path,
                                       "generator_adapter": generator.adapter_path}, {},

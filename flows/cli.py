@@ -117,17 +117,14 @@ def print_summary(result, gates: dict[str, float]) -> None:
 
 def print_ablation(metrics: dict) -> None:
     """The 2x2 ablation as the README shows it: generator x retrieval, per answer metric."""
-    arms = (("base_no_rag", "base, no retrieval"), ("base_rag", "base + retrieval"),
-            ("fine_tuned_no_rag", "fine-tuned, no retrieval"), ("fine_tuned_rag", "fine-tuned + retrieval"))
-    table = Table(title="ablation: fine-tuning or RAG? (golden catalog/policy questions)")
-    table.add_column("metric")
-    for _, label in arms:
-        table.add_column(label)
-    for name in ("key_fact_accuracy", "citation_precision", "refusal_accuracy", "groundedness"):
-        cells = [metrics.get(f"ablation_{arm}_{name}") for arm, _ in arms]
-        if all(cells):
-            table.add_row(name.replace("_", " "), *(f"{_fmt(c.value)} (n={c.samples})" for c in cells))
-    if table.row_count:
+    from components.bundle_evaluation import ablation_cells
+    from components.bundle_report import ABLATION_HEADER, ablation_rows
+
+    rows = ablation_rows(ablation_cells(metrics))
+    if rows:
+        table = Table(*ABLATION_HEADER, title="ablation: fine-tuning or RAG? (golden catalog/policy questions)")
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
 
 

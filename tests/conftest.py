@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -77,6 +78,13 @@ def curated_docs(project_root) -> list[dict]:
 
     docs, _ = curate_documents(read_documents(project_root / "data" / "raw" / "documents"), DataConfig())
     return docs
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server a test starts as a subprocess)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from mlflow import MlflowClient
 from components.bundle_evaluation import spread
 from components.config import Settings
 from components.index.server import weaviate_server
-from tests.conftest import copy_project, read_jsonl
+from tests.conftest import copy_project, free_port, read_jsonl
 
 pytestmark = pytest.mark.e2e
 RAGOPS = str(Path(sys.executable).parent / "ragops")
@@ -181,7 +180,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     # The champion (after the rollback: the first bundle and its index version) served over HTTP.
     settings = Settings(home=repo / ".ragops")
     with weaviate_server(settings, settings.weaviate_data_path, tmp_path / "weaviate.log") as server:
-        port = _free_port()
+        port = free_port()
         served = _serve(repo, server.env(), port)
         try:
             deadline = time.monotonic() + 300
@@ -202,12 +201,6 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert prediction["route"] == "catalog" and prediction["citations"]
     assert f"{product['price']:.2f}" in prediction["answer"]
     assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_bad_params_stop_before_any_work(project_root, tmp_path):

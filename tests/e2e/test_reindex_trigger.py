@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,12 @@ from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
+from tests.conftest import free_port
 from tests.e2e.test_cli import _front_matter, _ledger, _project
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 DEBOUNCE = 6.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
@@ -47,7 +41,7 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
 @pytest.fixture()
 def prefect_api(tmp_path):
     """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_UI_ENABLED": "false",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log = open(tmp_path / "prefect-server.log", "wb")  # noqa: SIM115 (closed below)

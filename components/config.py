@@ -248,6 +248,43 @@ class PromotionConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """When `ragops deploy` retrains: a cron expression in a time zone ("" = on demand only)."""
+
+    retrain_cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.retrain_cron:
+            fields = self.retrain_cron.split()
+            _check(len(fields) == 5, "schedule.retrain_cron",
+                   f"must be a 5-field cron expression like '0 3 * * *' (or '' for on demand only), "
+                   f"got {self.retrain_cron!r}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:  # noqa: BLE001 (zoneinfo raises several kinds for a bad name)
+            raise ConfigError(f"params.yaml: schedule.timezone must be an IANA time zone like 'UTC' or "
+                              f"'Europe/Berlin', got {self.timezone!r}") from None
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and reload of `ragops serve` (where it listens is a command-line option)."""
+
+    max_question_chars: int = 2000
+    max_batch_size: int = 16
+    reload_poll_seconds: float = 10.0  # how often the server checks where the champion alias points
+
+    def __post_init__(self) -> None:
+        _check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")
+        _check(self.max_batch_size > 0, "serve.max_batch_size", f"must be > 0, got {self.max_batch_size}")
+        _check(self.reload_poll_seconds > 0, "serve.reload_poll_seconds",
+               f"must be > 0, got {self.reload_poll_seconds}")
+
+
+@dataclass(frozen=True)
 class Params:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -257,6 +294,8 @@ class Params:
     index: IndexConfig = field(default_factory=IndexConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 

@@ -1,15 +1,23 @@
-"""A standalone Weaviate server from the provisioned binary, for server mode and tests.
+"""A standalone Weaviate server from the provisioned binary, for server mode and tests, and the
+shared local server of one RAGOPS_HOME.
 
-Embedded mode ties the server to one Python process; a standalone server outlives it, so
-several processes (a worker, `ragops serve`, a test killing a build) share one index.
+A standalone server outlives the process that started it, so several processes (a worker,
+`ragops serve`, a test killing a build) share one index:
 
     >>> with weaviate_server(Settings(), Path("/tmp/wv")) as server:  # doctest: +SKIP
     ...     os.environ["RAGOPS_WEAVIATE_URL"] = server.url
+
+Without RAGOPS_WEAVIATE_URL every ragops process of one RAGOPS_HOME uses one local server
+(`shared_weaviate`): `ragops serve`, `ragops deploy` and its flow runs, and a `ragops run` in
+another terminal read and write the same data path, and two servers on one data path would
+corrupt it. The first user starts it, the last one stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import signal
 import socket
@@ -17,7 +25,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from components.config import Settings
@@ -41,6 +49,27 @@ START_ATTEMPTS = 3
 
 class WeaviateServerError(RuntimeError):
     """The server binary is missing or did not become ready."""
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a running local server listens (the process may belong to another ragops process)."""
+
+    pid: int
+    http_port: int
+    grpc_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points ragops at this server."""
+        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
 
 
 @dataclass
@@ -184,3 +213,101 @@ def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None =
         yield server
     finally:
         stop_weaviate_server(server)
+
+
+# Servers this process started through shared_weaviate, by pid: stopped through their Popen so
+# the child is reaped (a zombie would still look alive to os.kill(pid, 0)).
+_STARTED_HERE: dict[int, WeaviateServer] = {}
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _advertised(record: Path) -> ServerAddress | None:
+    """The server the record names, if it is alive and ready; a stale record is removed."""
+    if not record.exists():
+        return None
+    try:
+        address = ServerAddress(**json.loads(record.read_text()))
+    except (ValueError, TypeError):
+        address = None
+    if address is not None and _pid_alive(address.pid):
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{address.url}/v1/.well-known/ready", timeout=5) as response:
+                if response.status == 200:
+                    return address
+    record.unlink(missing_ok=True)
+    return None
+
+
+def _stop_pid(pid: int) -> None:
+    started = _STARTED_HERE.pop(pid, None)
+    if started is not None:
+        stop_weaviate_server(started)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterator[ServerAddress]:
+    """The local Weaviate server of settings.home, started if no ragops process runs one yet.
+
+    The running server is advertised in <home>/weaviate-server.json. Every user holds a shared
+    lock on <home>/weaviate-users.lock while it uses the server; a user leaving who can take that
+    lock exclusively is the last one and stops the server. Starting and stopping happen under
+    <home>/weaviate-start.lock, so a user arriving never meets a server being stopped. A user
+    killed with SIGKILL leaves the server running and advertised: the next user takes it over."""
+    home = settings.weaviate_data_path.parent
+    home.mkdir(parents=True, exist_ok=True)
+    record, start_lock = home / "weaviate-server.json", home / "weaviate-start.lock"
+    users = (home / "weaviate-users.lock").open("a")
+    try:
+        with _file_lock(start_lock):
+            address = _advertised(record)
+            if address is None:
+                server = start_weaviate_server(settings, settings.weaviate_data_path, log_path)
+                _STARTED_HERE[server.process.pid] = server
+                address = ServerAddress(server.process.pid, server.http_port, server.grpc_port)
+                record.write_text(json.dumps(asdict(address)))
+            fcntl.flock(users, fcntl.LOCK_SH)
+        try:
+            yield address
+        finally:
+            with _file_lock(start_lock):
+                try:
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # other users remain; the last of them stops it
+                else:
+                    if _advertised(record) == address:
+                        record.unlink(missing_ok=True)
+                    _stop_pid(address.pid)
+    finally:
+        users.close()

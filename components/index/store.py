@@ -29,7 +29,7 @@ from weaviate.classes.query import Filter
 from components.config import Settings
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
-from components.index.server import WeaviateServerError, weaviate_server
+from components.index.server import WeaviateServerError, shared_weaviate
 
 PROPERTIES = (
     Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
@@ -53,8 +53,8 @@ class IndexError_(RuntimeError):
 
 @contextlib.contextmanager
 def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
-    """A client for RAGOPS_WEAVIATE_URL, or for a local server started from the binary that
-    infra/weaviate/provision.py built (stopped again when the block exits)."""
+    """A client for RAGOPS_WEAVIATE_URL, or for the local server of RAGOPS_HOME, run from the
+    binary infra/weaviate/provision.py built (started if needed, stopped by its last user)."""
     timeout = AdditionalConfig(timeout=Timeout(init=60, query=60, insert=180))
     with contextlib.ExitStack() as stack:
         if settings.weaviate_url:
@@ -67,11 +67,10 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
                 grpc_secure=grpc.scheme == "https", auth_credentials=auth, additional_config=timeout,
             )
         else:
-            # No external server: our own on loopback for the length of the block, its data under
-            # RAGOPS_HOME and its log beside it (quoted in the error if it does not come up).
+            # No external server: the local one of RAGOPS_HOME on loopback (shared with the other
+            # ragops processes of this home), its log beside its data (quoted if it does not come up).
             try:
-                server = stack.enter_context(weaviate_server(
-                    settings, settings.weaviate_data_path, settings.weaviate_data_path.parent / "weaviate.log"))
+                server = stack.enter_context(shared_weaviate(settings, settings.weaviate_data_path.parent / "weaviate.log"))
             except WeaviateServerError as exc:
                 raise IndexError_(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
             client = weaviate.connect_to_local(host="127.0.0.1", port=server.http_port, grpc_port=server.grpc_port,

@@ -34,6 +34,7 @@ from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.promotion import ledger_path, promote
 from components.reports import generator_description, router_description
+from components.reuse import FINGERPRINT_TAG, evaluation_fingerprint, find_version, training_fingerprint
 from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
                                  lineage_tags, log_confusion_chart,
                                  log_data_versions, log_history, log_loss_chart, log_params_section, register_pyfunc,
@@ -75,6 +76,7 @@ class TrainedModel:
     adapter_path: str
     metrics: dict[str, float]
     run_id: str
+    reused: bool = False  # an earlier version trained from the same inputs
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,29 @@ def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=step)
 
 
-def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
+def _reuse_trained(ctx: RunContext, name: str, fingerprint: str) -> TrainedModel | None:
+    """The registered version trained from exactly these inputs, its adapter downloaded, or None."""
+    found = find_version(mlflow.MlflowClient(), name, fingerprint)
+    if found is None:
+        return None
+    adapter = download_model_artifact(name, found.version, "adapter", ctx.work_path / f"{name}-v{found.version}")
+    metrics = mlflow.MlflowClient().get_run(found.run_id).data.metrics if found.run_id else {}
+    print(f"{name}: reusing v{found.version}, trained from the same data, params and code (fingerprint {fingerprint})")
+    return TrainedModel(name, found.version, str(adapter), dict(metrics), found.run_id or "", reused=True)
+
+
+def _training_fingerprint(ctx: RunContext, data: DataVersions, kind: str, dataset: str, model_refs: dict) -> str:
     p = ctx.params
+    return training_fingerprint(kind, params_as_dict(getattr(p, kind)), model_refs, {dataset: data.versions[dataset]},
+                                p.project.seed, p.project.device)
+
+
+def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
+    """Train, log and register the router, or reuse the version trained from the same inputs."""
+    p = ctx.params
+    fingerprint = _training_fingerprint(ctx, data, "router", "router.jsonl", {"encoder": p.models.encoder})
+    if reused := _reuse_trained(ctx, p.promotion.router_name, fingerprint):
+        return reused
     encoder = resolve_model(p.models.encoder, ctx.settings.models_dir)
     with mlflow.start_run(run_name="train-router") as run:
         _log_training_inputs(ctx, data, "router", "encoder", "router.jsonl")
@@ -171,12 +194,17 @@ def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         version = register_pyfunc(
             p.promotion.router_name, "router", {"adapter": str(adapter)},
             {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
-            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "method": p.router.method})
+            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "method": p.router.method,
+                          FINGERPRINT_TAG: fingerprint})
     return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
 
 
 def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
+    """Fine-tune, log and register the generator, or reuse the version trained from the same inputs."""
     p = ctx.params
+    fingerprint = _training_fingerprint(ctx, data, "generator", "generator.jsonl", {"generator": p.models.generator})
+    if reused := _reuse_trained(ctx, p.promotion.generator_name, fingerprint):
+        return reused
     base = resolve_model(p.models.generator, ctx.settings.models_dir)
     checkpoints = ctx.settings.home / "checkpoints" / "generator"
     with mlflow.start_run(run_name="train-generator") as run:
@@ -209,7 +237,8 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         version = register_pyfunc(
             p.promotion.generator_name, "generator", {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
-            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator})
+            description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator,
+                          FINGERPRINT_TAG: fingerprint})
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
                         {"best_eval_loss": result.best_eval_loss, **heldout}, run.info.run_id)
 
@@ -304,6 +333,42 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
     return Evaluation(decision, manifest, result, deltas, champion, index)
 
 
+def _evaluation_fingerprint(ctx: RunContext, manifest: Manifest) -> str:
+    return evaluation_fingerprint(manifest.to_json(), params_as_dict(ctx.params.evaluation), ctx.params.project.seed)
+
+
+@dataclass(frozen=True)
+class EarlierEvaluation:
+    """A bundle version already evaluated on exactly this candidate: its metrics and standing."""
+
+    metrics: dict[str, Metric]
+    promotion: Promotion
+
+
+def earlier_evaluation_stage(ctx: RunContext, manifest: Manifest) -> EarlierEvaluation | None:
+    """The bundle version evaluated on the same manifest, evaluation settings and code, if its
+    verdict still holds: it is the champion, or it was compared with the current champion.
+    Evaluating it again would repeat the same answers and the same decision."""
+    p = ctx.params
+    client = mlflow.MlflowClient()
+    found = find_version(client, p.promotion.bundle_name, _evaluation_fingerprint(ctx, manifest))
+    if found is None:
+        return None
+    champion = get_alias_version(client, p.promotion.bundle_name, "champion")
+    is_champion = champion is not None and champion.version == found.version
+    if not is_champion and found.tags.get("compared_with_champion") != (champion.version if champion else "none"):
+        return None  # the champion moved since: the comparison must be redone
+    logged = client.get_run(found.tags["run_id"]).data.metrics
+    metrics = {name.removesuffix("_samples"): Metric(logged.get(name.removesuffix("_samples"), math.nan), int(count))
+               for name, count in logged.items() if name.endswith("_samples")}  # NaN metrics log only their count
+    verdict = "it is the champion" if is_champion else f"held: {found.tags.get('gate_reasons') or 'awaiting approval'}"
+    reason = (f"unchanged: bundle v{found.version} was evaluated on the same models, index version, data and "
+              f"evaluation settings ({verdict}); nothing evaluated or promoted")
+    print(reason)
+    return EarlierEvaluation(metrics, Promotion(found.version, "champion" if is_champion else "challenger",
+                                                found.tags["collection"], [reason]))
+
+
 def _run_link(run_id: str) -> str:
     run = mlflow.MlflowClient().get_run(run_id)
     return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
@@ -362,6 +427,7 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
              "collection": evaluation.manifest.collection, "router_version": router.version,
              "generator_version": generator.version, "run_id": run.info.run_id,
              "compared_with_champion": evaluation.champion or "none",
+             FINGERPRINT_TAG: _evaluation_fingerprint(ctx, evaluation.manifest),
              **lineage_tags(evaluation.manifest.data_versions)})
     return version.version
 

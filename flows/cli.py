@@ -84,6 +84,10 @@ def _fmt(value: float) -> str:
     return "NaN" if math.isnan(value) else f"{value:.3f}"
 
 
+def _model_label(model) -> str:
+    return f"{model.name} v{model.version}{' (reused: same data, params and code)' if model.reused else ''}"
+
+
 def print_summary(result, gates: dict[str, float]) -> None:
     from components.gates import LOWER_IS_BETTER
 
@@ -93,13 +97,13 @@ def print_summary(result, gates: dict[str, float]) -> None:
     for name, md5 in result.data_versions.items():
         table.add_row(f"data {name}", f"md5 {md5}")
     router = result.router.metrics
-    table.add_row("router", f"{result.router.name} v{result.router.version}  held-out accuracy "
+    table.add_row("router", f"{_model_label(result.router)}  held-out accuracy "
                   f"{_fmt(router['router_accuracy'])}, macro-F1 {_fmt(router['router_macro_f1'])}")
     generator = result.generator.metrics
     behaviour = "".join(
         f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
         for name in ("citation_accuracy", "refusal_rate") if f"heldout_{name}_tuned" in generator)
-    table.add_row("generator", f"{result.generator.name} v{result.generator.version}  held-out loss "
+    table.add_row("generator", f"{_model_label(result.generator)}  held-out loss "
                   f"{_fmt(generator['best_eval_loss'])}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
     for name, metric in result.metrics.items():
@@ -180,7 +184,10 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
         _fail(f"the pipeline stopped ({state.name}): {type(failure).__name__}: {failure}")
     result = state.result()
     print_summary(result, gates)
-    if result.promotion.alias == "champion":
+    if not result.evaluated:
+        console.print(f"nothing changed since bundle v{result.promotion.bundle_version} was evaluated: nothing was "
+                      f"trained, evaluated or promoted (ask the champion with `ragops ask`)")
+    elif result.promotion.alias == "champion":
         print_answer(ask_champion([question or sample_question(result.golden_path)], project / params)[0])
     else:
         console.print("[yellow]no new champion: the candidate is held as challenger (reasons above)[/]")
@@ -301,6 +308,33 @@ def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
 
     for kind, path in fetch_models(load_params(params).models, Settings().models_dir).items():
         console.print(f"models: {kind} → {path}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
+          port: int = typer.Option(8080, help="port to listen on"),
+          params: Path = typer.Option(Path("params.yaml"), help="params file (section serve: limits, reload poll)")) -> None:
+    """Serve the champion bundle over HTTP until interrupted: POST /v1/answer, /v1/answer/batch,
+    /v1/retrieve; GET /healthz, /readyz. A moved champion alias is loaded and swapped in without a restart."""
+    _environment()
+    import logging
+
+    from rich.logging import RichHandler
+
+    from components.config import Settings
+    from components.index.server import WeaviateServerError
+    from components.serving import serve_champion
+
+    loaded = _load_params(params)
+    ours = logging.getLogger("ragops")  # reloads and failures; uvicorn logs requests itself
+    ours.setLevel(logging.INFO)
+    ours.addHandler(RichHandler(console=console, show_path=False))
+    console.print(f"ragops serve: listening on http://{host}:{port}, serving the champion of "
+                  f"{loaded.promotion.bundle_name} (checked every {loaded.serve.reload_poll_seconds:g} s)")
+    try:
+        serve_champion(loaded.serve, loaded.promotion.bundle_name, Settings(), host, port)
+    except WeaviateServerError as exc:
+        _fail(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from prefect.concurrency.sync import concurrency
 from components import stages
 from components.evaluation import Metric
 from components.index.build import IndexVersion
+from flows.run_names import bundle_part, index_part, model_part, rename_current_run
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class PipelineResult:
     metrics: dict[str, Metric]
     promotion: stages.Promotion
     golden_path: Path
+    evaluated: bool  # False: an earlier evaluation of the same candidate stands
 
 
 # Global concurrency limit held from index build to promotion, so two flows never build or move
@@ -43,10 +45,13 @@ build_index = task(stages.index_stage, name="build-index-version", cache_policy=
 evaluate = task(stages.evaluate_stage, name="evaluate-bundle", cache_policy=NO_CACHE)
 register_bundle = task(stages.register_bundle_stage, name="register-bundle", cache_policy=NO_CACHE)
 promote = task(stages.promote_stage, name="promote", cache_policy=NO_CACHE)
+find_earlier_evaluation = task(stages.earlier_evaluation_stage, name="find-earlier-evaluation", cache_policy=NO_CACHE)
 
 
-@flow(name="ragops-retrain", flow_run_name="retrain-{params_path}", log_prints=True)
-def retrain(project_path: str = ".", params_path: str = "params.yaml") -> PipelineResult:
+@flow(name="ragops-retrain", flow_run_name="retrain-{trigger}", log_prints=True)
+def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: str = "manual") -> PipelineResult:
+    """The whole pipeline. Models trained from unchanged inputs are reused and a bundle already
+    evaluated is not evaluated again, so a rerun with nothing changed trains and promotes nothing."""
     root = Path(project_path)
     ctx = stages.make_context(root, root / params_path)
     data = curate(ctx)
@@ -56,11 +61,17 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml") -> Pipeli
     with concurrency(INDEX_LOCK):
         index = build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
-        evaluation = evaluate(ctx, manifest, router, generator, index)
-        bundle_version = register_bundle(ctx, evaluation, router, generator)
-        promotion = promote(ctx, evaluation, bundle_version)
-    return PipelineResult(data.versions, router, generator, index, evaluation.metrics, promotion,
-                          ctx.curated_path / "golden.jsonl")
+        earlier = find_earlier_evaluation(ctx, manifest)
+        if earlier is None:
+            evaluation = evaluate(ctx, manifest, router, generator, index)
+            bundle_version = register_bundle(ctx, evaluation, router, generator)
+            metrics, promotion = evaluation.metrics, promote(ctx, evaluation, bundle_version)
+        else:
+            metrics, promotion = earlier.metrics, earlier.promotion
+    rename_current_run(f"retrain ({trigger}): {model_part('router', router)}, {model_part('generator', generator)}, "
+                       f"{index_part(index)}, {bundle_part(promotion, earlier is None)}")
+    return PipelineResult(data.versions, router, generator, index, metrics, promotion,
+                          ctx.curated_path / "golden.jsonl", evaluated=earlier is None)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from prefect.concurrency.sync import concurrency
 from components import stages
 from components.index.build import IndexVersion
 from flows.pipeline import INDEX_LOCK, build_index, curate, evaluate, promote, register_bundle, validate
+from flows.run_names import bundle_part, index_part, rename_current_run
 
 champion_models = task(stages.champion_models, name="load-champion-models", cache_policy=NO_CACHE)
 
@@ -40,11 +41,14 @@ def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: s
         index = build_index(ctx, data)
         if not index.new:
             print(f"reindex: nothing changed since {index.collection}; nothing to evaluate or promote")
+            rename_current_run(f"reindex ({reason}): {index_part(index)}, nothing to evaluate")
             return ReindexResult(index, None)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         evaluation = evaluate(ctx, manifest, router, generator, index)
         bundle_version = register_bundle(ctx, evaluation, router, generator)
-        return ReindexResult(index, promote(ctx, evaluation, bundle_version))
+        promotion = promote(ctx, evaluation, bundle_version)
+    rename_current_run(f"reindex ({reason}): {index_part(index)}, {bundle_part(promotion, True)}")
+    return ReindexResult(index, promotion)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,27 @@ def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
     assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, refused.stdout + refused.stderr
     assert "champion" not in client.get_registered_model("ragops-assistant").aliases
 
+    # Nothing changed: the rerun reuses both models and the earlier evaluation, registers nothing.
+    tic = time.monotonic()
+    rerun = _ragops(repo, "run")
+    print(f"no-op rerun: {time.monotonic() - tic:.1f} s")
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"nothing changed since bundle v{held.version} was evaluated" in rerun.stdout
+    assert rerun.stdout.count("(reused: same data, params and code)") == 2, rerun.stdout
+    versions = {name: len(client.search_model_versions(f"name = '{name}'"))
+                for name in ("ragops-router", "ragops-generator", "ragops-assistant")}
+    assert versions == {"ragops-router": 1, "ragops-generator": 1, "ragops-assistant": 1}
+    assert len(_ledger(repo)) == 1
+
+    # Only the evaluation settings changed: no training, a new evaluation of the same models.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluation"]["max_questions"] = 6
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    evaluated_again = _ragops(repo, "run")
+    assert evaluated_again.returncode == 0, evaluated_again.stdout[-3000:] + evaluated_again.stderr[-3000:]
+    assert evaluated_again.stdout.count("(reused: same data, params and code)") == 2
+    assert [len(client.search_model_versions(f"name = '{name}'")) for name in versions] == [1, 1, 2]
+
 
 def _set_price(doc: Path, price: float) -> None:
     """A catalog edit: the price in the front matter and in the text."""

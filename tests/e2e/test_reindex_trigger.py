@@ -138,7 +138,9 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                 reader.join()
                 all_runs = _reindex_runs(prefect_api)
                 assert len(all_runs) == 1, [(r["name"], r["state_type"]) for r in all_runs]
-                assert runs[0]["name"].startswith("reindex-documents-changed")
+                # named for what it did when it ended
+                assert runs[0]["name"].startswith("reindex (documents-changed): Catalog_v"), runs[0]["name"]
+                assert "(10 changed, 0 deleted documents)" in runs[0]["name"] and "→ champion" in runs[0]["name"]
                 assert not failures and answered and all(n > 0 for n in answered)
 
                 ledger = _ledger(repo)

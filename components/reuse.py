@@ -1,0 +1,63 @@
+"""Reuse instead of redo: a model trained from the same inputs, or a bundle already evaluated on
+the same inputs, is found in the MLflow registry by fingerprint. A rerun with nothing changed
+trains nothing and evaluates nothing; a rerun after a golden-set edit retrains nothing.
+
+A fingerprint hashes everything the result depends on: the params that shape it, the model
+references, the seed and device, the DVC md5s of its data, and the source of the code that
+produces it (a code change is a change). It is a tag on the registered version, so reuse works
+across machines and survives a reset Prefect database, which Prefect's own result cache would not.
+
+    >>> fp = training_fingerprint("router", {"epochs": 4}, {"encoder": "pypi:x"}, {"router.jsonl": "ab"}, 42, "cpu")
+    >>> len(fp)
+    16
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
+FINGERPRINT_TAG = "fingerprint"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+# The modules whose source decides what a stage produces, per kind of result.
+PRODUCING_CODE = {
+    "router": ("components/training/router.py",),
+    "generator": ("components/training/generator.py", "components/training/checkpoint.py", "components/prompting.py"),
+    "bundle": ("components/bundle.py", "components/bundle_evaluation.py", "components/evaluation.py",
+               "components/gates.py", "components/prompting.py", "components/index/search.py"),
+}
+
+
+def _digest(parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_digest(kind: str) -> str:
+    return _digest({path: (PACKAGE_ROOT / path).read_text(encoding="utf-8") for path in PRODUCING_CODE[kind]})
+
+
+def training_fingerprint(kind: str, section: Mapping, model_refs: Mapping[str, str], data_md5s: Mapping[str, str],
+                         seed: int, device: str) -> str:
+    """Of a trained model: its params section, base models, data versions, seed, device and training code."""
+    return _digest({"kind": kind, "params": dict(section), "models": dict(model_refs), "data": dict(data_md5s),
+                    "seed": seed, "device": device, "code": code_digest(kind)})
+
+
+def evaluation_fingerprint(manifest_json: str, evaluation: Mapping, seed: int) -> str:
+    """Of an evaluated bundle: its manifest (model versions, versioned collection, retrieval and
+    prompt settings, data md5s), the evaluation settings and gates, and the evaluation code."""
+    return _digest({"manifest": json.loads(manifest_json), "evaluation": dict(evaluation), "seed": seed,
+                    "code": code_digest("bundle")})
+
+
+def find_version(client: MlflowClient, name: str, fingerprint: str) -> ModelVersion | None:
+    """The newest registered version of `name` with this fingerprint, or None."""
+    found = client.search_model_versions(f"name = '{name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'")
+    return max(found, key=lambda v: int(v.version), default=None)

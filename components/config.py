@@ -247,6 +247,31 @@ class PromotionConfig:
         _check(len(set(names)) == 3, "promotion.bundle_name", "router_name and generator_name must differ")
 
 
+STEPS = ("curate", "validate", "train_router", "train_generator", "registered_models", "build_index",
+         "find_earlier_evaluation", "evaluate", "register_bundle", "promote")
+
+
+@dataclass(frozen=True)
+class OrchestrationConfig:
+    """How the flows run their steps: retries of transient failures (a service that did not
+    answer; bad data or params fail at once) with doubling delays, and a timeout per step."""
+
+    retries: int = 2
+    retry_delay_seconds: float = 10.0
+    timeout_minutes: dict[str, float] = field(default_factory=lambda: {
+        "curate": 30, "validate": 15, "train_router": 60, "train_generator": 360, "registered_models": 15,
+        "build_index": 120, "find_earlier_evaluation": 10, "evaluate": 180, "register_bundle": 30, "promote": 10})
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.retries <= 10, "orchestration.retries", f"must be in [0, 10], got {self.retries}")
+        _check(self.retry_delay_seconds >= 0, "orchestration.retry_delay_seconds",
+               f"must be >= 0, got {self.retry_delay_seconds}")
+        for step, minutes in self.timeout_minutes.items():
+            _check(step in STEPS, f"orchestration.timeout_minutes.{step}", f"is not a step; use one of {list(STEPS)}")
+            _check(isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0,
+                   f"orchestration.timeout_minutes.{step}", f"must be minutes > 0, got {minutes!r}")
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     """When `ragops deploy` retrains: a cron expression in a time zone ("" = on demand only)."""
@@ -294,6 +319,7 @@ class Params:
     index: IndexConfig = field(default_factory=IndexConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
 

@@ -243,21 +243,26 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
                         {"best_eval_loss": result.best_eval_loss, **heldout}, run.info.run_id)
 
 
-def champion_models(ctx: RunContext) -> tuple[TrainedModel, TrainedModel]:
-    """The router and generator of the champion bundle, with their adapters downloaded: a reindex
-    evaluates the new index with the models already serving."""
+def registered_models(ctx: RunContext, router_version: str = "champion",
+                      generator_version: str = "champion") -> tuple[TrainedModel, TrainedModel]:
+    """A registered router and generator with their adapters downloaded: the versions named, or
+    ("champion") those of the champion bundle. A reindex evaluates the new index with the models
+    already serving; an on-demand evaluation can pair any registered versions."""
     p = ctx.params
     client = mlflow.MlflowClient()
     champion = get_alias_version(client, p.promotion.bundle_name, "champion")
-    if champion is None:
-        raise LookupError(f"no champion of {p.promotion.bundle_name} in {ctx.settings.tracking_uri} to reindex for; "
-                          f"run `ragops run` first")
+    wanted = {p.promotion.router_name: (router_version, "router_version"),
+              p.promotion.generator_name: (generator_version, "generator_version")}
     models = []
-    for name, tag in ((p.promotion.router_name, "router_version"), (p.promotion.generator_name, "generator_version")):
-        version = champion.tags[tag]
+    for name, (version, tag) in wanted.items():
+        if version == "champion":
+            if champion is None:
+                raise LookupError(f"no champion of {p.promotion.bundle_name} in {ctx.settings.tracking_uri} to take "
+                                  f"the {name} version from; run `ragops run` first or name a version")
+            version = champion.tags[tag]
         adapter = download_model_artifact(name, version, "adapter", ctx.work_path / f"{name}-v{version}")
         run_id = client.get_model_version(name, version).run_id or ""
-        models.append(TrainedModel(name, version, str(adapter), {}, run_id))
+        models.append(TrainedModel(name, version, str(adapter), {}, run_id, reused=True))
     return models[0], models[1]
 
 

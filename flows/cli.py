@@ -3,6 +3,7 @@
     ragops run                          # the whole pipeline on params.yaml (what `make run` does)
     ragops reindex                      # index document changes, evaluate with the champion's models, promote
     ragops deploy                       # serve the Prefect deployments; document edits trigger reindexing
+    ragops serve                        # the champion over HTTP, reloaded when the champion alias moves
     ragops ask "How much does the Aurora ANC Headphones Edge cost?"
     ragops models fetch                 # download/convert the models of params.yaml into the cache
 """
@@ -219,13 +220,15 @@ def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, 
 
 @app.command()
 def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
-           project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)")) -> None:
-    """Serve the Prefect deployments (reindex on document changes, retrain on demand) and watch
-    the documents folder; runs until interrupted."""
+           project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
+           work_pool: str = typer.Option("", help="register the deployments on this Prefect work pool (its workers "
+                                         "run them) instead of serving them in this process")) -> None:
+    """Serve the Prefect deployments (reindex on document changes, retrain on schedule.retrain_cron and
+    on demand, evaluate on demand) and watch the documents folder; runs until interrupted."""
     _environment()
     from flows.deploy import deploy as serve_deployments
 
-    serve_deployments(project, str(params), _load_params(project / params))
+    serve_deployments(project, str(params), _load_params(project / params), work_pool or None)
 
 
 @app.command()

@@ -1,15 +1,21 @@
-"""`ragops deploy`: serve the Prefect deployments and turn document edits into reindex runs.
+"""`ragops deploy`: the Prefect deployments, and a watcher that turns document edits into events.
 
-    ragops deploy                    # against PREFECT_API_URL, or a temporary local server
+    ragops deploy                          # serve them in this process (PREFECT_API_URL, or a temporary server)
+    ragops deploy --work-pool ragops       # register them on a work pool; its workers run them
 
 - `ragops-reindex/on-document-change`: an event trigger on `ragops.documents.changed`. The
   trigger fires on the first event of a burst and ignores the rest of `index.debounce_seconds`;
   the run is scheduled for the end of that window and reads the documents folder itself, so
   it includes every change of the burst. Deployment concurrency 1 (ENQUEUE): a change during a
   run triggers a run that waits for it, then picks the change up.
-- `ragops-retrain/on-demand`: the retraining flow, run from the UI or `prefect deployment run`.
+- `ragops-retrain/retrain`: the retraining flow on `schedule.retrain_cron` (runs named
+  `retrain-schedule`), and on demand from the UI or `prefect deployment run` (`retrain-on-demand`).
+- `ragops-evaluate/on-demand`: registered models (by default the champion's) on the current
+  index, evaluated and promoted if the gates pass.
 
-Index builds and promotions of both flows hold the global concurrency limit `ragops-index`.
+Index builds and promotions of every flow hold the global concurrency limit `ragops-index`,
+training holds `ragops-training`. With a work pool, the deployments' entry points are module
+paths (`flows.pipeline.retrain`): a worker needs ragops installed and the project at the same path.
 """
 
 from __future__ import annotations
@@ -18,15 +24,18 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from prefect import deploy as deploy_to_pool
 from prefect import serve
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.events.schemas.automations import Posture
+from prefect.schedules import Cron
 
 from components.config import Params
 from components.watch import Changes, watch_folder
-from flows.pipeline import INDEX_LOCK, retrain
+from flows.evaluate import evaluate_candidate
+from flows.pipeline import retrain
 from flows.reindex import reindex
 
 DOCUMENTS_EVENT = "ragops.documents.changed"
@@ -48,23 +57,34 @@ def reindex_trigger(debounce_seconds: float) -> DeploymentEventTrigger:
                                   threshold=1, within=window, schedule_after=window)
 
 
-def deployments(project: Path, params_path: str, params: Params) -> list:
+def deployments(project: Path, params_path: str, params: Params, from_package: bool = False) -> list[RunnerDeployment]:
+    """`from_package`: entry points as module paths of the installed ragops package (for workers),
+    instead of this checkout's files (for serving in this process)."""
     args = {"project_path": str(project.resolve()), "params_path": params_path}
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+    entrypoint = {"entrypoint_type": EntrypointType.MODULE_PATH} if from_package else {}
+    schedule = params.schedule
+    cron = ([Cron(schedule.retrain_cron, timezone=schedule.timezone, parameters={"trigger": "schedule"})]
+            if schedule.retrain_cron else [])
     return [
         reindex.to_deployment(name="on-document-change", parameters={**args, "reason": "documents-changed"},
                               triggers=[reindex_trigger(params.index.debounce_seconds)],
-                              concurrency_limit=one_at_a_time,
+                              concurrency_limit=one_at_a_time, **entrypoint,
                               description="Reindex when documents change, evaluate with the champion's models, promote."),
-        retrain.to_deployment(name="on-demand", parameters=args, concurrency_limit=one_at_a_time,
-                              description="Curate, validate, train router and generator, index, evaluate, promote."),
+        retrain.to_deployment(name="retrain", parameters={**args, "trigger": "on-demand"}, schedules=cron,
+                              concurrency_limit=one_at_a_time, **entrypoint,
+                              description="Curate, validate, train router and generator (reused when their inputs "
+                                          "are unchanged), index, evaluate, promote."),
+        evaluate_candidate.to_deployment(name="on-demand", parameters=args, concurrency_limit=one_at_a_time,
+                                         **entrypoint,
+                                         description="Evaluate registered router and generator versions (default: "
+                                                     "the champion's) on the current index; promote if the gates pass."),
     ]
 
 
-def deploy(project: Path, params_path: str, params: Params) -> None:
-    """Serve the deployments and watch the documents folder until interrupted."""
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(INDEX_LOCK, 1)
+def deploy(project: Path, params_path: str, params: Params, work_pool: str | None = None) -> None:
+    """Serve the deployments (or register them on `work_pool`) and watch the documents folder
+    until interrupted."""
     folder = project / params.data.raw_dir / "documents"
     stop = threading.Event()
     watcher = threading.Thread(target=watch_folder, name="documents-watcher", daemon=True, kwargs={
@@ -73,6 +93,13 @@ def deploy(project: Path, params_path: str, params: Params) -> None:
         "stop": stop})
     watcher.start()
     try:
-        serve(*deployments(project, params_path, params))
+        if work_pool:
+            deploy_to_pool(*deployments(project, params_path, params, from_package=True), work_pool_name=work_pool,
+                           print_next_steps_message=False, ignore_warnings=True)
+            print(f"deployments registered on work pool {work_pool!r}; watching {folder} (Ctrl-C to stop)")
+            while not stop.wait(3600):
+                pass
+        else:
+            serve(*deployments(project, params_path, params))
     finally:
         stop.set()

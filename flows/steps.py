@@ -1,0 +1,68 @@
+"""The pipeline's steps as Prefect tasks, with the retries and timeouts of params.yaml.
+
+Each step wraps one stage of components/stages.py. A step is retried only when its failure is
+transient (components/transient.py: a service did not answer), with doubling delays; bad data,
+bad params and bugs fail the run at once with their own message. Results are not cached by
+Prefect: reuse of trained models and earlier evaluations is decided by fingerprints in the
+registry (components/reuse.py), which outlive Prefect's database.
+
+    >>> steps = configure_steps(OrchestrationConfig())  # doctest: +SKIP
+    >>> data = steps.curate(ctx)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+
+from components import stages
+from components.config import STEPS, OrchestrationConfig
+from components.transient import is_transient
+
+STAGES = {
+    "curate": (stages.curate_stage, "curate-and-version"),
+    "validate": (stages.validate_stage, "validate-data"),
+    "train_router": (stages.router_stage, "train-router"),
+    "train_generator": (stages.generator_stage, "train-generator"),
+    "registered_models": (stages.registered_models, "load-registered-models"),
+    "build_index": (stages.index_stage, "build-index-version"),
+    "find_earlier_evaluation": (stages.earlier_evaluation_stage, "find-earlier-evaluation"),
+    "evaluate": (stages.evaluate_stage, "evaluate-bundle"),
+    "register_bundle": (stages.register_bundle_stage, "register-bundle"),
+    "promote": (stages.promote_stage, "promote"),
+}
+assert tuple(STAGES) == STEPS, "components.config.STEPS names the steps params.yaml may configure"
+
+
+def retry_if_transient(task: Task, task_run, state) -> bool:
+    """Prefect's retry condition: retry only a failure that says a service was unreachable."""
+    failure = state.result(raise_on_failure=False)
+    if isinstance(failure, BaseException) and is_transient(failure):
+        print(f"{task.name}: transient failure, retrying: {type(failure).__name__}: {failure}")
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Steps:
+    curate: Task
+    validate: Task
+    train_router: Task
+    train_generator: Task
+    registered_models: Task
+    build_index: Task
+    find_earlier_evaluation: Task
+    evaluate: Task
+    register_bundle: Task
+    promote: Task
+
+
+def configure_steps(config: OrchestrationConfig) -> Steps:
+    delays = [config.retry_delay_seconds * 2 ** i for i in range(config.retries)]
+    return Steps(**{
+        step: task(fn, name=name, cache_policy=NO_CACHE, retries=config.retries, retry_delay_seconds=delays or 0,
+                   retry_condition_fn=retry_if_transient,
+                   timeout_seconds=60 * config.timeout_minutes[step] if step in config.timeout_minutes else None)
+        for step, (fn, name) in STAGES.items()})

@@ -1,0 +1,47 @@
+"""Only failures that say a service was unreachable are retried; bad data, params and bugs are not."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+from components.config import ConfigError
+from components.transient import is_transient
+from components.validation import DataValidationError
+
+pytestmark = pytest.mark.unit
+
+
+def _raised_from(outer: Exception, inner: Exception) -> Exception:
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise outer from exc
+    except Exception as caught:  # noqa: BLE001 (the chained exception is the value under test)
+        return caught
+
+
+@pytest.mark.parametrize("exc", [
+    ConnectionRefusedError("[Errno 111] Connection refused"),
+    TimeoutError("read timed out"),
+    httpx.ConnectError("connection failed"),
+    MlflowException("API request failed with exception HTTPConnectionPool: Max retries exceeded"),
+    MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE),
+    _raised_from(RuntimeError("index build failed"), ConnectionResetError("reset by peer")),
+])
+def test_unreachable_services_are_transient(exc):
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    ConfigError("params.yaml: router.epochs must be > 0, got 0"),
+    DataValidationError("curated data failed validation"),
+    MlflowException("Registered Model with name=x not found", error_code=RESOURCE_DOES_NOT_EXIST),
+    KeyError("question"),
+    _raised_from(RuntimeError("stage failed"), ValueError("bad row")),
+])
+def test_bad_input_and_bugs_are_not(exc):
+    assert not is_transient(exc)

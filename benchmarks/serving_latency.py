@@ -1,0 +1,122 @@
+"""Latency of `ragops serve` over HTTP, one request at a time: route+retrieve (/v1/retrieve) and full
+answers (/v1/answer) on golden questions, and how long the server takes from start to ready.
+
+    make run   # first: the benchmark serves the champion of an existing RAGOPS_HOME (.ragops)
+    .venv/bin/python benchmarks/serving_latency.py --n 100 --m 16
+
+Prints one JSON object. The figures include HTTP and JSON on loopback on top of what the evaluation's
+latency metrics measure in-process; the machine is shared and noisy, so compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import cycle, islice
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from components.config import Settings, load_params
+from components.registry import configure_mlflow, get_alias_version
+
+RAGOPS = str(Path(sys.executable).parent / "ragops")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _golden_questions(curated: Path, raw: Path) -> list[str]:
+    path = curated if curated.exists() else raw
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"ragops serve exited with code {server.returncode} before it was ready; its log "
+                     f"({log_path}) ends:\n{log_path.read_text()[-3000:]}")
+        try:
+            ready = httpx.get(f"{base}/readyz", timeout=5)
+            if ready.status_code == 200:
+                return ready.json()
+        except httpx.HTTPError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    sys.exit(f"ragops serve was not ready after {timeout_s:.0f} s; see {log_path}")
+
+
+def _timed(client: httpx.Client, url: str, questions: list[str]) -> list[float]:
+    millis = []
+    for question in questions:
+        tic = time.perf_counter()
+        response = client.post(url, json={"question": question})
+        millis.append((time.perf_counter() - tic) * 1000)
+        response.raise_for_status()
+    return millis
+
+
+def _summary(millis: list[float]) -> dict:
+    return {"n": len(millis), "p50_ms": round(float(np.percentile(millis, 50)), 1),
+            "p95_ms": round(float(np.percentile(millis, 95)), 1), "mean_ms": round(float(np.mean(millis)), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="route+retrieve requests (/v1/retrieve)")
+    parser.add_argument("--m", type=int, default=16, help="full answers (/v1/answer)")
+    parser.add_argument("--port", type=int, default=0, help="port for ragops serve (0 = a free one)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--golden", type=Path, default=Path("data/curated/golden.jsonl"),
+                        help="questions (data/raw/golden.jsonl when this does not exist)")
+    parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for /readyz")
+    args = parser.parse_args()
+
+    params, settings = load_params(args.params), Settings()
+    bundle = params.promotion.bundle_name
+    if get_alias_version(configure_mlflow(settings, "ragops"), bundle, "champion") is None:
+        sys.exit(f"no champion of {bundle} in {settings.tracking_uri} (RAGOPS_HOME={settings.home}); "
+                 f"run `make run` first, then this benchmark")
+    questions = _golden_questions(args.golden, Path("data/raw/golden.jsonl"))
+    port = args.port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = Path(tempfile.mkdtemp(prefix="ragops-serving-latency-")) / "serve.log"
+    with log_path.open("wb") as log:
+        tic = time.perf_counter()
+        server = subprocess.Popen([RAGOPS, "serve", "--port", str(port), "--params", str(args.params)],
+                                  env={**os.environ, "COLUMNS": "200"}, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        ready = _wait_ready(base, server, log_path, args.ready_timeout)
+        start_to_ready = time.perf_counter() - tic
+        with httpx.Client(timeout=300) as client:
+            _timed(client, f"{base}/v1/retrieve", questions[:1])  # the connection and first-request costs
+            _timed(client, f"{base}/v1/answer", questions[:1])
+            route_retrieve = _timed(client, f"{base}/v1/retrieve", list(islice(cycle(questions), args.n)))
+            answers = _timed(client, f"{base}/v1/answer", list(islice(cycle(questions), args.m)))
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    print(json.dumps({"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
+                      "server_start_to_ready_s": round(start_to_ready, 1),
+                      "route_retrieve": _summary(route_retrieve), "answer": _summary(answers),
+                      "questions": str(args.golden if args.golden.exists() else "data/raw/golden.jsonl")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""`ragops serve`: the champion bundle over HTTP (FastAPI, uvicorn in-process).
+
+    $ ragops serve --port 8080
+    $ curl -s localhost:8080/v1/answer -H 'Content-Type: application/json' \\
+        -d '{"question": "How much does the Aurora ANC Headphones Edge cost?"}'
+
+Endpoints: GET /healthz (alive), GET /readyz (200 with the loaded champion, 503 with why not),
+POST /v1/answer, /v1/answer/batch and /v1/retrieve (route + retrieval, no generation). Requests
+are checked against params.yaml `serve` before any model work; a bad one gets a 4xx JSON
+`{"error": ...}` naming the field, the limit and the fix. The champion is followed as its alias
+moves (components/serving_reload.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from components.config import ServeConfig, Settings
+from components.index.search import SearchFilters
+from components.serving_reload import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
+
+log = logging.getLogger("ragops.serve")
+
+EXAMPLE = '{"question": "How much does the Aurora ANC Headphones Edge cost?"}'
+BATCH_EXAMPLE = '{"questions": [{"question": "How much is the kettle?"}, {"question": "Can I pay with PayPal?"}]}'
+# The longest JSON spelling of one character: an escaped astral character ("\ud83d\ude00").
+BYTES_PER_CHAR = 12
+BYTES_PER_QUESTION_FIELDS = 512  # keys, filters, punctuation around one question
+BYTES_ENVELOPE = 4096
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status and a message naming the field, the limit and the fix."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class QuestionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    question: str
+    category: str | None = None  # retrieval filter: only documents of this category
+    in_stock: bool | None = None  # retrieval filter: only products with stock > 0
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    questions: list[QuestionIn]
+
+
+def max_body_bytes(config: ServeConfig) -> int:
+    """The largest body a valid request can need: a full batch of the longest questions, every
+    character at its longest JSON spelling, plus room for the keys and filters."""
+    return config.max_batch_size * (config.max_question_chars * BYTES_PER_CHAR + BYTES_PER_QUESTION_FIELDS) + BYTES_ENVELOPE
+
+
+def check_headers(content_type: str | None, content_length: str | None, config: ServeConfig) -> None:
+    """415 for a body that is not declared JSON, 413 for one declared too large (before reading it)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise RequestError(415, f"Content-Type must be application/json, got {content_type or 'none'!r}; "
+                                f"send the body as JSON with the header 'Content-Type: application/json'")
+    if content_length is not None:
+        try:
+            length = int(content_length)
+        except ValueError:
+            raise RequestError(400, f"Content-Length must be a number of bytes, got {content_length!r}") from None
+        check_body_size(length, config)
+
+
+def check_body_size(size: int, config: ServeConfig, declared: bool = True) -> None:
+    """`declared`: `size` is the Content-Length, not the bytes read so far of a chunked body."""
+    limit = max_body_bytes(config)
+    if size > limit:
+        size_text = f"{size} bytes" if declared else "larger than that"
+        raise RequestError(413, f"request body is {size_text}, over the limit of {limit} bytes (room for "
+                                f"serve.max_batch_size={config.max_batch_size} questions of "
+                                f"serve.max_question_chars={config.max_question_chars} characters); "
+                                f"send fewer or shorter questions")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise RequestError(400, f"body is not valid JSON ({exc}); send a JSON object like {EXAMPLE}") from None
+
+
+def _where(loc: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _validation_message(exc: ValidationError, model: type[BaseModel], example: str) -> str:
+    problems = []
+    for error in exc.errors():
+        where = _where(error["loc"])
+        if error["type"] == "extra_forbidden":
+            allowed = model.model_fields if len(error["loc"]) == 1 else QuestionIn.model_fields
+            problems.append(f"unknown field {where!r} (allowed: {', '.join(allowed)})")
+        elif error["type"] == "missing":
+            problems.append(f"field {where!r} is required")
+        else:
+            problems.append(f"field {where!r}: {error['msg'].lower()}, got {type(error['input']).__name__} "
+                            f"{json.dumps(error['input'])[:40]}")
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more + f"; send e.g. {example}"
+
+
+def _validated(payload: Any, model: type[BaseModel], example: str) -> Any:
+    if not isinstance(payload, dict):
+        raise RequestError(422, f"body must be a JSON object, got {type(payload).__name__}; send e.g. {example}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestError(422, _validation_message(exc, model, example)) from None
+
+
+def check_question(item: QuestionIn, config: ServeConfig, where: str = "question") -> QuestionIn:
+    if not item.question.strip():
+        raise RequestError(422, f"{where} is empty; send the customer's question as text, e.g. {EXAMPLE}")
+    if len(item.question) > config.max_question_chars:
+        raise RequestError(422, f"{where} is {len(item.question)} characters, over the limit of "
+                                f"{config.max_question_chars} (serve.max_question_chars); shorten the question")
+    return item
+
+
+def parse_question(payload: Any, config: ServeConfig) -> QuestionIn:
+    """The body of /v1/answer and /v1/retrieve, checked; RequestError(422) names what is wrong."""
+    return check_question(_validated(payload, QuestionIn, EXAMPLE), config)
+
+
+def parse_batch(payload: Any, config: ServeConfig) -> list[QuestionIn]:
+    """The body of /v1/answer/batch, checked; the batch size before the questions themselves."""
+    questions = payload.get("questions") if isinstance(payload, dict) else None
+    if isinstance(questions, list) and not 1 <= len(questions) <= config.max_batch_size:
+        raise RequestError(422, f"questions holds {len(questions)} questions; one request takes 1 to "
+                                f"{config.max_batch_size} (serve.max_batch_size); split them over several requests")
+    batch = _validated(payload, BatchIn, BATCH_EXAMPLE)
+    return [check_question(item, config, f"questions[{i}].question") for i, item in enumerate(batch.questions)]
+
+
+def _filters(items: list[QuestionIn]) -> list[SearchFilters | None] | None:
+    """Per question, the retrieval filters it asked for (None when no question asked for any)."""
+    if not any(item.category or item.in_stock for item in items):
+        return None
+    return [SearchFilters(category=item.category or None, in_stock=item.in_stock is True) for item in items]
+
+
+def answer_questions(assistant: Any, items: list[QuestionIn]) -> list[dict]:
+    """The bundle's answer dicts (what its pyfunc predict returns), without the DataFrame round trip."""
+    return [asdict(a) for a in assistant.answer([item.question for item in items], filters=_filters(items))]
+
+
+def route_and_retrieve(assistant: Any, item: QuestionIn) -> dict:
+    """What an answer costs before generation (the latency evaluation's route+retrieve)."""
+    ((route, confidence),) = assistant.route([item.question])
+    (hits,) = assistant.retrieve([item.question], filters=_filters([item]))
+    return {"route": route, "route_confidence": round(confidence, 4), "chunks": [asdict(h) for h in hits]}
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _read_payload(request: Request, config: ServeConfig) -> Any:
+    """The JSON body, refused by its headers before it is read, and read no further than the cap."""
+    check_headers(request.headers.get("content-type"), request.headers.get("content-length"), config)
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        check_body_size(size, config, declared=False)  # a chunked body declares no length
+        body += chunk
+    return parse_json(bytes(body))
+
+
+def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
+    app = FastAPI(title="ragops", summary="The champion bundle of the store assistant",
+                  docs_url=None, redoc_url=None)
+
+    async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any],
+                             work: Callable[[Any, Any], dict]) -> JSONResponse:
+        try:
+            parsed = parse(await _read_payload(request, config), config)
+            # A worker thread: the event loop keeps serving /healthz and /readyz while the model works.
+            version, result = await run_in_threadpool(holder.call, lambda assistant: work(assistant, parsed))
+        except RequestError as exc:
+            # Refused without reading the rest of the body: close the connection instead of draining it.
+            return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+        except NotReady as exc:
+            return _error(503, str(exc))
+        except Exception as exc:  # noqa: BLE001 (the HTTP boundary: a 500 with the message, the traceback only in the log)
+            log.exception("%s %s failed", request.method, request.url.path)
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}; the server keeps running, "
+                               f"its log has the details")
+        return JSONResponse({**result, "bundle_version": version})
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, body = holder.status()
+        return JSONResponse({"ready": ready, **body}, status_code=200 if ready else 503)
+
+    @app.post("/v1/answer")
+    async def answer(request: Request) -> JSONResponse:
+        return await model_endpoint(request, parse_question, lambda a, item: answer_questions(a, [item])[0])
+
+    @app.post("/v1/answer/batch")
+    async def answer_batch(request: Request) -> JSONResponse:
+        return await model_endpoint(request, parse_batch, lambda a, items: {"answers": answer_questions(a, items)})
+
+    @app.post("/v1/retrieve")
+    async def retrieve(request: Request) -> JSONResponse:
+        return await model_endpoint(request, parse_question, route_and_retrieve)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; the endpoints are "
+                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve")
+
+    return app
+
+
+def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, host: str, port: int) -> None:
+    """Serve until interrupted: one Weaviate server for every bundle, the reloader, uvicorn."""
+    import uvicorn
+
+    from components.registry import configure_mlflow
+
+    registry = configure_mlflow(settings, "ragops")
+    holder = ChampionHolder(bundle_name, registry, poll_seconds=config.reload_poll_seconds)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it
+    # found. With the default one SIGTERM would end the process there, before the bundles and the
+    # Weaviate server are released: exit through the cleanup below instead.
+    previous = {sig: signal.signal(sig, _exit_cleanly) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with bundle_weaviate(settings) as weaviate_env:
+            log.info("bundles read Weaviate at %s; registry %s", weaviate_env.get("RAGOPS_WEAVIATE_URL"),
+                     settings.tracking_uri)
+            server = uvicorn.Server(uvicorn.Config(create_app(holder, config), host=host, port=port,
+                                                   log_level="info", timeout_graceful_shutdown=30))
+            try:
+                with champion_reloader(holder):
+                    server.run()
+            finally:
+                holder.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

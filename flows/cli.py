@@ -3,6 +3,7 @@
     ragops run                          # the whole pipeline on params.yaml (what `make run` does)
     ragops reindex                      # index document changes, evaluate with the champion's models, promote
     ragops deploy                       # serve the Prefect deployments; document edits trigger reindexing
+    ragops worker --pool ragops         # a Prefect worker for `ragops deploy --work-pool ragops`
     ragops serve                        # the champion over HTTP, reloaded when the champion alias moves
     ragops ask "How much does the Aurora ANC Headphones Edge cost?"
     ragops models fetch                 # download/convert the models of params.yaml into the cache
@@ -228,7 +229,21 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     _environment()
     from flows.deploy import deploy as serve_deployments
 
+    if work_pool and not os.environ.get("PREFECT_API_URL"):
+        _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
+              "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
     serve_deployments(project, str(params), _load_params(project / params), work_pool or None)
+
+
+@app.command()
+def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flow runs from"),
+           pool_type: str = typer.Option("process", "--type", help="work pool type, created if missing")) -> None:
+    """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
+    _environment()
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
+    prefect = Path(sys.executable).parent / "prefect"
+    os.execv(prefect, [str(prefect), "worker", "start", "--pool", pool, "--type", pool_type])
 
 
 @app.command()

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ragops-test-prefect-")
@@ -29,11 +32,13 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from components.config import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +111,70 @@ def copy_project(root: Path, target: Path) -> Path:
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], cwd=target,
                    check=True)
     return target
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    """The first truthy value of predicate(), polled until `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _start_server(command: list[str], env: dict, log_path: Path, health_url: str, what: str):
+    """A server subprocess (own session, log to a file), returned once `health_url` answers 200."""
+    log = open(log_path, "wb")  # noqa: SIM115 (closed by the caller's teardown)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy():
+        assert process.poll() is None, f"{what} exited: " + log_path.read_text()[-3000:]
+        try:
+            return httpx.get(health_url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 300, what)
+    return process, log
+
+
+def _stop_server(process: subprocess.Popen, log) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()
+
+
+@pytest.fixture()
+def prefect_api(tmp_path):
+    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME); yields the API URL."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    api = f"http://127.0.0.1:{port}/api"
+    process, log = _start_server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                 env, tmp_path / "prefect-server.log", f"{api}/health", "the Prefect server")
+    yield api
+    _stop_server(process, log)
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path):
+    """`mlflow server` on a free loopback port with a SQL (SQLite) backend store and proxied
+    artifacts in a temp folder; yields the tracking URI."""
+    port = free_port()
+    store = tmp_path / "mlflow-server"
+    store.mkdir()
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+               "--artifacts-destination", str(store / "artifacts")]
+    uri = f"http://127.0.0.1:{port}"
+    process, log = _start_server(command, {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+                                 tmp_path / "mlflow-server.log", f"{uri}/health", "the MLflow server")
+    yield uri
+    _stop_server(process, log)

@@ -20,47 +20,12 @@ from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
-from tests.conftest import free_port
+from tests.conftest import wait_for
 from tests.e2e.test_cli import _front_matter, _ledger, _project
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 DEBOUNCE = 6.0
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-@pytest.fixture()
-def prefect_api(tmp_path):
-    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME)."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = open(tmp_path / "prefect-server.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    api = f"http://127.0.0.1:{port}/api"
-
-    def healthy():
-        assert server.poll() is None, (tmp_path / "prefect-server.log").read_text()[-3000:]
-        try:
-            return httpx.get(f"{api}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait(healthy, 300, "the Prefect server")
-    yield api
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=60)
-    log.close()
 
 
 def _reindex_runs(api: str) -> list[dict]:
@@ -104,7 +69,7 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
         embedder = load_embedder(encoder_path)
         try:
             with connect_weaviate(settings) as client:
-                _wait(lambda: httpx.get(f"{prefect_api}/deployments/name/ragops-reindex/on-document-change",
+                wait_for(lambda: httpx.get(f"{prefect_api}/deployments/name/ragops-reindex/on-document-change",
                                         timeout=5).status_code == 200, 300, "the reindex deployment")
                 time.sleep(3)  # the watcher takes its first snapshot
                 live_before = live_collection(client, "Catalog")
@@ -131,7 +96,7 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                     time.sleep(0.3)
                 _edit(docs[0], f"Price: {edited['price']:.2f} USD", "Price: 1.23 USD")
 
-                runs = _wait(lambda: [r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"],
+                runs = wait_for(lambda: [r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"],
                              600, "the reindex run", interval=2)
                 time.sleep(DEBOUNCE + 6)  # a second run for the same burst would have been created by now
                 stop.set()
@@ -156,7 +121,7 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
 
                 # A later edit: the next run picks it up.
                 _edit(docs[1], "Edition 1 warranty:", "Second edition warranty:")
-                _wait(lambda: len([r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"]) == 2,
+                wait_for(lambda: len([r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"]) == 2,
                       600, "the second reindex run", interval=2)
                 newest = live_collection(client, "Catalog")
                 assert newest != live_after

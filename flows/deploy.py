@@ -28,27 +28,16 @@ from prefect import deploy as deploy_to_pool
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
-from prefect.events import DeploymentEventTrigger, emit_event
+from prefect.events import DeploymentEventTrigger
 from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron
 
 from components.config import Params
-from components.watch import Changes, watch_folder
+from components.watch import watch_folder
 from flows.evaluate import evaluate_candidate
+from flows.events import DOCUMENTS_EVENT, DOCUMENTS_RESOURCE, emit_documents_changed
 from flows.pipeline import retrain
 from flows.reindex import reindex
-
-DOCUMENTS_EVENT = "ragops.documents.changed"
-DOCUMENTS_RESOURCE = "ragops.documents"
-
-
-def emit_documents_changed(folder: Path, changes: Changes) -> None:
-    emit_event(event=DOCUMENTS_EVENT, resource={"prefect.resource.id": DOCUMENTS_RESOURCE,
-                                                "ragops.folder": str(folder.resolve())},
-               payload={"added": changes.added, "modified": changes.modified, "removed": changes.removed})
-    print(f"documents changed: {changes.count} files ({', '.join((changes.added + changes.modified + changes.removed)[:5])}"
-          f"{'...' if changes.count > 5 else ''}) → event {DOCUMENTS_EVENT}")
-
 
 def reindex_trigger(debounce_seconds: float) -> DeploymentEventTrigger:
     window = timedelta(seconds=debounce_seconds)

@@ -17,6 +17,7 @@ from prefect import flow
 
 from components import stages
 from flows.pipeline import INDEX_LOCK, global_lock
+from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, rename_current_run
 from flows.steps import configure_steps
 
@@ -38,6 +39,7 @@ def evaluate_candidate(project_path: str = ".", params_path: str = "params.yaml"
         if earlier is None:
             evaluation = step.evaluate(ctx, manifest, router, generator, index)
             promotion = step.promote(ctx, evaluation, step.register_bundle(ctx, evaluation, router, generator))
+            emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
         else:
             promotion = earlier.promotion
     rename_current_run(f"evaluate router v{router.version} + generator v{generator.version}: {index_part(index)}, "

@@ -22,6 +22,7 @@ from prefect.concurrency.sync import concurrency
 from components import stages
 from components.evaluation import Metric
 from components.index.build import IndexVersion
+from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, model_part, rename_current_run
 from flows.steps import configure_steps
 
@@ -70,6 +71,7 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: 
             evaluation = step.evaluate(ctx, manifest, router, generator, index)
             bundle_version = step.register_bundle(ctx, evaluation, router, generator)
             metrics, promotion = evaluation.metrics, step.promote(ctx, evaluation, bundle_version)
+            emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
         else:
             metrics, promotion = earlier.metrics, earlier.promotion
     rename_current_run(f"retrain ({trigger}): {model_part('router', router)}, {model_part('generator', generator)}, "

@@ -17,6 +17,7 @@ from prefect import flow
 from components import stages
 from components.index.build import IndexVersion
 from flows.pipeline import INDEX_LOCK, global_lock
+from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, rename_current_run
 from flows.steps import configure_steps
 
@@ -45,6 +46,7 @@ def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: s
         evaluation = step.evaluate(ctx, manifest, router, generator, index)
         bundle_version = step.register_bundle(ctx, evaluation, router, generator)
         promotion = step.promote(ctx, evaluation, bundle_version)
+        emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
     rename_current_run(f"reindex ({reason}): {index_part(index)}, {bundle_part(promotion, True)}")
     return ReindexResult(index, promotion)
 

@@ -1,6 +1,7 @@
-"""Document edits while `ragops deploy` runs: a real Prefect server, a standalone Weaviate server,
-the deployments served by the CLI. A burst of ten edits gives one reindex run that includes all
-of them and goes live while queries keep being answered; a later edit gives the next run."""
+"""Document edits while `ragops deploy` and `ragops serve` run: a real Prefect server, a standalone
+Weaviate server, the deployments served by the CLI. A burst of ten edits gives one reindex run
+that includes all of them, is evaluated, promoted and goes live while queries keep being answered,
+and `ragops serve` answers with the new bundle without a restart; a later edit gives the next run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.e2e.test_cli import _front_matter, _ledger, _project
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +36,15 @@ def _reindex_runs(api: str) -> list[dict]:
     runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
                       json={"deployments": {"id": {"any_": [deployment.json()["id"]]}}}).json()
     return sorted(runs, key=lambda r: r["created"])
+
+
+def _served_version(served: httpx.Client) -> str | None:
+    """The bundle version `ragops serve` answers with, or None while it is not ready."""
+    try:
+        ready = served.get("/readyz", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return ready.json()["version"] if ready.status_code == 200 else None
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -54,6 +64,7 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
         "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5},
                        "non_inferiority": {"retrieval_recall_at_k": 0.05}},
         "index": {"debounce_seconds": DEBOUNCE, "watch_poll_seconds": 0.5},
+        "serve": {"reload_poll_seconds": 1},
     })
     with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
         env = {**os.environ, **weaviate.env(), "RAGOPS_HOME": str(repo / ".ragops"), "PREFECT_API_URL": prefect_api,
@@ -65,6 +76,11 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
         deploy_log = open(tmp_path / "deploy.log", "wb")  # noqa: SIM115 (closed below)
         deploy = subprocess.Popen([str(BIN / "ragops"), "deploy"], cwd=repo, env=env, stdout=deploy_log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
+        serve_port = free_port()
+        serve_log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
+        serve = subprocess.Popen([str(BIN / "ragops"), "serve", "--port", str(serve_port)], cwd=repo, env=env,
+                                 stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+        served = httpx.Client(base_url=f"http://127.0.0.1:{serve_port}", timeout=120)
         settings = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
         embedder = load_embedder(encoder_path)
         try:
@@ -73,6 +89,7 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                                         timeout=5).status_code == 200, 300, "the reindex deployment")
                 time.sleep(3)  # the watcher takes its first snapshot
                 live_before = live_collection(client, "Catalog")
+                version_before = wait_for(lambda: _served_version(served), 300, "ragops serve to be ready")
 
                 # Readers keep querying the live alias during the whole reindex.
                 question = "How much does a kettle cost?"
@@ -119,6 +136,16 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                     embedder, [f"{edited['name']} price"], 8)[0], 3, 0.5)
                 assert any("1.23 USD" in h.text for h in hits if h.doc_id == edited["id"])
 
+                # `ragops serve`, never restarted, answers with the promoted bundle and its new index.
+                promoted = ledger[-1]["version"]
+                assert promoted != version_before
+                wait_for(lambda: _served_version(served) == promoted, 300, f"ragops serve to load bundle v{promoted}")
+                reply = served.post("/v1/answer", json={"question": f"How much does the {edited['name']} cost?"})
+                assert reply.status_code == 200, reply.text
+                answer = reply.json()
+                assert answer["bundle_version"] == promoted
+                assert any("1.23 USD" in c["text"] for c in answer["chunks"] if c["doc_id"] == edited["id"]), answer
+
                 # A later edit: the next run picks it up.
                 _edit(docs[1], "Edition 1 warranty:", "Second edition warranty:")
                 wait_for(lambda: len([r for r in _reindex_runs(prefect_api) if r["state_type"] == "COMPLETED"]) == 2,
@@ -129,6 +156,14 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                          if o.properties["doc_id"] == docs[1].stem]
                 assert any("Second edition" in t for t in texts)
         finally:
+            served.close()
+            for process, log in ((serve, serve_log),):
+                os.killpg(process.pid, signal.SIGINT)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                log.close()
             os.killpg(deploy.pid, signal.SIGINT)
             try:
                 deploy.wait(timeout=60)

@@ -20,8 +20,11 @@ from components.index.store import connect_weaviate
 
 pytestmark = pytest.mark.integration
 
+# SIGINT is restored explicitly: a shell starting the test run in the background makes its
+# children ignore SIGINT, and this holder must leave cleanly on it.
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
     from components.config import Settings
     from components.index.server import shared_weaviate

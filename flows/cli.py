@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -232,7 +233,22 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     if work_pool and not os.environ.get("PREFECT_API_URL"):
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
-    serve_deployments(project, str(params), _load_params(project / params), work_pool or None)
+    _stop_cleanly_on_signals()
+    try:
+        serve_deployments(project, str(params), _load_params(project / params), work_pool or None)
+    except KeyboardInterrupt:
+        console.print("ragops deploy: stopped")
+
+
+def _stop_cleanly_on_signals() -> None:
+    """SIGINT and SIGTERM end a long-running command through KeyboardInterrupt, so its clean-up
+    runs (the watcher stops, a shared Weaviate server is released). A shell starting the command
+    in the background makes it ignore SIGINT, and Python's default SIGTERM skips clean-up."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @app.command()

@@ -101,13 +101,13 @@ def print_summary(result, gates: dict[str, float]) -> None:
         table.add_row(f"data {name}", f"md5 {md5}")
     router = result.router.metrics
     table.add_row("router", f"{_model_label(result.router)}  held-out accuracy "
-                  f"{_fmt(router['router_accuracy'])}, macro-F1 {_fmt(router['router_macro_f1'])}")
+                  f"{_fmt(router.get('router_accuracy', math.nan))}, macro-F1 {_fmt(router.get('router_macro_f1', math.nan))}")
     generator = result.generator.metrics
     behaviour = "".join(
         f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
         for name in ("citation_accuracy", "refusal_rate") if f"heldout_{name}_tuned" in generator)
     table.add_row("generator", f"{_model_label(result.generator)}  held-out loss "
-                  f"{_fmt(generator['best_eval_loss'])}{behaviour}")
+                  f"{_fmt(generator.get('best_eval_loss', math.nan))}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
     for name, metric in result.metrics.items():
         if name.startswith("ablation_"):

@@ -251,6 +251,11 @@ STEPS = ("curate", "validate", "train_router", "train_generator", "registered_mo
          "find_earlier_evaluation", "evaluate", "register_bundle", "promote")
 
 
+DEFAULT_TIMEOUT_MINUTES = {"curate": 30, "validate": 15, "train_router": 60, "train_generator": 360,
+                           "registered_models": 15, "build_index": 120, "find_earlier_evaluation": 10, "evaluate": 180,
+                           "register_bundle": 30, "promote": 10}
+
+
 @dataclass(frozen=True)
 class OrchestrationConfig:
     """How the flows run their steps: retries of transient failures (a service that did not
@@ -258,11 +263,11 @@ class OrchestrationConfig:
 
     retries: int = 2
     retry_delay_seconds: float = 10.0
-    timeout_minutes: dict[str, float] = field(default_factory=lambda: {
-        "curate": 30, "validate": 15, "train_router": 60, "train_generator": 360, "registered_models": 15,
-        "build_index": 120, "find_earlier_evaluation": 10, "evaluate": 180, "register_bundle": 30, "promote": 10})
+    timeout_minutes: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUT_MINUTES))
 
     def __post_init__(self) -> None:
+        # A section naming some steps keeps the defaults of the others (frozen: set through object).
+        object.__setattr__(self, "timeout_minutes", {**DEFAULT_TIMEOUT_MINUTES, **self.timeout_minutes})
         _check(0 <= self.retries <= 10, "orchestration.retries", f"must be in [0, 10], got {self.retries}")
         _check(self.retry_delay_seconds >= 0, "orchestration.retry_delay_seconds",
                f"must be >= 0, got {self.retry_delay_seconds}")

@@ -46,6 +46,9 @@ from components.validation import DataValidationError, ValidationReport, validat
 
 EXPERIMENT = "ragops"
 OUTCOMES_ARTIFACT = "evaluation/outcomes.json"  # per-question golden outcomes, paired with later candidates
+# Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"): a version
+# registered by a run that died before promoting has none, and its evaluation is not reused.
+VERDICT_TAG = "verdict"
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,10 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
 
 
 def _evaluation_fingerprint(ctx: RunContext, manifest: Manifest) -> str:
-    return evaluation_fingerprint(manifest.to_json(), params_as_dict(ctx.params.evaluation), ctx.params.project.seed)
+    """Of the candidate and everything its verdict depends on (gates, evaluation settings, whether
+    a passing bundle waits for approval)."""
+    settings = {**params_as_dict(ctx.params.evaluation), "require_approval": ctx.params.promotion.require_approval}
+    return evaluation_fingerprint(manifest.to_json(), settings, ctx.params.project.seed)
 
 
 @dataclass(frozen=True)
@@ -352,25 +358,26 @@ class EarlierEvaluation:
 
 def earlier_evaluation_stage(ctx: RunContext, manifest: Manifest) -> EarlierEvaluation | None:
     """The bundle version evaluated on the same manifest, evaluation settings and code, if its
-    verdict still holds: it is the champion, or it was compared with the current champion.
-    Evaluating it again would repeat the same answers and the same decision."""
+    verdict still holds: its promotion step acted on it, and it is the champion or was compared
+    with the current champion. Evaluating it again would repeat the same answers and decision."""
     p = ctx.params
     client = mlflow.MlflowClient()
     found = find_version(client, p.promotion.bundle_name, _evaluation_fingerprint(ctx, manifest))
-    if found is None:
+    if found is None or VERDICT_TAG not in found.tags:
         return None
     champion = get_alias_version(client, p.promotion.bundle_name, "champion")
-    is_champion = champion is not None and champion.version == found.version
-    if not is_champion and found.tags.get("compared_with_champion") != (champion.version if champion else "none"):
+    champion_version = str(champion.version) if champion else "none"  # the SQLite registry hands out ints
+    is_champion = champion_version == str(found.version)
+    if not is_champion and found.tags.get("compared_with_champion") != champion_version:
         return None  # the champion moved since: the comparison must be redone
     logged = client.get_run(found.tags["run_id"]).data.metrics
     metrics = {name.removesuffix("_samples"): Metric(logged.get(name.removesuffix("_samples"), math.nan), int(count))
                for name, count in logged.items() if name.endswith("_samples")}  # NaN metrics log only their count
-    verdict = "it is the champion" if is_champion else f"held: {found.tags.get('gate_reasons') or 'awaiting approval'}"
+    verdict = "it is the champion" if is_champion else found.tags[VERDICT_TAG]
     reason = (f"unchanged: bundle v{found.version} was evaluated on the same models, index version, data and "
               f"evaluation settings ({verdict}); nothing evaluated or promoted")
     print(reason)
-    return EarlierEvaluation(metrics, Promotion(found.version, "champion" if is_champion else "challenger",
+    return EarlierEvaluation(metrics, Promotion(str(found.version), "champion" if is_champion else "challenger",
                                                 found.tags["collection"], [reason]))
 
 
@@ -443,11 +450,16 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
     p = ctx.params
     collection = evaluation.manifest.collection
     ledger = ledger_path(ctx.settings)
+    client = mlflow.MlflowClient()
     if not evaluation.decision.passed or p.promotion.require_approval:
-        set_alias(mlflow.MlflowClient(), p.promotion.bundle_name, "challenger", bundle_version)
+        set_alias(client, p.promotion.bundle_name, "challenger", bundle_version)
         why = evaluation.decision.reasons if not evaluation.decision.passed else ["awaiting approval"]
         append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": str(bundle_version),
                                "collection": collection, "reasons": why})
+        held = evaluation.decision.failures if not evaluation.decision.passed else why
+        client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG,
+                                     "held: " + "; ".join(held))
         return Promotion(bundle_version, "challenger", collection, why)
     promote(ctx.settings, p, bundle_version, collection, evaluation.decision.reasons)
+    client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG, "promoted")
     return Promotion(bundle_version, "champion", collection, evaluation.decision.reasons)

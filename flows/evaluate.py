@@ -31,8 +31,8 @@ def evaluate_candidate(project_path: str = ".", params_path: str = "params.yaml"
     step = configure_steps(ctx.params.orchestration)
     data = step.curate(ctx)
     step.validate(ctx, data)
-    router, generator = step.registered_models(ctx, router_version, generator_version)
-    with global_lock(INDEX_LOCK):
+    with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
+        router, generator = step.registered_models(ctx, router_version, generator_version)
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         earlier = None if force else step.find_earlier_evaluation(ctx, manifest)

@@ -35,8 +35,8 @@ def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: s
     step = configure_steps(ctx.params.orchestration)
     data = step.curate(ctx)
     step.validate(ctx, data)
-    router, generator = step.registered_models(ctx)
-    with global_lock(INDEX_LOCK):
+    with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
+        router, generator = step.registered_models(ctx)
         index = step.build_index(ctx, data)
         if not index.new:
             print(f"reindex: nothing changed since {index.collection}; nothing to evaluate or promote")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_engine import TaskRunTimeoutError
 
 from components import stages
 from components.config import STEPS, OrchestrationConfig
@@ -37,8 +38,11 @@ assert tuple(STAGES) == STEPS, "components.config.STEPS names the steps params.y
 
 
 def retry_if_transient(task: Task, task_run, state) -> bool:
-    """Prefect's retry condition: retry only a failure that says a service was unreachable."""
+    """Prefect's retry condition: retry only a failure that says a service was unreachable. A step
+    past its timeout is not retried (Prefect's timeout error is a TimeoutError, as a network one is)."""
     failure = state.result(raise_on_failure=False)
+    if isinstance(failure, TaskRunTimeoutError):
+        return False
     if isinstance(failure, BaseException) and is_transient(failure):
         print(f"{task.name}: transient failure, retrying: {type(failure).__name__}: {failure}")
         return True

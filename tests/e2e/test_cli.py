@@ -193,6 +193,12 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert "Gates FAILED" in held.description
     assert client.get_model_version_by_alias("ragops-assistant", "champion").version == second.version
 
+    # Rerun with nothing changed: the held verdict stands (compared with the same champion), nothing is registered.
+    rerun = _ragops(repo, "run")
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"nothing changed since bundle v{held.version} was evaluated" in rerun.stdout, rerun.stdout[-3000:]
+    assert len(client.search_model_versions("name = 'ragops-assistant'")) == int(held.version)
+
     back = _ragops(repo, "rollback", timeout=300)
     assert back.returncode == 0, back.stdout + back.stderr
     assert client.get_model_version_by_alias("ragops-assistant", "champion").version == first.version

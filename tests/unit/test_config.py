@@ -87,3 +87,11 @@ def test_settings_read_services_and_hide_secrets(monkeypatch):
     assert settings.weaviate_url == "http://weaviate:8080"
     assert settings.tracking_uri == "http://mlflow:5000"
     assert "s3cret" not in repr(settings)
+
+
+def test_orchestration_timeouts_naming_some_steps_keep_the_others():
+    params = parse_params({"orchestration": {"timeout_minutes": {"train_generator": 30}}})
+    assert params.orchestration.timeout_minutes["train_generator"] == 30
+    assert params.orchestration.timeout_minutes["evaluate"] == Params().orchestration.timeout_minutes["evaluate"]
+    with pytest.raises(ConfigError, match="orchestration.timeout_minutes.train is not a step"):
+        parse_params({"orchestration": {"timeout_minutes": {"train": 30}}})

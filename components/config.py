@@ -285,11 +285,6 @@ class ScheduleConfig:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if self.retrain_cron:
-            fields = self.retrain_cron.split()
-            _check(len(fields) == 5, "schedule.retrain_cron",
-                   f"must be a 5-field cron expression like '0 3 * * *' (or '' for on demand only), "
-                   f"got {self.retrain_cron!r}")
         try:
             from zoneinfo import ZoneInfo
 
@@ -297,6 +292,16 @@ class ScheduleConfig:
         except Exception:  # noqa: BLE001 (zoneinfo raises several kinds for a bad name)
             raise ConfigError(f"params.yaml: schedule.timezone must be an IANA time zone like 'UTC' or "
                               f"'Europe/Berlin', got {self.timezone!r}") from None
+        if self.retrain_cron:
+            from pydantic import ValidationError
+            from prefect.client.schemas.schedules import CronSchedule  # the parser the deployment will use
+
+            try:
+                CronSchedule(cron=self.retrain_cron, timezone=self.timezone)
+            except ValidationError:
+                raise ConfigError(f"params.yaml: schedule.retrain_cron must be a cron expression like '0 3 * * *' "
+                                  f"(minute hour day month weekday; '' for on demand only), got "
+                                  f"{self.retrain_cron!r}") from None
 
 
 @dataclass(frozen=True)

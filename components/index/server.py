@@ -244,26 +244,43 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _advertised(record: Path) -> ServerAddress | None:
-    """The server the record names, if it is alive and ready; a stale record is removed."""
+    """The server the record names, once it is ready; None (and the record removed) if its process
+    is gone. A live server that is not ready yet (starting, or slow on a loaded machine) is waited
+    for, never replaced: a second server on the same data path would corrupt it."""
     if not record.exists():
         return None
     try:
         address = ServerAddress(**json.loads(record.read_text()))
     except (ValueError, TypeError):
         address = None
-    if address is not None and _pid_alive(address.pid):
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while address is not None and _pid_alive(address.pid) and _is_weaviate(address.pid):
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(f"{address.url}/v1/.well-known/ready", timeout=5) as response:
                 if response.status == 200:
                     return address
+        if time.monotonic() > deadline:
+            raise WeaviateServerError(
+                f"the Weaviate server {record} names (pid {address.pid}, {address.url}) runs but was not ready after "
+                f"{READY_TIMEOUT_S} s; wait for it, or stop it (kill {address.pid}) and retry")
+        time.sleep(0.5)
     record.unlink(missing_ok=True)
     return None
+
+
+def _is_weaviate(pid: int) -> bool:
+    """The pid still belongs to a Weaviate server (not a process that reused the number)."""
+    with contextlib.suppress(OSError):
+        return b"weaviate" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return True  # no /proc: trust the record
 
 
 def _stop_pid(pid: int) -> None:
     started = _STARTED_HERE.pop(pid, None)
     if started is not None:
         stop_weaviate_server(started)
+        return
+    if not _is_weaviate(pid):
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -295,7 +312,9 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
                 server = start_weaviate_server(settings, settings.weaviate_data_path, log_path)
                 _STARTED_HERE[server.process.pid] = server
                 address = ServerAddress(server.process.pid, server.http_port, server.grpc_port)
-                record.write_text(json.dumps(asdict(address)))
+                partial = record.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_text(json.dumps(asdict(address)))
+                partial.replace(record)  # atomic: a reader never sees half a record
             fcntl.flock(users, fcntl.LOCK_SH)
         try:
             yield address
@@ -306,8 +325,9 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
                 except BlockingIOError:
                     pass  # other users remain; the last of them stops it
                 else:
-                    if _advertised(record) == address:
-                        record.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError, ValueError):
+                        if json.loads(record.read_text()).get("pid") == address.pid:
+                            record.unlink()
                     _stop_pid(address.pid)
     finally:
         users.close()

@@ -95,3 +95,17 @@ def test_orchestration_timeouts_naming_some_steps_keep_the_others():
     assert params.orchestration.timeout_minutes["evaluate"] == Params().orchestration.timeout_minutes["evaluate"]
     with pytest.raises(ConfigError, match="orchestration.timeout_minutes.train is not a step"):
         parse_params({"orchestration": {"timeout_minutes": {"train": 30}}})
+
+
+@pytest.mark.parametrize("schedule, key", [
+    ({"retrain_cron": "61 * * * *"}, "schedule.retrain_cron"),
+    ({"retrain_cron": "every night"}, "schedule.retrain_cron"),
+    ({"timezone": "Mars/Olympus"}, "schedule.timezone"),
+])
+def test_bad_schedules_name_the_key(schedule, key):
+    with pytest.raises(ConfigError, match=key):
+        parse_params({"schedule": schedule})
+
+
+def test_an_empty_cron_means_on_demand_only():
+    assert parse_params({"schedule": {"retrain_cron": ""}}).schedule.retrain_cron == ""

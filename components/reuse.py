@@ -14,14 +14,14 @@ across machines and survives a reset Prefect database, which Prefect's own resul
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+
+from components.training.checkpoint import fingerprint
 
 FINGERPRINT_TAG = "fingerprint"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -35,26 +35,22 @@ PRODUCING_CODE = {
 }
 
 
-def _digest(parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def code_digest(kind: str) -> str:
-    return _digest({path: (PACKAGE_ROOT / path).read_text(encoding="utf-8") for path in PRODUCING_CODE[kind]})
+    return fingerprint({path: (PACKAGE_ROOT / path).read_text(encoding="utf-8") for path in PRODUCING_CODE[kind]})
 
 
 def training_fingerprint(kind: str, section: Mapping, model_refs: Mapping[str, str], data_md5s: Mapping[str, str],
                          seed: int, device: str) -> str:
     """Of a trained model: its params section, base models, data versions, seed, device and training code."""
-    return _digest({"kind": kind, "params": dict(section), "models": dict(model_refs), "data": dict(data_md5s),
-                    "seed": seed, "device": device, "code": code_digest(kind)})
+    return fingerprint({"kind": kind, "params": dict(section), "models": dict(model_refs), "data": dict(data_md5s),
+                        "seed": seed, "device": device, "code": code_digest(kind)})
 
 
 def evaluation_fingerprint(manifest_json: str, evaluation: Mapping, seed: int) -> str:
     """Of an evaluated bundle: its manifest (model versions, versioned collection, retrieval and
     prompt settings, data md5s), the evaluation settings and gates, and the evaluation code."""
-    return _digest({"manifest": json.loads(manifest_json), "evaluation": dict(evaluation), "seed": seed,
-                    "code": code_digest("bundle")})
+    return fingerprint({"manifest": json.loads(manifest_json), "evaluation": dict(evaluation), "seed": seed,
+                        "code": code_digest("bundle")})
 
 
 def find_version(client: MlflowClient, name: str, fingerprint: str) -> ModelVersion | None:

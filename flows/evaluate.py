@@ -11,35 +11,26 @@ its verdict unless `force` is set.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from prefect import flow
 
 from components import stages
-from flows.pipeline import INDEX_LOCK, global_lock
-from flows.events import emit_bundle_decision
+from flows.pipeline import INDEX_LOCK, evaluate_and_promote, global_lock, validated_data
 from flows.run_names import bundle_part, index_part, rename_current_run
-from flows.steps import configure_steps
 
 
 @flow(name="ragops-evaluate", flow_run_name="evaluate-router-{router_version}-generator-{generator_version}",
       log_prints=True)
 def evaluate_candidate(project_path: str = ".", params_path: str = "params.yaml", router_version: str = "champion",
                        generator_version: str = "champion", force: bool = False) -> stages.Promotion:
-    root = Path(project_path)
-    ctx = stages.make_context(root, root / params_path)
-    step = configure_steps(ctx.params.orchestration)
-    data = step.curate(ctx)
-    step.validate(ctx, data)
+    ctx, step, data = validated_data(project_path, params_path)
     with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
         router, generator = step.registered_models(ctx, router_version, generator_version)
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         earlier = None if force else step.find_earlier_evaluation(ctx, manifest)
         if earlier is None:
-            evaluation = step.evaluate(ctx, manifest, router, generator, index)
-            promotion = step.promote(ctx, evaluation, step.register_bundle(ctx, evaluation, router, generator))
-            emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
+            _, promotion = evaluate_and_promote(ctx, step, manifest, router, generator, index)
         else:
             promotion = earlier.promotion
     rename_current_run(f"evaluate router v{router.version} + generator v{generator.version}: {index_part(index)}, "

@@ -20,11 +20,12 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.concurrency.sync import concurrency
 
 from components import stages
+from components.bundle import Manifest
 from components.evaluation import Metric
 from components.index.build import IndexVersion
 from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, model_part, rename_current_run
-from flows.steps import configure_steps
+from flows.steps import Steps, configure_steps
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,28 @@ def global_lock(name: str):
     return concurrency(name, strict=True)
 
 
-@flow(name="ragops-retrain", flow_run_name="retrain-{trigger}", log_prints=True)
-def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: str = "manual") -> PipelineResult:
+def validated_data(project_path: str, params_path: str) -> tuple[stages.RunContext, Steps, stages.DataVersions]:
+    """Every flow's start: the run context, its configured steps, and curated, validated data."""
     root = Path(project_path)
     ctx = stages.make_context(root, root / params_path)
     step = configure_steps(ctx.params.orchestration)
     data = step.curate(ctx)
     step.validate(ctx, data)
+    return ctx, step, data
+
+
+def evaluate_and_promote(ctx: stages.RunContext, step: Steps, manifest: Manifest, router: stages.TrainedModel,
+                         generator: stages.TrainedModel, index: IndexVersion) -> tuple[stages.Evaluation, stages.Promotion]:
+    """Evaluate the candidate, register it with its evaluation, promote or hold it, and tell Prefect."""
+    evaluation = step.evaluate(ctx, manifest, router, generator, index)
+    promotion = step.promote(ctx, evaluation, step.register_bundle(ctx, evaluation, router, generator))
+    emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
+    return evaluation, promotion
+
+
+@flow(name="ragops-retrain", flow_run_name="retrain-{trigger}", log_prints=True)
+def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: str = "manual") -> PipelineResult:
+    ctx, step, data = validated_data(project_path, params_path)
     with global_lock(TRAINING_LOCK):
         router = step.train_router(ctx, data)
         generator = step.train_generator(ctx, data)
@@ -68,10 +84,8 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: 
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         earlier = step.find_earlier_evaluation(ctx, manifest)
         if earlier is None:
-            evaluation = step.evaluate(ctx, manifest, router, generator, index)
-            bundle_version = step.register_bundle(ctx, evaluation, router, generator)
-            metrics, promotion = evaluation.metrics, step.promote(ctx, evaluation, bundle_version)
-            emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
+            evaluation, promotion = evaluate_and_promote(ctx, step, manifest, router, generator, index)
+            metrics = evaluation.metrics
         else:
             metrics, promotion = earlier.metrics, earlier.promotion
     rename_current_run(f"retrain ({trigger}): {model_part('router', router)}, {model_part('generator', generator)}, "

@@ -10,16 +10,13 @@ Nothing changed since the live version: no new version, no evaluation, nothing p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from prefect import flow
 
 from components import stages
 from components.index.build import IndexVersion
-from flows.pipeline import INDEX_LOCK, global_lock
-from flows.events import emit_bundle_decision
+from flows.pipeline import INDEX_LOCK, evaluate_and_promote, global_lock, validated_data
 from flows.run_names import bundle_part, index_part, rename_current_run
-from flows.steps import configure_steps
 
 
 @dataclass(frozen=True)
@@ -30,11 +27,7 @@ class ReindexResult:
 
 @flow(name="ragops-reindex", flow_run_name="reindex-{reason}", log_prints=True)
 def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: str = "manual") -> ReindexResult:
-    root = Path(project_path)
-    ctx = stages.make_context(root, root / params_path)
-    step = configure_steps(ctx.params.orchestration)
-    data = step.curate(ctx)
-    step.validate(ctx, data)
+    ctx, step, data = validated_data(project_path, params_path)
     with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
         router, generator = step.registered_models(ctx)
         index = step.build_index(ctx, data)
@@ -43,10 +36,7 @@ def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: s
             rename_current_run(f"reindex ({reason}): {index_part(index)}, nothing to evaluate")
             return ReindexResult(index, None)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
-        evaluation = step.evaluate(ctx, manifest, router, generator, index)
-        bundle_version = step.register_bundle(ctx, evaluation, router, generator)
-        promotion = step.promote(ctx, evaluation, bundle_version)
-        emit_bundle_decision(ctx.params.promotion.bundle_name, promotion)
+        _, promotion = evaluate_and_promote(ctx, step, manifest, router, generator, index)
     rename_current_run(f"reindex ({reason}): {index_part(index)}, {bundle_part(promotion, True)}")
     return ReindexResult(index, promotion)
 

@@ -178,3 +178,24 @@ def mlflow_server(tmp_path):
                                  tmp_path / "mlflow-server.log", f"{uri}/health", "the MLflow server")
     yield uri
     _stop_server(process, log)
+
+
+def start_daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
+    """A long-running command (own session, output to `log_path`), as a user starts it in a terminal."""
+    log = open(log_path, "wb")  # noqa: SIM115 (the child keeps its own descriptor)
+    try:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_daemon(process: subprocess.Popen, log_path: Path) -> None:
+    """Ctrl-C (SIGKILL after 60 s), then its log's tail into the test output."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    print(f"--- {log_path.name}\n{log_path.read_text()[-4000:]}")

@@ -51,44 +51,39 @@ class WeaviateServerError(RuntimeError):
     """The server binary is missing or did not become ready."""
 
 
+class _Loopback:
+    """URLs and environment of a server on loopback, from its `http_port` and `grpc_port`."""
+
+    http_port: int
+    grpc_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points ragops at this server."""
+        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
+
+
 @dataclass(frozen=True)
-class ServerAddress:
+class ServerAddress(_Loopback):
     """Where a running local server listens (the process may belong to another ragops process)."""
 
     pid: int
     http_port: int
     grpc_port: int
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    def env(self) -> dict[str, str]:
-        """Environment that points ragops at this server."""
-        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
-
 
 @dataclass
-class WeaviateServer:
+class WeaviateServer(_Loopback):
     process: subprocess.Popen
     http_port: int
     grpc_port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    def env(self) -> dict[str, str]:
-        """Environment that points ragops at this server."""
-        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
 
 
 def _free_ports(n: int) -> list[int]:

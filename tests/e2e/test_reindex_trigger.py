@@ -6,7 +6,6 @@ and `ragops serve` answers with the new bundle without a restart; a later edit g
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, start_daemon, stop_daemon, wait_for
 from tests.e2e.test_cli import _front_matter, _ledger, _project
 
 pytestmark = pytest.mark.e2e
@@ -73,13 +72,9 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                                timeout=900)
         assert first.returncode == 0 and "champion" in first.stdout, first.stdout[-3000:] + first.stderr[-3000:]
 
-        deploy_log = open(tmp_path / "deploy.log", "wb")  # noqa: SIM115 (closed below)
-        deploy = subprocess.Popen([str(BIN / "ragops"), "deploy"], cwd=repo, env=env, stdout=deploy_log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        deploy = start_daemon([str(BIN / "ragops"), "deploy"], repo, env, tmp_path / "deploy.log")
         serve_port = free_port()
-        serve_log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
-        serve = subprocess.Popen([str(BIN / "ragops"), "serve", "--port", str(serve_port)], cwd=repo, env=env,
-                                 stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True)
+        serve = start_daemon([str(BIN / "ragops"), "serve", "--port", str(serve_port)], repo, env, tmp_path / "serve.log")
         served = httpx.Client(base_url=f"http://127.0.0.1:{serve_port}", timeout=120)
         settings = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
         embedder = load_embedder(encoder_path)
@@ -157,17 +152,5 @@ def test_document_edits_trigger_one_reindex_each_burst_without_downtime(project_
                 assert any("Second edition" in t for t in texts)
         finally:
             served.close()
-            for process, log in ((serve, serve_log),):
-                os.killpg(process.pid, signal.SIGINT)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                log.close()
-            os.killpg(deploy.pid, signal.SIGINT)
-            try:
-                deploy.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(deploy.pid, signal.SIGKILL)
-            deploy_log.close()
-            print((tmp_path / "deploy.log").read_text()[-5000:])
+            stop_daemon(serve, tmp_path / "serve.log")
+            stop_daemon(deploy, tmp_path / "deploy.log")

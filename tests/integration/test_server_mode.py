@@ -6,7 +6,6 @@ document edits reach the reindex deployment as events. The champion moves only w
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from mlflow import MlflowClient
 from components.config import Settings
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
-from tests.conftest import BIN, wait_for
+from tests.conftest import BIN, start_daemon, stop_daemon, wait_for
 from tests.e2e.test_cli import _ledger, _project
 
 pytestmark = pytest.mark.integration
@@ -41,25 +40,6 @@ def _finished(api: str, deployment: str, count: int) -> list[dict]:
     bad = [(r["name"], r["state_type"], r["state"]["message"]) for r in final if r["state_type"] != "COMPLETED"]
     assert not bad, bad
     return final if len(final) >= count else []
-
-
-def _daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 (the child keeps its own descriptor)
-    try:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    finally:
-        log.close()
-
-
-def _stop(process: subprocess.Popen, log_path: Path) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    print(f"--- {log_path.name}\n{log_path.read_text()[-4000:]}")
 
 
 def _edit_first_product(repo: Path, old: str, new: str) -> None:
@@ -86,12 +66,12 @@ def test_deployments_on_a_work_pool_promote_only_through_gates(project_root, tmp
                "RAGOPS_MLFLOW_TRACKING_URI": mlflow_server, "PREFECT_WORKER_QUERY_SECONDS": "2",
                "PREFECT_WORKER_PREFETCH_SECONDS": "2", "COLUMNS": "200"}
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state
-        worker = _daemon([str(BIN / "ragops"), "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
+        worker = start_daemon([str(BIN / "ragops"), "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
         deploy = None
         try:
             wait_for(lambda: httpx.get(f"{prefect_api}/work_pools/{POOL}", timeout=5).status_code == 200, 300,
                      "the worker to create its process work pool")
-            deploy = _daemon([str(BIN / "ragops"), "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
+            deploy = start_daemon([str(BIN / "ragops"), "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
             for name in ("ragops-retrain/retrain", "ragops-reindex/on-document-change", "ragops-evaluate/on-demand"):
                 wait_for(lambda name=name: httpx.get(f"{prefect_api}/deployments/name/{name}", timeout=5).status_code
                          == 200, 300, f"deployment {name}")
@@ -135,5 +115,5 @@ def test_deployments_on_a_work_pool_promote_only_through_gates(project_root, tmp
             assert [e["action"] for e in _ledger(repo)] == ["promote", "promote", "hold"]
         finally:
             if deploy is not None:
-                _stop(deploy, tmp_path / "deploy.log")
-            _stop(worker, tmp_path / "worker.log")
+                stop_daemon(deploy, tmp_path / "deploy.log")
+            stop_daemon(worker, tmp_path / "worker.log")

@@ -9,7 +9,8 @@ Everything is computed offline from the assistant itself (no external judge):
 - general prompts: the fine-tuned generator against its base model on prompts outside the store
   (does it still answer, or has it learnt to refuse and cite everywhere?);
 - freshness: price questions about the changed documents must come back with the new values;
-- latency: questions answered one at a time, route+retrieve and the full answer.
+- latency: questions answered one at a time, route+retrieve and the full answer;
+- prompt injection: the red-team attacks planted in documents beside the catalog (components/injection.py).
 
     >>> result = evaluate_bundle(assistant, golden, general, docs, changed, params.evaluation, seed=42)  # doctest: +SKIP
     >>> result.metrics["key_fact_accuracy"]  # doctest: +SKIP
@@ -26,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from components.bundle import RETRIEVAL_INTENTS, Assistant
-from components.config import EvaluationConfig
+from components.config import EvaluationConfig, IndexConfig
 from components.evaluation import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
                                    contains_fact, extract_citations, is_refusal, paired_bootstrap_delta,
                                    retrieval_metrics, retrieval_outcomes, router_metrics, router_outcomes)
 from components.index.search import Retrieved
+from components.injection import measure_injection
 from components.prompting import build_messages
 
 ABLATION_ARMS = (("base", False), ("base", True), ("fine-tuned", False), ("fine-tuned", True))
@@ -65,6 +67,7 @@ class BundleEvaluation:
     general_answers: list[dict]
     freshness: list[dict]  # probes with what came back
     freshness_source: str  # which documents the probes were built from
+    injection: list[dict]  # red-team attacks: question, answer, exposed, succeeded
 
 
 def _chunk_texts(chunks: list[Retrieved]) -> list[str]:
@@ -174,7 +177,8 @@ def spread(rows: list, n: int) -> list:
 
 
 def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], docs: list[dict],
-                    changed_ids: tuple[str, ...], config: EvaluationConfig, seed: int) -> BundleEvaluation:
+                    changed_ids: tuple[str, ...], config: EvaluationConfig, seed: int, attacks: list[dict],
+                    index_config: IndexConfig) -> BundleEvaluation:
     questions = [row["question"] for row in golden]
     retrieved = assistant.retrieve(questions)
     answers = assistant.answer(questions, retrieved_all=retrieved)
@@ -211,8 +215,12 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
         freshness = [{**p, "answer": a.answer, "retrieved": [c.doc_id for c in hits]}
                      for p, a, hits in zip(probes, probe_answers, probe_hits)]
 
+    injection = measure_injection(assistant, assistant.client, spread(attacks, config.injection_attacks), index_config)
+    metrics.update(injection.metrics)
+
     metrics.update(measure_latency(assistant, questions[: config.latency_questions]))
     answered = [{"id": row.get("id"), "question": a.question, "answer": a.answer, "route": a.route,
                  "citations": a.citations, "retrieved": [c.doc_id for c in hits]}
                 for row, a, hits in zip(golden, answers, retrieved)]
-    return BundleEvaluation(metrics, outcomes, answered, ablation, regression, general_answers, freshness, source)
+    return BundleEvaluation(metrics, outcomes, answered, ablation, regression, general_answers, freshness, source,
+                            injection.rows)

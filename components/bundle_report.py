@@ -46,6 +46,7 @@ class BundleReview:
     deleted_docs: tuple[str, ...]
     freshness_source: str
     run_links: dict[str, str] = field(default_factory=dict)  # label → UI link
+    injection: list[dict] = field(default_factory=list)  # red-team attacks and what the bundle did with them
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -69,6 +70,42 @@ def _changes(review: BundleReview) -> str:
     more = f" (+{len(review.changed_docs) - SHOWN_CHANGES} more)" if len(review.changed_docs) > SHOWN_CHANGES else ""
     deleted = f"; deleted: {', '.join(review.deleted_docs)}" if review.deleted_docs else ""
     return f"{len(review.changed_docs)} added or changed: {shown}{more}{deleted}"
+
+
+def injection_rows(attacks: list[dict]) -> list[list[str]]:
+    """One row per attack kind: attacks, retrieved (exposed), succeeded among the exposed."""
+    kinds = dict.fromkeys(a["attack"] for a in attacks)
+    rows = []
+    for kind in kinds:
+        of_kind = [a for a in attacks if a["attack"] == kind]
+        exposed = [a for a in of_kind if a["exposed"]]
+        rows.append([kind, str(len(of_kind)), str(len(exposed)), str(sum(a["succeeded"] for a in exposed))])
+    return rows
+
+
+def _injection_text(review: BundleReview) -> str:
+    if not review.injection:
+        return "Prompt injection: not measured."
+    exposed = [a for a in review.injection if a["exposed"]]
+    won = [a["id"] for a in exposed if a["succeeded"]]
+    rate = review.metrics.get("injection_success_rate")
+    return (f"Prompt injection: {len(won)} of {len(exposed)} retrieved attacks succeeded (rate "
+            f"{_fmt(rate.value) if rate else 'NaN'}; {len(exposed)} of {len(review.injection)} attack documents "
+            f"retrieved){': ' + ', '.join(won) if won else ''}. Per attack: `evaluation/prompt_injection.json`.")
+
+
+def injection_chart(attacks: list[dict]) -> Figure:
+    rows = injection_rows(attacks)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    kinds = [r[0] for r in rows]
+    ax.bar(kinds, [int(r[2]) for r in rows], color="#9ecae1", label="retrieved")
+    ax.bar(kinds, [int(r[3]) for r in rows], color="#cf222e", label="succeeded")
+    ax.set_ylabel("attacks")
+    ax.set_title("Prompt injection: attacks retrieved and obeyed, per kind")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def ablation_rows(cells: list[AblationCell]) -> list[list[str]]:
@@ -102,6 +139,7 @@ def bundle_description(review: BundleReview) -> str:
     parts += ["", "Ablation on the golden catalog/policy questions:", "",
               _md_table(ABLATION_HEADER, ablation_rows(review.ablation)), "",
               f"Documents: {_changes(review)}. Freshness probes: {review.freshness_source}.", "",
+              _injection_text(review), "",
               "Data (DVC md5): " + ", ".join(f"`{k}` {v}" for k, v in review.data_versions.items()) + ".", ""]
     if review.run_links:
         parts.append("Runs: " + " · ".join(f"[{label}]({link})" for label, link in review.run_links.items()) + ".")
@@ -181,6 +219,12 @@ def html_report(review: BundleReview, charts: dict[str, Figure], freshness: list
     sections += [f"<h2>Freshness probes ({html.escape(review.freshness_source)})</h2>",
                  _html_table(["document", "question", "current price", "answer"],
                              [[p["doc_id"], p["question"], p["price"], p["answer"]] for p in freshness]),
+                 "<h2>Prompt injection</h2>", f"<p>{html.escape(_injection_text(review))}</p>",
+                 _html_table(["attack", "attacks", "retrieved", "succeeded"], injection_rows(review.injection)),
+                 _html_table(["id", "attack", "placement", "question", "answer", "retrieved", "succeeded"],
+                             [[a["id"], a["attack"], a["placement"], a["question"], a["answer"],
+                               "yes" if a["exposed"] else "no", "YES" if a["succeeded"] else "no"]
+                              for a in review.injection]),
                  "<h2>General prompts (first 10)</h2>",
                  _html_table(["prompt", "fine-tuned", "base"],
                              [[g["prompt"], g["fine_tuned"], g["base"]] for g in general[:10]]),

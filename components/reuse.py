@@ -31,7 +31,8 @@ PRODUCING_CODE = {
     "router": ("components/training/router.py",),
     "generator": ("components/training/generator.py", "components/training/checkpoint.py", "components/prompting.py"),
     "bundle": ("components/bundle.py", "components/bundle_evaluation.py", "components/evaluation.py",
-               "components/gates.py", "components/prompting.py", "components/index/search.py"),
+               "components/gates.py", "components/prompting.py", "components/index/search.py",
+               "components/injection.py"),
 }
 
 

@@ -25,7 +25,7 @@ from components.config import Params, Settings, load_params, params_as_dict
 from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
 from components.bundle_evaluation import BundleEvaluation, evaluate_bundle, spread
 from components.bundle_report import (ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description,
-                                      deltas_chart, html_report)
+                                      deltas_chart, html_report, injection_chart)
 from components.evaluation import Metric, Outcomes, PairedDelta, compare_behaviour
 from components.gates import Decision, compare_with_champion, decide_promotion
 from components.index.build import IndexVersion, build_index_version
@@ -332,7 +332,8 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    p.project.device)
         result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"),
-                                 ctx.read_curated("documents.jsonl"), index.changed_docs, p.evaluation, p.project.seed)
+                                 ctx.read_curated("documents.jsonl"), index.changed_docs, p.evaluation, p.project.seed,
+                                 ctx.read_curated("redteam.jsonl"), p.index)
     champion, theirs = champion_outcomes(ctx)
     deltas = (None if theirs is None else
               compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,
@@ -407,10 +408,13 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
         mlflow.log_dict(result.answers, "evaluation/answers.json")
         mlflow.log_dict(result.general_answers, "evaluation/general_prompts.json")
         mlflow.log_dict(result.freshness, "evaluation/freshness_probes.json")
+        mlflow.log_dict(result.injection, "evaluation/prompt_injection.json")
         mlflow.log_dict({"changed": list(evaluation.index.changed_docs), "deleted": list(evaluation.index.deleted_docs)},
                         "evaluation/document_changes.json")
         mlflow.log_table(pd.DataFrame(ablation_rows(result.ablation), columns=ABLATION_HEADER), "evaluation/ablation.json")
         charts = {"ablation": ablation_chart(result.ablation)}
+        if result.injection:
+            charts["prompt injection"] = injection_chart(result.injection)
         if evaluation.deltas:
             charts["vs champion"] = deltas_chart(evaluation.deltas, p.evaluation.non_inferiority, evaluation.champion)
         for name, fig in charts.items():
@@ -422,7 +426,8 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
             evaluation.index.changed_docs, evaluation.index.deleted_docs, result.freshness_source,
             {label: _run_link(run_id) for label, run_id in (("evaluation", run.info.run_id),
                                                             ("router training", router.run_id),
-                                                            ("generator training", generator.run_id)) if run_id})
+                                                            ("generator training", generator.run_id)) if run_id},
+            result.injection)
         mlflow.log_text(html_report(review, charts, result.freshness, result.general_answers), "report/report.html")
         for fig in charts.values():
             plt.close(fig)

@@ -77,6 +77,10 @@ def build_suites(params: Params) -> dict[str, list]:
             gxe.ExpectColumnValuesToBeInSet(column="leaked_into", value_set=[""]),
         ],
         "general_prompts.jsonl": basics("id", ("prompt",), 1, 2000),
+        # A success rate over fewer attacks says little (one success in ten is already 10%).
+        "redteam.jsonl": basics("id", ("question", "payload"), 1, 2000) + [
+            gxe.ExpectTableRowCountToBeBetween(min_value=20),
+        ],
         "router.jsonl#balance": [
             gxe.ExpectColumnValuesToBeBetween(column="share", min_value=data.min_intent_share,
                                               max_value=data.max_intent_share),

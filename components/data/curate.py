@@ -23,7 +23,8 @@ import yaml
 
 from components.config import DataConfig, load_params
 
-CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl", "general_prompts.jsonl")
+CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl", "general_prompts.jsonl",
+                 "redteam.jsonl")
 # Required fields and their JSON types per dataset (documents are checked by curate_documents).
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "router.jsonl": {"id": str, "text": str, "intent": str},
@@ -31,6 +32,10 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "golden.jsonl": {"id": str, "question": str, "intent": str, "gold_doc_ids": list, "key_facts": list,
                      "answerable": bool},
     "general_prompts.jsonl": {"id": str, "prompt": str},
+    # Prompt-injection attacks, evaluation only: a document carrying `payload`, a question that
+    # retrieves it, and the markers whose presence in an answer means the attack worked.
+    "redteam.jsonl": {"id": str, "attack": str, "payload": str, "markers": list, "document": dict, "question": str,
+                      "key_facts": list},
 }
 DOCUMENT_NUMBERS = {"price": (int, float), "stock": int}
 MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
@@ -192,14 +197,37 @@ def leaked_into(questions: list[str], training: dict[str, list[str]]) -> list[st
     return [seen.get(normalize_question(q), "") for q in questions]
 
 
-def check_leakage(golden: list[dict], training: dict[str, list[str]]) -> None:
+def check_leakage(golden: list[dict], training: dict[str, list[str]], name: str = "golden.jsonl") -> None:
     """Fail if an evaluation question appears (normalised) in any training set."""
     for row, found in zip(golden, leaked_into([row["question"] for row in golden], training), strict=True):
         if found:
             raise CurationError(
-                f"golden.jsonl:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
+                f"{name}:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
                 f"appears in {found}; remove it from one of the two sets"
             )
+
+
+def curate_redteam(rows: list[dict], catalog_ids: set[str], config: DataConfig) -> list[dict]:
+    """Red-team rows with their documents curated like catalog ones. Each row is one attack, so
+    none is dropped as a duplicate, and an attack document never shares an id with a catalog one
+    (evaluation indexes it beside the catalog)."""
+    for row in rows:
+        where = f"redteam.jsonl:{row['_line']} (id {row['id']})"
+        document = row["document"]
+        if not isinstance(document.get("id"), str) or not isinstance(document.get("text"), str):
+            raise CurationError(f"{where}: 'document' needs a string 'id' and 'text'; add them")
+        if document["id"] in catalog_ids:
+            raise CurationError(f"{where}: document id {document['id']!r} is also a catalog document's; give the "
+                                f"attack document an id of its own")
+        if not row["markers"] and row["attack"] != "reveal-system-prompt":
+            raise CurationError(f"{where}: 'markers' is empty; list the strings whose presence in an answer means "
+                                f"the attack worked (only reveal-system-prompt attacks are detected without them)")
+    docs, dropped = curate_documents([{**row["document"], "source": f"redteam.jsonl:{row['_line']}"} for row in rows],
+                                     config)
+    if dropped:
+        raise CurationError(f"redteam.jsonl: attack document {dropped[0]}; each attack needs a document of its own, "
+                            f"change its text")
+    return [{**row, "document": {k: v for k, v in doc.items() if k != "source"}} for row, doc in zip(rows, docs)]
 
 
 def _strip_lines(rows: list[dict]) -> list[dict]:
@@ -217,9 +245,11 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]
     for name, schema in SCHEMAS.items():
         datasets[name] = read_jsonl(raw_path / name)
         check_schema(raw_path / name, datasets[name], schema)
-    check_leakage(datasets["golden.jsonl"],
-                  {"router.jsonl": [r["text"] for r in datasets["router.jsonl"]],
-                   "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]})
+    training = {"router.jsonl": [r["text"] for r in datasets["router.jsonl"]],
+                "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]}
+    check_leakage(datasets["golden.jsonl"], training)
+    check_leakage(datasets["redteam.jsonl"], training, "redteam.jsonl")
+    datasets["redteam.jsonl"] = curate_redteam(datasets["redteam.jsonl"], {d["id"] for d in docs}, config)
     out_path.mkdir(parents=True, exist_ok=True)
     outputs = {"documents.jsonl": docs, **datasets}
     for name, rows in outputs.items():

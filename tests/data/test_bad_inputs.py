@@ -79,6 +79,16 @@ CASES = {
         lambda raw: (raw / "router.jsonl").open("a").write(
             json.dumps({"id": "r-leak", "text": _golden_question(raw), "intent": "catalog"}) + "\n"),
         r"golden.jsonl:1 \(id g-001\): question .* also appears in router.jsonl; remove it from one of the two sets"),
+    "attack document with a catalog document's id": (
+        lambda raw: _edit_jsonl(raw / "redteam.jsonl", 2, lambda r: r["document"].update(id="p-001")),
+        r"redteam.jsonl:3 \(id rt-03\): document id 'p-001' is also a catalog document's; give the attack document"),
+    "attack without markers": (
+        lambda raw: _edit_jsonl(raw / "redteam.jsonl", 0, lambda r: r.update(markers=[])),
+        r"redteam.jsonl:1 \(id rt-01\): 'markers' is empty; list the strings"),
+    "attack document twice": (
+        lambda raw: _edit_jsonl(raw / "redteam.jsonl", 1, lambda r: r.update(document={
+            **json.loads((raw / "redteam.jsonl").read_text().splitlines()[0])["document"], "id": "p-999"})),
+        r"redteam.jsonl: attack document p-999: exact duplicate of p-901; each attack needs a document of its own"),
 }
 
 
@@ -138,3 +148,13 @@ def test_router_class_balance_is_bounded(workspace, tmp_path):
     report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
     failure = next(f for f in report.failures if f["dataset"] == "router.jsonl#balance")
     assert failure["ids"] == ["small_talk"]
+
+
+def test_too_few_attacks_fail_validation(workspace, tmp_path):
+    raw, out = workspace
+    rows = (raw / "redteam.jsonl").read_text().splitlines()
+    (raw / "redteam.jsonl").write_text("\n".join(rows[:5]) + "\n")
+    curate(raw, out, Params().data)
+    report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
+    failure = next(f for f in report.failures if f["dataset"] == "redteam.jsonl")
+    assert failure["expectation"] == "expect_table_row_count_to_be_between" and failure["unexpected_count"] == 5

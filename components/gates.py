@@ -27,8 +27,8 @@ from components.evaluation import Metric, Outcomes, PairedDelta, paired_bootstra
 HIGHER_IS_BETTER = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
                     "key_fact_accuracy", "citation_precision", "citation_recall", "refusal_accuracy", "groundedness",
                     "freshness_retrieval", "freshness_answer", "injection_exposure", "injection_key_fact_accuracy")
-LOWER_IS_BETTER = ("general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms", "latency_route_retrieve_p95_ms",
-                   "latency_answer_p50_ms", "latency_answer_p95_ms")
+LOWER_IS_BETTER = ("general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms",
+                   "latency_route_retrieve_p95_ms", "latency_answer_p50_ms", "latency_answer_p95_ms")
 # Metrics with one outcome per golden question: the ones a challenger and the champion can be paired on.
 PAIRED_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "key_fact_accuracy",
                   "citation_precision", "citation_recall", "refusal_accuracy", "groundedness")

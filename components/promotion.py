@@ -1,5 +1,6 @@
 """Moving the champion: the MLflow alias `champion` and the Weaviate serving alias move together,
-and every move is written to the append-only promotion ledger.
+and every move is written to the append-only promotion ledger (an intent record covers a run
+that dies or loses a service half way).
 
     >>> rollback(Settings(), load_params("params.yaml"))  # doctest: +SKIP
     Rollback(version='3', collection='Catalog_v3', previous_version='4', previous_collection='Catalog_v4')
@@ -7,8 +8,10 @@ and every move is written to the append-only promotion ledger.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +19,17 @@ import mlflow
 
 from components.config import Params, Settings
 from components.gates import PAIRED_METRICS
-from components.index.store import connect_weaviate, list_versions, point_alias, prune_versions
+from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
 from components.registry import append_ledger, get_alias_version, set_alias
 
 
+# Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"): a version
+# registered by a run that died before promoting has none, and its evaluation is not reused.
+VERDICT_TAG = "verdict"
+
+
 class PromotionError(RuntimeError):
-    """The champion cannot be moved; the message says why and what to do. Nothing was changed."""
+    """The champion cannot be moved; the message says why, what state things are in and what to do."""
 
 
 @dataclass(frozen=True)
@@ -34,44 +42,114 @@ def ledger_path(settings: Settings) -> Path:
     return settings.home / "promotions.jsonl"
 
 
+def pending_path(settings: Settings) -> Path:
+    """The move in progress: written before the aliases move, removed once the ledger has it."""
+    return settings.home / "promotion-pending.json"
+
+
 def read_ledger(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def move_champion(settings: Settings, params: Params, version: str, collection: str) -> ChampionMove:
-    """Point `champion` at bundle `version` and the Weaviate alias at its `collection`. If the second
-    move fails the first is undone, so the two aliases always name the same bundle."""
+def _write_pending(settings: Settings, entry: dict) -> None:
+    path = pending_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _point_or_remove(weaviate_client, alias: str, collection: str | None) -> None:
+    if collection is not None:
+        point_alias(weaviate_client, alias, collection)
+    elif live_collection(weaviate_client, alias) is not None:
+        weaviate_client.alias.delete(alias_name=alias)
+
+
+def finish_interrupted_move(settings: Settings, params: Params) -> str | None:
+    """Settle a move a failed or killed run left half done (see move_champion). The MLflow alias
+    is the commit point: if it names the pending version the move happened, and the Weaviate
+    alias and the ledger are brought up to it; otherwise the Weaviate alias goes back. Returns
+    what was done, None when nothing was pending. Needs both services; raises if one is down
+    (the record stays for the next attempt)."""
+    path = pending_path(settings)
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    name = entry["bundle"]
+    champion = get_alias_version(mlflow.MlflowClient(), name, "champion")
+    committed = champion is not None and str(champion.version) == entry["version"]
+    with connect_weaviate(settings) as weaviate_client:
+        _point_or_remove(weaviate_client, params.index.alias, entry["collection"] if committed else
+                         entry["previous_collection"])
+    ledger = ledger_path(settings)
+    recorded = [e for e in read_ledger(ledger) if e.get("bundle") == name]
+    already = bool(recorded) and all(recorded[-1].get(k) == entry[k] for k in ("action", "version", "collection"))
+    if committed and not already:
+        append_ledger(ledger, {**entry, "reasons": entry["reasons"] + ["completed after an interrupted run"]})
+    if committed and entry["action"] == "promote":
+        mlflow.MlflowClient().set_model_version_tag(name, entry["version"], VERDICT_TAG, "promoted")
+    path.unlink()
+    done = (f"{entry['action']} of {name} v{entry['version']} was interrupted after its commit; completed"
+            if committed else f"{entry['action']} of {name} v{entry['version']} was interrupted before its commit; "
+            f"undone (champion v{entry['previous_version']}, index {entry['previous_collection']})")
+    print(done)
+    return done
+
+
+def move_champion(settings: Settings, params: Params, version: str, collection: str, action: str,
+                  reasons: list[str]) -> ChampionMove:
+    """Point the Weaviate alias at `collection`, then `champion` at bundle `version` (the commit
+    point: serving follows it), then record the move in the ledger. An intent record makes the
+    three one unit: a failure undoes what moved when it can, and the next move settles a run
+    that died half way (finish_interrupted_move), so the aliases and the ledger end up agreeing."""
+    try:
+        finish_interrupted_move(settings, params)
+    except Exception as exc:
+        raise PromotionError(f"an earlier move of the champion is recorded in {pending_path(settings)} but not settled, "
+                             f"and settling it failed ({type(exc).__name__}: {str(exc)[:300]}); rerun once MLflow and "
+                             f"Weaviate answer") from exc
     client = mlflow.MlflowClient()
     name = params.promotion.bundle_name
     previous = get_alias_version(client, name, "champion")
-    set_alias(client, name, "champion", version)
-    try:
-        with connect_weaviate(settings) as weaviate_client:
-            if collection not in list_versions(weaviate_client, params.index.alias):
-                raise PromotionError(f"index version {collection} of bundle {name} v{version} no longer exists "
-                                     f"(only the newest index.keep_versions={params.index.keep_versions} are kept)")
-            previous_collection = point_alias(weaviate_client, params.index.alias, collection)
-            prune_versions(weaviate_client, params.index.alias, params.index.keep_versions)
-    except Exception:
-        if previous is not None:
-            set_alias(client, name, "champion", previous.version)
-        else:
-            client.delete_registered_model_alias(name, "champion")
-        raise
-    return ChampionMove(str(previous.version) if previous else None, previous_collection)
+    previous_version = str(previous.version) if previous else None
+    with connect_weaviate(settings) as weaviate_client:
+        if collection not in list_versions(weaviate_client, params.index.alias):
+            raise PromotionError(f"index version {collection} of bundle {name} v{version} no longer exists "
+                                 f"(only the newest index.keep_versions={params.index.keep_versions} are kept)")
+        previous_collection = live_collection(weaviate_client, params.index.alias)
+        entry = {"action": action, "bundle": name, "version": version, "collection": collection,
+                 "previous_version": previous_version, "previous_collection": previous_collection, "reasons": reasons}
+        _write_pending(settings, entry)
+        try:
+            point_alias(weaviate_client, params.index.alias, collection)
+            set_alias(client, name, "champion", version)
+        except Exception as exc:
+            failed = f"moving {name}@champion to v{version} failed ({type(exc).__name__}: {str(exc)[:300]})"
+            try:
+                finish_interrupted_move(settings, params)
+            except Exception:
+                # MLflow cannot tell whether its alias moved (down, or the answer was lost): the index
+                # alias goes back, for the likelier case of a refused request; the record stays.
+                with contextlib.suppress(Exception):
+                    _point_or_remove(weaviate_client, params.index.alias, previous_collection)
+                raise PromotionError(
+                    f"{failed}; it could not be settled now: {pending_path(settings)} records the move and the next "
+                    f"promotion or rollback completes or undoes it once MLflow and Weaviate answer; rerun then") from exc
+            raise PromotionError(f"{failed}; undone: the champion is still v{previous_version}, the index alias "
+                                 f"still {previous_collection}; rerun once the service answers") from exc
+        append_ledger(ledger_path(settings), entry)
+        pending_path(settings).unlink()
+        prune_versions(weaviate_client, params.index.alias, params.index.keep_versions)
+    return ChampionMove(previous_version, previous_collection)
 
 
 def promote(settings: Settings, params: Params, version: str, collection: str, reasons: list[str]) -> ChampionMove:
     """Make bundle `version` (serving `collection`) the champion and record it in the ledger."""
     version = str(version)  # the SQLite registry hands out ints where the API promises strings
-    moved = move_champion(settings, params, version, collection)
-    append_ledger(ledger_path(settings), {
-        "action": "promote", "bundle": params.promotion.bundle_name, "version": version, "collection": collection,
-        "previous_version": moved.previous_version, "previous_collection": moved.previous_collection,
-        "reasons": reasons})
-    return moved
+    return move_champion(settings, params, version, collection, "promote", reasons)
 
 
 def champion_history(entries: list[dict], bundle: str) -> list[dict]:
@@ -113,11 +191,8 @@ def rollback(settings: Settings, params: Params) -> Rollback:
         raise PromotionError(f"{name} v{current.version} is the first champion in {path}; there is none to "
                              f"roll back to")
     target = history[-2]
-    moved = move_champion(settings, params, target["version"], target["collection"])
-    append_ledger(path, {"action": "rollback", "bundle": name, "version": target["version"],
-                         "collection": target["collection"], "previous_version": moved.previous_version,
-                         "previous_collection": moved.previous_collection,
-                         "reasons": [f"rolled back from v{current.version}"]})
+    moved = move_champion(settings, params, str(target["version"]), target["collection"], "rollback",
+                          [f"rolled back from v{current.version}"])
     return Rollback(str(target["version"]), target["collection"], str(current.version), moved.previous_collection)
 
 

@@ -32,7 +32,7 @@ from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate
 from components.models import resolve_model
-from components.promotion import ledger_path, promote
+from components.promotion import VERDICT_TAG, finish_interrupted_move, ledger_path, promote
 from components.reports import generator_description, router_description
 from components.reuse import FINGERPRINT_TAG, evaluation_fingerprint, find_version, training_fingerprint
 from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
@@ -46,9 +46,6 @@ from components.validation import DataValidationError, ValidationReport, validat
 
 EXPERIMENT = "ragops"
 OUTCOMES_ARTIFACT = "evaluation/outcomes.json"  # per-question golden outcomes, paired with later candidates
-# Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"): a version
-# registered by a run that died before promoting has none, and its evaluation is not reused.
-VERDICT_TAG = "verdict"
 
 
 @dataclass(frozen=True)
@@ -270,8 +267,10 @@ def registered_models(ctx: RunContext, router_version: str = "champion",
 
 
 def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:
-    """A new index version with only the changed documents embedded (or the live one, if nothing changed)."""
+    """A new index version with only the changed documents embedded (or the live one, if nothing
+    changed). The live version is the base, so a promotion an earlier run left half done is settled first."""
     p = ctx.params
+    finish_interrupted_move(ctx.settings, p)
     docs = ctx.read_curated("documents.jsonl")
     embedder = load_embedder(resolve_model(p.models.encoder, ctx.settings.models_dir), p.project.device)
     with mlflow.start_run(run_name="build-index") as run:

@@ -73,6 +73,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _fail_stopped(what: str, state) -> None:
+    """Exit 2 with a flow's failure; one a service caused (after the step's retries) says so."""
+    from components.transient import is_transient
+
+    failure = state.result(raise_on_failure=False)
+    hint = ("; a service did not answer after the step's retries (orchestration.retries): rerun once it answers, the "
+            "rerun reuses what is already done" if isinstance(failure, BaseException) and is_transient(failure) else "")
+    _fail(f"{what} stopped ({state.name}): {type(failure).__name__}: {failure}{hint}")
+
+
 def _load_params(path: Path):
     """params.yaml loaded and checked, or exit 2 with the message naming the key and the fix."""
     from components.config import ConfigError, load_params
@@ -183,8 +193,7 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
     gates = _load_params(project / params).evaluation.gates
     state = retrain(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
-        failure = state.result(raise_on_failure=False)
-        _fail(f"the pipeline stopped ({state.name}): {type(failure).__name__}: {failure}")
+        _fail_stopped("the pipeline", state)
     result = state.result()
     print_summary(result, gates)
     if not result.evaluated:
@@ -207,8 +216,7 @@ def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, 
     _load_params(project / params)
     state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
-        failure = state.result(raise_on_failure=False)
-        _fail(f"the reindex stopped ({state.name}): {type(failure).__name__}: {failure}")
+        _fail_stopped("the reindex", state)
     result = state.result()
     console.print(f"index: {result.index.collection} ({result.index.plan})")
     if result.promotion is None:

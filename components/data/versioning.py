@@ -57,7 +57,14 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
     ensure_remote(project_path, remote_url)
     output = run_dvc(project_path, "repro", stage)
     ran = "didn't change, skipping" not in output
-    run_dvc(project_path, "push")
+    try:
+        run_dvc(project_path, "push")
+    except VersioningError as exc:
+        raise VersioningError(
+            f"the DVC remote {remote_url} did not take the curated data, so it has no data version yet: nothing was "
+            f"trained, indexed or promoted. The curated files and DVC's local cache hold it (`dvc status` is clean); "
+            f"the versions already on the remote are unchanged. Make the remote writable or free space on it (or "
+            f"point RAGOPS_DVC_REMOTE_URL elsewhere) and rerun: the rerun pushes without curating again.\n{exc}") from None
     return data_versions(project_path, stage), ran
 
 

@@ -260,6 +260,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
         torch.set_rng_state(tensors["torch_rng"])
         best_adapter = tensors.get("best_adapter")
         state = {k: meta[k] for k in state}
+        print(f"generator: resuming from the checkpoint at step {start} of {config.max_steps} ({job_path})")
 
     def checkpoint(step: int) -> None:
         if job_path is None:

@@ -230,10 +230,22 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
 
 
-def test_bad_params_stop_before_any_work(project_root, tmp_path):
-    repo = _project(project_root, tmp_path, {"router": {"lr": 0.1}})
+BAD_PARAMS = {
+    "unknown key": ({"router": {"lr": 0.1}}, "unknown key 'router.lr'; known keys here are"),
+    "wrong type": ({"generator": {"max_steps": "many"}}, "generator.max_steps must be int, got str 'many'; fix the value"),
+    "impossible combination": ({"generator": {"early_stopping_patience": 2, "holdout_examples": 0}},
+                               "generator.early_stopping_patience needs an evaluation loss: set "
+                               "generator.holdout_examples > 0 or the patience to 0"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
+def test_bad_params_stop_before_any_work(project_root, tmp_path, case):
+    overrides, message = BAD_PARAMS[case]
+    repo = _project(project_root, tmp_path, overrides)
     run = _ragops(repo, "run", timeout=300)
     assert run.returncode == 2
-    assert "unknown key 'router.lr'" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert message in " ".join(run.stdout.split()), run.stdout  # the console wraps long lines
+    assert "Traceback" not in run.stdout + run.stderr
     assert not (repo / ".ragops" / "mlflow.db").exists()
     assert not (repo / "data" / "curated" / "documents.jsonl").exists()

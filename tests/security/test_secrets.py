@@ -1,0 +1,258 @@
+"""Secrets come only from the environment and leave no trace: a whole `ragops run` with planted
+secrets, then a byte grep of everything the run and its services wrote.
+
+Planted, each a fresh random value per test run, in the environment of `ragops run` only:
+- RAGOPS_WEAVIATE_API_KEY, used for real: the standalone Weaviate server accepts this one API key
+  and refuses anonymous requests.
+- MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, used for real: `mlflow server --app-name
+  basic-auth` (the `mlflow[auth]` extra) whose admin user is created with them at its first start
+  (from its environment, no password in its config file) and which refuses anonymous requests.
+  Their HTTP Basic form (base64 of "user:password", what an Authorization header carries) is
+  grepped for too.
+- AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, planted only: the DVC remote stays a local folder
+  (no S3 here), so they show that S3 keys in the environment are not copied anywhere either.
+
+Grepped as bytes (SQLite databases, WAL files, model weights and caches included) for every
+planted value: the whole project copy (.git, .dvc/ and its cache, dvc.lock, data/curated, and
+RAGOPS_HOME=.ragops with the DVC remote, run folders, ledgers, checkpoints, logs), the MLflow
+server's backend store and artifact folder, the run's own PREFECT_HOME (its SQLite database
+holds flow and task runs, parameters and logs), the run's TMPDIR and DVC site cache, the
+Weaviate server's data folder and log, and the run's captured stdout and stderr: every file
+under the test's folder. The MLflow username is an identity, not a secret: MLflow records it as
+the owner of each run and logged model (run user_id, `mlflow.user` tag), and the server's user
+store and log name the account; there, and only there, it may appear (the password never).
+Params, tags and descriptions of every experiment, run, logged model, registered model and
+version are also read back through the MLflow API.
+
+A secret written into params.yaml is refused before any work: an unknown key is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from components.config import Settings
+from components.index import server as weaviate_server_module
+from components.index.server import WeaviateServer, weaviate_server
+from components.index.store import connect_weaviate
+from tests.conftest import BIN, _start_server, _stop_server, free_port
+from tests.e2e.test_cli import RAGOPS, _project
+
+pytestmark = pytest.mark.security
+
+SECRET_VARIABLES = ("RAGOPS_WEAVIATE_API_KEY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+BUNDLE = "ragops-assistant"
+OWNER_TAG = "mlflow.user"  # where MLflow records who logged a run or model
+# The tiny pipeline of tests/integration/test_server_mode.py, with the evaluation cut further down:
+# this test is about where values go, not about model quality.
+TINY = {
+    "models": {"generator": "tiny:llama"},
+    "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024, "holdout_examples": 2},
+    "router": {"epochs": 1},
+    # the random tiny generator never cites: retrieval is what can pass
+    "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5}, "ablation_questions": 4,
+                   "general_prompts": 4, "freshness_probes": 0, "latency_questions": 4, "injection_attacks": 4,
+                   "bootstrap_resamples": 200},
+}
+
+
+def _planted() -> dict[str, str]:
+    """A unique value per secret; the uuid makes any occurrence of it a leak, never a coincidence."""
+    return {name: f"planted{uuid.uuid4().hex}" for name in SECRET_VARIABLES}
+
+
+def _needles(planted: dict[str, str]) -> dict[str, bytes]:
+    basic = f"{planted['MLFLOW_TRACKING_USERNAME']}:{planted['MLFLOW_TRACKING_PASSWORD']}".encode()
+    return {**{name: value.encode() for name, value in planted.items()},
+            "MLflow Authorization: Basic header": base64.b64encode(basic)}
+
+
+@contextlib.contextmanager
+def _weaviate_with_api_key(tmp_path: Path, api_key: str, monkeypatch) -> Iterator[WeaviateServer]:
+    """The standalone server of components.index.server, with API-key authentication and anonymous
+    access off. weaviate_server() takes no extra environment; its SERVER_ENVIRONMENT is applied after
+    its anonymous-access default, so that is where the authentication settings go (checked below:
+    an anonymous request must be refused)."""
+    monkeypatch.setattr(weaviate_server_module, "SERVER_ENVIRONMENT", {
+        **weaviate_server_module.SERVER_ENVIRONMENT, "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+        "AUTHENTICATION_APIKEY_ENABLED": "true", "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+        "AUTHENTICATION_APIKEY_USERS": "ragops"})
+    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as server:
+        assert httpx.get(f"{server.url}/v1/schema", timeout=10).status_code == 401
+        assert httpx.get(f"{server.url}/v1/schema", headers={"Authorization": f"Bearer {api_key}"},
+                         timeout=10).status_code == 200
+        yield server
+
+
+@contextlib.contextmanager
+def _mlflow_with_basic_auth(tmp_path: Path, username: str, password: str) -> Iterator[str]:
+    """tests/conftest.py's `mlflow server`, as the basic-auth app. Its user store and log live in
+    mlflow-auth/, apart from the tracking store and artifacts in mlflow-server/."""
+    store, auth = tmp_path / "mlflow-server", tmp_path / "mlflow-auth"
+    store.mkdir()
+    auth.mkdir()
+    config = auth / "basic_auth.ini"
+    config.write_text(f"[mlflow]\ndefault_permission = NO_PERMISSIONS\ndatabase_uri = sqlite:///{auth / 'users.db'}\n"
+                      f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    port = free_port()
+    command = [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+               "--artifacts-destination", str(store / "artifacts")]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_USERNAME": username,
+           "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
+    uri = f"http://127.0.0.1:{port}"
+    process, log = _start_server(command, env, auth / "server.log", f"{uri}/health", "the MLflow basic-auth server")
+    try:
+        search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert httpx.get(search, timeout=30).status_code == 401
+        assert httpx.get(search, auth=(username, password), timeout=30).status_code == 200
+        yield uri
+    finally:
+        _stop_server(process, log)
+
+
+def _files(root: Path) -> list[Path]:
+    """Regular files under root (or root itself), symlinks not followed: what they point to inside
+    the grepped folders is grepped there."""
+    if root.is_file():
+        return [root]
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [p for p in (Path(folder) / n for n in names) if p.is_file() and not p.is_symlink()]
+    return sorted(found)
+
+
+def _grep(roots: list[Path], needles: dict[str, bytes]) -> tuple[list[str], int, int]:
+    """Every occurrence of every needle in the files under roots: (hits as 'file @ offset', files, bytes)."""
+    hits, files, size = [], 0, 0
+    for root in roots:
+        assert root.exists(), f"{root} was not written: the run did not use it"
+        for path in _files(root):
+            data = path.read_bytes()
+            files, size = files + 1, size + len(data)
+            for name, needle in needles.items():
+                offset = data.find(needle)
+                while offset >= 0:
+                    context = data[max(0, offset - 60):offset + len(needle) + 60]
+                    hits.append(f"{path} @ byte {offset}: {name}: {context!r}")
+                    offset = data.find(needle, offset + 1)
+    return hits, files, size
+
+
+def _registry_records(client: MlflowClient, owner: str) -> dict[str, str]:
+    """What the tracking API returns for every experiment, run, logged model, registered model and
+    version, as text to search. The owner MLflow records (a run's user_id and `mlflow.user` tag, a
+    logged model's `mlflow.user` tag) is checked to be the planted user, then left out."""
+    records = {}
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    for experiment in experiments:
+        records[f"experiment {experiment.name}"] = json.dumps(experiment.tags)
+        for run in client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000):
+            record = run.to_dictionary()
+            assert record["info"].pop("user_id") == record["data"]["tags"].pop(OWNER_TAG) == owner
+            records[f"run {run.info.run_name} ({run.info.run_id})"] = json.dumps(record, default=str)
+    for model in client.search_logged_models([e.experiment_id for e in experiments], max_results=1000):
+        tags = dict(model.tags)
+        assert tags.pop(OWNER_TAG) == owner
+        records[f"logged model {model.name} ({model.model_id})"] = json.dumps(
+            {"params": model.params, "tags": tags, "uri": model.artifact_location})
+    for registered in client.search_registered_models(max_results=1000):
+        records[f"registered model {registered.name}"] = json.dumps(
+            {"tags": registered.tags, "description": registered.description, "aliases": registered.aliases})
+        for version in client.search_model_versions(f"name = '{registered.name}'", max_results=1000):
+            records[f"model version {registered.name} v{version.version}"] = json.dumps(
+                {"tags": version.tags, "description": version.description, "source": version.source,
+                 "run_id": version.run_id, "user_id": version.user_id})
+    assert any(k.startswith("run ") for k in records) and any(k.startswith("model version ") for k in records)
+    return records
+
+
+@pytest.mark.timeout(1800)
+def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monkeypatch):
+    planted, run_tmp, tic = _planted(), tmp_path / "run-tmp", time.monotonic()
+    user = planted["MLFLOW_TRACKING_USERNAME"]
+    repo = _project(project_root, tmp_path, TINY)
+    run_tmp.mkdir()
+    with _weaviate_with_api_key(tmp_path, planted["RAGOPS_WEAVIATE_API_KEY"], monkeypatch) as weaviate, \
+            _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri:
+        print(f"servers up after {time.monotonic() - tic:.0f} s")
+        env = {**os.environ, **weaviate.env(), **planted, "RAGOPS_HOME": str(repo / ".ragops"),
+               "RAGOPS_MLFLOW_TRACKING_URI": tracking_uri, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+               "TMPDIR": str(run_tmp), "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache"), "COLUMNS": "200"}
+        env.pop("PREFECT_API_URL", None)  # the run starts its own temporary Prefect server in PREFECT_HOME
+        run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        print(f"ragops run done after {time.monotonic() - tic:.0f} s")
+
+        # The run went through both authenticated services: a champion is registered, owned by the
+        # planted user, and its index collection is on the key-protected server.
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", planted["MLFLOW_TRACKING_PASSWORD"])
+        client = MlflowClient(tracking_uri)
+        champion = client.get_model_version_by_alias(BUNDLE, "champion")
+        with connect_weaviate(Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url,
+                                       weaviate_api_key=planted["RAGOPS_WEAVIATE_API_KEY"])) as wv:
+            assert wv.collections.exists(champion.tags["collection"])
+        records = _registry_records(client, user)
+
+    needles = _needles(planted)
+    in_api = [f"{what}: {name}" for what, text in records.items() for name, needle in needles.items()
+              if needle.decode() in text]
+    assert not in_api, "planted secrets in MLflow params/tags/descriptions:\n" + "\n".join(in_api)
+    in_output = [f"{stream}: {name}" for stream, text in (("stdout", run.stdout), ("stderr", run.stderr))
+                 for name, needle in needles.items() if needle.decode() in text]
+    assert not in_output, "planted secrets in the run's output:\n" + "\n".join(in_output)
+
+    # Everything the run and the servers wrote; the servers are stopped, so their stores are flushed.
+    # The Weaviate data folder is grepped too: a static API key must not be persisted by the server.
+    store = tmp_path / "mlflow-server"
+    roots = [repo, store / "artifacts", tmp_path / "prefect-home", run_tmp, tmp_path / "dvc-site-cache",
+             tmp_path / "weaviate", tmp_path / "weaviate.log"]
+    hits, files, size = _grep(roots, needles)
+    # The username is an identity, not a secret: MLflow's store records it as the owner of each run
+    # and logged model (checked through the API above, the only place it may appear there), and the
+    # server's user store and log name the account. The password and the other values must be absent.
+    databases = sorted(store.glob("mlflow.db*"))
+    assert _grep(databases, {"owner": user.encode()})[0], "the byte grep does not see into the SQLite store"
+    without_user = {k: v for k, v in needles.items() if k != "MLFLOW_TRACKING_USERNAME"}
+    server_hits, server_files, server_size = _grep([*databases, tmp_path / "mlflow-auth"], without_user)
+    assert files + server_files == len(_files(tmp_path)), "a file under tmp_path was left out of the grep"
+    print(f"grepped {files + server_files} files, {(size + server_size) / 2**20:.1f} MiB, for {len(needles)} planted "
+          f"values, after {time.monotonic() - tic:.0f} s")
+    assert not hits + server_hits, "planted secrets found:\n" + "\n".join(hits + server_hits)
+
+
+def test_secret_in_params_yaml_is_refused_before_any_work(project_root, tmp_path):
+    """Settings come from the environment only: a Weaviate key written into params.yaml is an
+    unknown key, so the run stops at once, naming the key and not echoing its value."""
+    value = _planted()["RAGOPS_WEAVIATE_API_KEY"]
+    repo = _project(project_root, tmp_path, {})
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, "weaviate_api_key": value}, sort_keys=False))
+    env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "COLUMNS": "200"}
+    for name in ("RAGOPS_WEAVIATE_API_KEY", "RAGOPS_WEAVIATE_URL", "RAGOPS_MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
+        env.pop(name, None)
+    run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "unknown key 'weaviate_api_key'; known keys here are" in " ".join(run.stdout.split()), run.stdout
+    assert "Traceback" not in run.stdout + run.stderr and value not in run.stdout + run.stderr
+    home = repo / ".ragops"
+    assert not (repo / "data" / "curated" / "documents.jsonl").exists()
+    assert not (home / "runs").exists() and not (home / "mlflow.db").exists() and not (home / "weaviate").exists()

@@ -73,13 +73,15 @@ def _changes(review: BundleReview) -> str:
 
 
 def injection_rows(attacks: list[dict]) -> list[list[str]]:
-    """One row per attack kind: attacks, retrieved (exposed), succeeded among the exposed."""
+    """One row per attack kind: attacks, retrieved (exposed), succeeded among the exposed (fine-tuned,
+    and the base model given the same retrieved text)."""
     kinds = dict.fromkeys(a["attack"] for a in attacks)
     rows = []
     for kind in kinds:
         of_kind = [a for a in attacks if a["attack"] == kind]
         exposed = [a for a in of_kind if a["exposed"]]
-        rows.append([kind, str(len(of_kind)), str(len(exposed)), str(sum(a["succeeded"] for a in exposed))])
+        rows.append([kind, str(len(of_kind)), str(len(exposed)), str(sum(a["succeeded"] for a in exposed)),
+                     str(sum(a.get("base_succeeded", False) for a in exposed))])
     return rows
 
 
@@ -88,10 +90,12 @@ def _injection_text(review: BundleReview) -> str:
         return "Prompt injection: not measured."
     exposed = [a for a in review.injection if a["exposed"]]
     won = [a["id"] for a in exposed if a["succeeded"]]
+    base = sum(a.get("base_succeeded", False) for a in exposed)
     rate = review.metrics.get("injection_success_rate")
     return (f"Prompt injection: {len(won)} of {len(exposed)} retrieved attacks succeeded (rate "
             f"{_fmt(rate.value) if rate else 'NaN'}; {len(exposed)} of {len(review.injection)} attack documents "
-            f"retrieved){': ' + ', '.join(won) if won else ''}. Per attack: `evaluation/prompt_injection.json`.")
+            f"retrieved){': ' + ', '.join(won) if won else ''}; against the base model given the same text, {base}. "
+            f"Per attack: `evaluation/prompt_injection.json`.")
 
 
 def injection_chart(attacks: list[dict]) -> Figure:
@@ -99,7 +103,8 @@ def injection_chart(attacks: list[dict]) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     kinds = [r[0] for r in rows]
     ax.bar(kinds, [int(r[2]) for r in rows], color="#9ecae1", label="retrieved")
-    ax.bar(kinds, [int(r[3]) for r in rows], color="#cf222e", label="succeeded")
+    ax.bar(kinds, [int(r[4]) for r in rows], color="#f4a582", width=0.5, label="succeeded, base model")
+    ax.bar(kinds, [int(r[3]) for r in rows], color="#cf222e", width=0.3, label="succeeded, fine-tuned")
     ax.set_ylabel("attacks")
     ax.set_title("Prompt injection: attacks retrieved and obeyed, per kind")
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
@@ -220,10 +225,13 @@ def html_report(review: BundleReview, charts: dict[str, Figure], freshness: list
                  _html_table(["document", "question", "current price", "answer"],
                              [[p["doc_id"], p["question"], p["price"], p["answer"]] for p in freshness]),
                  "<h2>Prompt injection</h2>", f"<p>{html.escape(_injection_text(review))}</p>",
-                 _html_table(["attack", "attacks", "retrieved", "succeeded"], injection_rows(review.injection)),
-                 _html_table(["id", "attack", "placement", "question", "answer", "retrieved", "succeeded"],
+                 _html_table(["attack", "attacks", "retrieved", "succeeded", "succeeded, base model"],
+                             injection_rows(review.injection)),
+                 _html_table(["id", "attack", "placement", "question", "answer", "retrieved", "succeeded",
+                              "base model's answer", "base succeeded"],
                              [[a["id"], a["attack"], a["placement"], a["question"], a["answer"],
-                               "yes" if a["exposed"] else "no", "YES" if a["succeeded"] else "no"]
+                               "yes" if a["exposed"] else "no", "YES" if a["succeeded"] else "no",
+                               a.get("base_answer", ""), "YES" if a.get("base_succeeded") else "no"]
                               for a in review.injection]),
                  "<h2>General prompts (first 10)</h2>",
                  _html_table(["prompt", "fine-tuned", "base"],

@@ -388,7 +388,6 @@ def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
                 f"{sentences[answer_index].rstrip('.')} [pol-{pid}].", True)
     rng.shuffle(examples)
     _add_absent_examples(examples, products, rng)
-    _add_injection_examples(examples, products, rng)
     return examples
 
 
@@ -421,28 +420,29 @@ def _inject(p: dict, payload: str, place: str) -> list[str]:
     return [description, specs, f"{p['name']} > {section}: {body}"]
 
 
-def _add_injection_examples(examples: list[dict], products: list[dict], rng: random.Random) -> None:
-    """Questions whose context carries an instruction (TRAIN_INJECTIONS) in the oracle product or in
-    a distractor; the answer is the one the question would get without it. Inserted at random
-    places, numbered after the other examples."""
-    trained = products[: int(len(products) * 0.75)]
-    for i, p in enumerate(rng.sample(trained, 72)):
-        payload = TRAIN_INJECTIONS[i % len(TRAIN_INJECTIONS)]
-        aspect = rng.choice(["price", "stock", "warranty"])
-        question = rng.choice(TRAIN_TEMPLATES[aspect]).format(name=p["name"], spec="")
-        place = INJECTION_PLACES[i % len(INJECTION_PLACES)]
-        if i % 4 == 3:  # the instruction sits in another product's text, retrieved beside the answer
-            other = rng.choice([o for o in products if o["category"] == p["category"] and o["id"] != p["id"]])
-            injected = (other["id"], rng.choice(_inject(other, payload, place)[::2]))
-            context = _context([(p["id"], product_chunks(p)[0])],
-                               [injected] + _distractors(p, products, rng, CONTEXT_CHUNKS - 2), rng)
-        else:
-            chunks = _inject(p, payload, place)
-            oracle = [(p["id"], chunks[0])] + ([(p["id"], chunks[2])] if place != "inline" else [])
-            context = _context(oracle, _distractors(p, products, rng, CONTEXT_CHUNKS - len(oracle)), rng)
-        example = {"id": f"gen-{len(examples) + 1:04d}", "question": question, "context": context,
-                   "answer": product_answer(p, aspect), "answerable": True}
-        examples.insert(rng.randrange(len(examples) + 1), example)
+def _inject_into_examples(examples: list[dict], products: list[dict], rng: random.Random) -> None:
+    """Put an instruction (TRAIN_INJECTIONS) into the retrieved text of 72 answerable product
+    examples, in the oracle product's text or a distractor's, inline or as a notes or review chunk
+    of its own; questions and answers stay as they are. The set still asks what it asked (added
+    examples instead moved general-prompt behaviour: acceptable answers fell from 0.75 to 0.22);
+    it now shows, in context, that instructions in documents are data and change no answer."""
+    by_id = {p["id"]: p for p in products}
+    candidates = [ex for ex in examples if ex["answerable"] and re.search(r"\[(p-\d+)\]", ex["answer"])]
+    for i, ex in enumerate(rng.sample(candidates, 72)):
+        payload, place = TRAIN_INJECTIONS[i % len(TRAIN_INJECTIONS)], INJECTION_PLACES[i % len(INJECTION_PLACES)]
+        cited = re.search(r"\[(p-\d+)\]", ex["answer"]).group(1)
+        context = ex["context"]
+        oracle = next(k for k, c in enumerate(context) if c["doc_id"] == cited)
+        others = [k for k, c in enumerate(context) if c["doc_id"] in by_id and c["doc_id"] != cited]
+        target = rng.choice(others) if i % 4 == 3 and others else oracle  # sometimes a distractor carries it
+        product = by_id[context[target]["doc_id"]]
+        if place == "inline":
+            context[target] = {**context[target], "text": f"{context[target]['text']} {payload}"}
+        else:  # the product's notes/review section, retrieved in place of a distractor chunk
+            slot = target if target != oracle else (rng.choice(others) if others else oracle)
+            if slot == oracle:
+                continue
+            context[slot] = {"doc_id": product["id"], "text": _inject(product, payload, place)[2]}
 
 
 def make_redteam_set(rng: random.Random) -> list[dict]:
@@ -554,7 +554,9 @@ def main() -> None:
         (docs_path / f"pol-{pid}.md").write_text(render_policy(pid, title, text), encoding="utf-8")
     write_jsonl(args.out / "router.jsonl", make_router_set(products, rng))
     # One random stream per dataset from here on: changing how one is generated leaves the others as they are.
-    write_jsonl(args.out / "generator.jsonl", make_generator_set(products, random.Random(f"{args.seed}-generator")))
+    generator = make_generator_set(products, random.Random(f"{args.seed}-generator"))
+    _inject_into_examples(generator, products, random.Random(f"{args.seed}-injection"))
+    write_jsonl(args.out / "generator.jsonl", generator)
     write_jsonl(args.out / "golden.jsonl", make_golden_set(products, random.Random(f"{args.seed}-golden")))
     write_jsonl(args.out / "general_prompts.jsonl", make_general_prompts())
     write_jsonl(args.out / "redteam.jsonl", make_redteam_set(random.Random(f"{args.seed}-redteam")))

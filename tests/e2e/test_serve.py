@@ -54,6 +54,8 @@ def _check_bad_requests(http: httpx.Client, port: int) -> None:
                           "unknown field 'top_k' (allowed: question, category, in_stock)"),
         "wrong type": (http.post("/v1/answer", json={"question": "hi", "in_stock": "yes"}), 422, "field 'in_stock'"),
         "large body": (http.post("/v1/answer", content=b" " * 100_000, headers=json_type), 413, "over the limit of"),
+        "1 MB question": (http.post("/v1/answer", json={"question": "x" * 1_000_000}), 413, "over the limit of"),
+        "empty body": (http.post("/v1/answer", content=b"", headers=json_type), 400, "not valid JSON"),
     }
     for what, (response, status, fragment) in refused.items():
         assert response.status_code == status, (what, response.status_code, response.text)

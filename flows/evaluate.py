@@ -24,7 +24,7 @@ from flows.run_names import bundle_part, index_part, rename_current_run
 def evaluate_candidate(project_path: str = ".", params_path: str = "params.yaml", router_version: str = "champion",
                        generator_version: str = "champion", force: bool = False) -> stages.Promotion:
     ctx, step, data = validated_data(project_path, params_path)
-    with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
+    with global_lock(INDEX_LOCK, ctx.settings):  # the champion's models read under the lock: a retrain may be promoting
         router, generator = step.registered_models(ctx, router_version, generator_version)
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)

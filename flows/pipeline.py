@@ -11,6 +11,8 @@ evaluated is not evaluated again, so a rerun with nothing changed trains and pro
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.concurrency.sync import concurrency
 
 from components import stages
+from components.config import Settings
+from components.index.server import file_lock
 from components.bundle import Manifest
 from components.evaluation import Metric
 from components.index.build import IndexVersion
@@ -47,11 +51,23 @@ INDEX_LOCK = "ragops-index"
 TRAINING_LOCK = "ragops-training"
 
 
-def global_lock(name: str):
-    """A slot of the global concurrency limit `name`, the limit created (1) on the Prefect server first if missing."""
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):  # a concurrent creator
-        client.upsert_global_concurrency_limit_by_name(name, 1)
-    return concurrency(name, strict=True)
+@contextlib.contextmanager
+def global_lock(name: str, settings: Settings) -> Iterator[None]:
+    """One holder at a time. Always a file lock under RAGOPS_HOME, which the kernel frees when its
+    holder dies; with a Prefect server (PREFECT_API_URL) also a slot of its global concurrency
+    limit `name` (created with 1 slot if missing), for flow runs on other machines. Without one,
+    the slot would live in the DB of `ragops run`'s temporary server, whose leases are kept in
+    memory and never reclaimed: a killed run would block every later one (seen in
+    tests/reliability/test_training_killed.py)."""
+    path = settings.home / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(file_lock(path))
+        if os.environ.get("PREFECT_API_URL"):
+            with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):  # a concurrent creator
+                client.upsert_global_concurrency_limit_by_name(name, 1)
+            stack.enter_context(concurrency(name, strict=True))
+        yield
 
 
 def validated_data(project_path: str, params_path: str) -> tuple[stages.RunContext, Steps, stages.DataVersions]:
@@ -76,10 +92,10 @@ def evaluate_and_promote(ctx: stages.RunContext, step: Steps, manifest: Manifest
 @flow(name="ragops-retrain", flow_run_name="retrain-{trigger}", log_prints=True)
 def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: str = "manual") -> PipelineResult:
     ctx, step, data = validated_data(project_path, params_path)
-    with global_lock(TRAINING_LOCK):
+    with global_lock(TRAINING_LOCK, ctx.settings):
         router = step.train_router(ctx, data)
         generator = step.train_generator(ctx, data)
-    with global_lock(INDEX_LOCK):
+    with global_lock(INDEX_LOCK, ctx.settings):
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         earlier = step.find_earlier_evaluation(ctx, manifest)

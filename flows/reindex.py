@@ -28,7 +28,7 @@ class ReindexResult:
 @flow(name="ragops-reindex", flow_run_name="reindex-{reason}", log_prints=True)
 def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: str = "manual") -> ReindexResult:
     ctx, step, data = validated_data(project_path, params_path)
-    with global_lock(INDEX_LOCK):  # the champion's models read under the lock: a retrain may be promoting
+    with global_lock(INDEX_LOCK, ctx.settings):  # the champion's models read under the lock: a retrain may be promoting
         router, generator = step.registered_models(ctx)
         index = step.build_index(ctx, data)
         if not index.new:

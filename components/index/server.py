@@ -216,7 +216,7 @@ _STARTED_HERE: dict[int, WeaviateServer] = {}
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -301,7 +301,7 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
     record, start_lock = home / "weaviate-server.json", home / "weaviate-start.lock"
     users = (home / "weaviate-users.lock").open("a")
     try:
-        with _file_lock(start_lock):
+        with file_lock(start_lock):
             address = _advertised(record)
             if address is None:
                 server = start_weaviate_server(settings, settings.weaviate_data_path, log_path)
@@ -314,7 +314,7 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
         try:
             yield address
         finally:
-            with _file_lock(start_lock):
+            with file_lock(start_lock):
                 try:
                     fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -1,0 +1,89 @@
+"""The DVC remote cannot take the new data version: first it is read-only, then its disk is full.
+
+Each faulty run happens in a private mount namespace (`unshare`), where the remote folder is a
+read-only bind mount or a small tmpfs filled to the last block, so the faults are the kernel's
+own (EROFS, ENOSPC) and vanish with the run. Each run must stop at the curate step with a
+message that names the remote and the fix; the versions already on the remote, the champion and
+the registry stay as they were, and the workspace stays consistent (`dvc status` clean). With
+the remote writable again, the rerun pushes and completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import BIN
+from tests.reliability.conftest import champion, edit_first_product, ledger, output, ragops, tiny_project
+
+pytestmark = pytest.mark.reliability
+
+FAULTS = {
+    "read-only": "mount --bind {remote} {remote} && mount -o remount,bind,ro {remote}",
+    # a tmpfs holding a copy of the remote, filled up, mounted over it
+    "disk full": ("mount -t tmpfs -o size=4m tmpfs {stage} && cp -a {remote}/. {stage}/ && "
+                  "(dd if=/dev/zero of={stage}/.filler bs=4k 2>/dev/null || true) && mount --bind {stage} {remote}"),
+}
+
+
+def _files(folder: Path, skip: str = ".filler") -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != skip}
+
+
+def _run_with_fault(repo: Path, env: dict, fault: str, remote: Path, tmp_path: Path) -> tuple[int, str, dict]:
+    """`ragops run` inside a mount namespace with the fault in place; returns its exit code, its
+    output and the remote's files as the run left them (seen from inside)."""
+    stage = tmp_path / f"stage-{fault.replace(' ', '-')}"
+    stage.mkdir()
+    log, listing = tmp_path / f"{stage.name}.log", tmp_path / f"{stage.name}.after"
+    script = (f"set -e; {FAULTS[fault].format(remote=remote, stage=stage)}; set +e; "
+              f"{BIN / 'ragops'} run > {log} 2>&1; echo $? > {log}.rc; "
+              f"cd {remote} && find . -type f ! -name .filler -exec sha256sum {{}} + > {listing}")
+    full = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200", **env}
+    full.pop("PREFECT_API_URL", None)
+    done = subprocess.run(["unshare", "--mount", "--map-root-user", "--propagation", "private", "bash", "-c", script],
+                          cwd=repo, env=full, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr  # the mounts themselves worked
+    after = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines())
+    return int((Path(f"{log}.rc")).read_text()), log.read_text(), {k.strip().removeprefix("./"): v for k, v in after.items()}
+
+
+@pytest.mark.timeout(2400)
+def test_unwritable_or_full_remote_stops_the_run_and_loses_nothing(project_root, tmp_path):
+    remote = tmp_path / "dvc-remote"
+    env = {"RAGOPS_DVC_REMOTE_URL": str(remote)}
+    repo = tiny_project(project_root, tmp_path / "project")
+    first = ragops(repo, "run", env=env)
+    assert first.returncode == 0, output(first)[-4000:]
+    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    pushed = _files(remote)
+    registered = {m.name: len(client.search_model_versions(f"name = '{m.name}'"))
+                  for m in client.search_registered_models()}
+    assert champion(client) == "1" and pushed
+
+    edit_first_product(repo, "Warranty:", "Extended warranty:")  # a new data version to push
+    for fault in FAULTS:
+        code, said, seen = _run_with_fault(repo, env, fault, remote, tmp_path)
+        assert code == 2, said[-4000:]
+        assert f"the DVC remote {remote} did not take the curated data" in said, said[-4000:]
+        assert ("Read-only file system" if fault == "read-only" else "No space left on device") in said, said[-4000:]
+        # the remote's versions are as they were; a full disk keeps DVC's empty partial-upload file
+        assert {k: v for k, v in seen.items() if k in pushed} == pushed
+        assert all(Path(k).name.startswith(".") and k.endswith(".tmp") for k in set(seen) - set(pushed)), seen
+        assert _files(remote) == pushed
+        assert champion(client) == "1" and [e["version"] for e in ledger(repo)] == ["1"]
+        assert {m.name: len(client.search_model_versions(f"name = '{m.name}'"))
+                for m in client.search_registered_models()} == registered
+        status = subprocess.run([str(BIN / "dvc"), "status"], cwd=repo, capture_output=True, text=True)
+        assert "up to date" in status.stdout, status.stdout + status.stderr
+
+    rerun = ragops(repo, "run", env=env)
+    assert rerun.returncode == 0, output(rerun)[-4000:]
+    assert set(_files(remote)) > set(pushed)  # the new version reached the remote
+    assert champion(client) == "2"

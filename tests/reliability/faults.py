@@ -66,14 +66,13 @@ class CuttingProxy:
         while data := self._recv(client):
             if self.pattern is not None and self.pattern in data and not self.cut.is_set():
                 self.cut.set()
-                if self.mode == "lose-answer":
-                    upstream.sendall(data)
-                    # the server acts on the request; its answer is dropped (see _answers) and the
-                    # connection dies once the server has had time to act
-                    threading.Timer(1.0, self._go_down).start()
-                else:
+                if self.mode == "refuse":
                     self._go_down()
-                return
+                    return
+                # lose-answer: the request (and the rest of its body, which may come in later
+                # reads) reaches the server, which acts on it; its answer is dropped (_answers)
+                # and the connection dies once the server has had time to act
+                threading.Timer(2.0, self._go_down).start()
             with contextlib.suppress(OSError):
                 upstream.sendall(data)
 

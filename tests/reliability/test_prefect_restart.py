@@ -2,7 +2,7 @@
 
 Fault: server mode as in tests/integration/test_server_mode.py (`prefect server`, a worker on a
 process pool, `ragops deploy --work-pool`, `mlflow server`, a standalone Weaviate). The retrain
-deployment is triggered; while its run holds the `ragops-index` slot (index build to promotion),
+deployment is triggered; while its run holds a slot (`ragops-training` in training, `ragops-index` from index build to promotion),
 the Prefect server's process group is SIGKILLed, and a few seconds later the server is started
 again on the same port and database.
 
@@ -70,9 +70,15 @@ def _trigger(env: dict) -> None:
     assert started.returncode == 0, started.stdout + started.stderr
 
 
+def _triggered(api: str) -> list[dict]:
+    """The deployment's runs started by `prefect deployment run`, not the future ones its cron
+    schedule has the scheduler create."""
+    return [r for r in _runs(api, DEPLOYMENT) if not r.get("auto_scheduled")]
+
+
 def _final_run(api: str, count: int) -> dict | None:
-    """The deployment's `count`-th run once it is final (whatever the final state)."""
-    runs = _runs(api, DEPLOYMENT)
+    """The `count`-th triggered run once it is final (whatever the final state)."""
+    runs = _triggered(api)
     return runs[count - 1] if len(runs) >= count and runs[count - 1]["state_type"] in FINAL else None
 
 
@@ -98,8 +104,9 @@ def _assert_champion_consistent(repo: Path, mlflow_uri: str, weaviate_settings: 
 def test_deployment_recovers_after_prefect_server_restart(project_root, tmp_path, mlflow_server):
     repo = _project(project_root, tmp_path, {
         "models": {"generator": "tiny:llama"},
-        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024,
-                      "holdout_examples": 2},
+        # 40 steps: the run holds the training slot long enough to be caught holding it
+        "generator": {"max_steps": 40, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024,
+                      "holdout_examples": 2, "eval_every": 20},
         "router": {"epochs": 1},
         # the random tiny generator never cites: retrieval is what can pass
         "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5},
@@ -128,9 +135,10 @@ def test_deployment_recovers_after_prefect_server_restart(project_root, tmp_path
                      f"deployment {DEPLOYMENT}")
 
             _trigger(env)
-            wait_for(lambda: _held_slots(api).get(INDEX_LOCK), 900, f"the run to hold the {INDEX_LOCK} slot",
-                     interval=0.5)
-            (interrupted,) = _runs(api, DEPLOYMENT)
+            # killed while the run holds a slot: training's or the index build's (whichever is seen first)
+            wait_for(lambda: any(_held_slots(api).get(name) for name in (TRAINING_LOCK, INDEX_LOCK)), 900,
+                     f"the run to hold the {TRAINING_LOCK} or {INDEX_LOCK} slot", interval=0.5)
+            (interrupted,) = _triggered(api)
             assert interrupted["state_type"] == "RUNNING", interrupted["state"]
             _kill_prefect(server, server_log)
             time.sleep(5)

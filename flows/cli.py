@@ -166,11 +166,11 @@ def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) 
     import mlflow
     import pandas as pd
 
-    from components.config import Settings, load_params
+    from components.config import Settings
     from components.registry import configure_mlflow, get_alias_version
 
     settings = Settings()
-    params = load_params(params_path)
+    params = _load_params(params_path)
     client = configure_mlflow(settings, "ragops")
     if get_alias_version(client, params.promotion.bundle_name, "champion") is None:
         _fail(f"no champion for {params.promotion.bundle_name} in {settings.tracking_uri}; run `ragops run` first")
@@ -345,11 +345,11 @@ def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"  # the one-off conversion is slow: show its progress
     _environment()
-    from components.config import Settings, load_params
+    from components.config import Settings
     from components.models import fetch_models
 
-    for kind, path in fetch_models(load_params(params).models, Settings().models_dir).items():
-        console.print(f"models: {kind} → {path}")
+    for kind, path in fetch_models(_load_params(params).models, Settings().models_dir).items():
+        console.print(f"models: {kind} → {path}", soft_wrap=True)  # a path is copied whole, never wrapped
 
 
 @app.command()

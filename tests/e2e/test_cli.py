@@ -253,3 +253,13 @@ def test_bad_params_stop_before_any_work(project_root, tmp_path, case):
     assert "Traceback" not in run.stdout + run.stderr
     assert not (repo / ".ragops" / "mlflow.db").exists()
     assert not (repo / "data" / "curated" / "documents.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [("models", "fetch"), ("ask", "How much is the kettle?")], ids=["models fetch", "ask"])
+def test_bad_params_other_commands(project_root, tmp_path, command):
+    overrides, message = BAD_PARAMS["unknown key"]
+    repo = _project(project_root, tmp_path, overrides)
+    result = _ragops(repo, *command, timeout=300)
+    assert result.returncode == 2
+    assert message in " ".join(result.stdout.split()), result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

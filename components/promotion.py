@@ -23,9 +23,30 @@ from components.index.store import connect_weaviate, list_versions, live_collect
 from components.registry import append_ledger, get_alias_version, set_alias
 
 
-# Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"): a version
-# registered by a run that died before promoting has none, and its evaluation is not reused.
+# Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"). A version
+# registered by a run that died before promoting has none until a later run's promotion step marks it
+# "not acted on ..." (close_unacted_versions); its evaluation is never reused.
 VERDICT_TAG = "verdict"
+ACTED_VERDICTS = ("promoted", "held")  # the verdict values an evaluation can be reused on (prefixes)
+
+
+def close_unacted_versions(client: mlflow.MlflowClient, settings: Settings, name: str, current: str) -> list[str]:
+    """Give every version of `name` older than `current` that has no verdict one saying it was never
+    acted on: the run that registered it stopped before its promotion step (a service down, a kill),
+    and a later run evaluated again. Call under the index lock, after a pending move is settled (a
+    version the pending record names is left to it). Returns the versions tagged."""
+    pending = json.loads(pending_path(settings).read_text(encoding="utf-8")) if pending_path(settings).exists() else {}
+    tagged = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        number = str(version.version)
+        if (VERDICT_TAG in version.tags or int(number) >= int(current)
+                or (pending.get("bundle") == name and pending.get("version") == number)):
+            continue
+        client.set_model_version_tag(name, number, VERDICT_TAG,
+                                     f"not acted on: the run that registered it stopped before its promotion step; "
+                                     f"superseded by v{current}")
+        tagged.append(number)
+    return tagged
 
 
 class PromotionError(RuntimeError):

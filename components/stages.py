@@ -32,7 +32,14 @@ from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate
 from components.models import resolve_model
-from components.promotion import VERDICT_TAG, finish_interrupted_move, ledger_path, promote
+from components.promotion import (
+    ACTED_VERDICTS,
+    VERDICT_TAG,
+    close_unacted_versions,
+    finish_interrupted_move,
+    ledger_path,
+    promote,
+)
 from components.reports import generator_description, router_description
 from components.reuse import FINGERPRINT_TAG, evaluation_fingerprint, find_version, training_fingerprint
 from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
@@ -363,8 +370,8 @@ def earlier_evaluation_stage(ctx: RunContext, manifest: Manifest) -> EarlierEval
     p = ctx.params
     client = mlflow.MlflowClient()
     found = find_version(client, p.promotion.bundle_name, _evaluation_fingerprint(ctx, manifest))
-    if found is None or VERDICT_TAG not in found.tags:
-        return None
+    if found is None or not found.tags.get(VERDICT_TAG, "").startswith(ACTED_VERDICTS):
+        return None  # never acted on (its run stopped before promoting): evaluate again
     champion = get_alias_version(client, p.promotion.bundle_name, "champion")
     champion_version = str(champion.version) if champion else "none"  # the SQLite registry hands out ints
     is_champion = champion_version == str(found.version)
@@ -448,6 +455,13 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
     return version.version
 
 
+def _close_unacted(ctx: RunContext, client: mlflow.MlflowClient, bundle_version: str) -> None:
+    tagged = close_unacted_versions(client, ctx.settings, ctx.params.promotion.bundle_name, bundle_version)
+    if tagged:
+        print(f"bundle versions {', '.join('v' + v for v in tagged)} were registered by runs that stopped before "
+              f"promoting; tagged {VERDICT_TAG}='not acted on ... superseded by v{bundle_version}'")
+
+
 def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) -> Promotion:
     """Gates passed: move MLflow `champion` and the Weaviate alias together (undo the first if the
     second fails). Otherwise: alias `challenger`, reasons already in the version's tags."""
@@ -463,7 +477,9 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
         held = evaluation.decision.failures if not evaluation.decision.passed else why
         client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG,
                                      "held: " + "; ".join(held))
+        _close_unacted(ctx, client, str(bundle_version))
         return Promotion(bundle_version, "challenger", collection, why)
     promote(ctx.settings, p, bundle_version, collection, evaluation.decision.reasons)
     client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG, "promoted")
+    _close_unacted(ctx, client, str(bundle_version))
     return Promotion(bundle_version, "champion", collection, evaluation.decision.reasons)

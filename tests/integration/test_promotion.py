@@ -9,7 +9,16 @@ import pytest
 from components.config import Settings, load_params
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
-from components.promotion import PromotionError, approve, promote, read_ledger, review, rollback
+from components.promotion import (
+    PromotionError,
+    approve,
+    close_unacted_versions,
+    pending_path,
+    promote,
+    read_ledger,
+    review,
+    rollback,
+)
 from components.registry import configure_mlflow, get_alias_version, set_alias
 
 pytestmark = pytest.mark.integration
@@ -112,3 +121,23 @@ def test_review_shows_deltas_and_promote_approves_only_what_passed(registry):
     assert (last["action"], last["version"], last["previous_version"]) == ("promote", better, first)
     assert last["reasons"][0].startswith("approved by ")
     assert review(params) == (better, [])
+
+
+def test_versions_never_acted_on_get_a_verdict_saying_so(registry):
+    settings, params, client, source = registry
+    name = params.promotion.bundle_name
+    promoted, orphan, pending, current = (str(client.create_model_version(name, source=source).version)
+                                          for _ in range(4))
+    client.set_model_version_tag(name, promoted, "verdict", "promoted")
+    # `pending` is the version a half-done move names: it is left for that move to settle.
+    pending_path(settings).write_text(json.dumps({"bundle": name, "version": pending}))
+    client.set_model_version_tag(name, current, "verdict", "held: awaiting approval")
+    later = str(client.create_model_version(name, source=source).version)  # registered after `current`
+
+    assert close_unacted_versions(client, settings, name, current) == [orphan]
+    verdicts = {str(v.version): v.tags.get("verdict") for v in client.search_model_versions(f"name = '{name}'")}
+    assert verdicts[promoted] == "promoted" and verdicts[current] == "held: awaiting approval"
+    assert verdicts[orphan] == ("not acted on: the run that registered it stopped before its promotion step; "
+                                f"superseded by v{current}")
+    assert verdicts[pending] is None and verdicts[later] is None
+    assert close_unacted_versions(client, settings, name, current) == []  # once only

@@ -82,5 +82,10 @@ def test_no_partial_promotion_and_the_rerun_completes(project_root, tmp_path, ml
         assert not pending.exists()
         if mode == "lose-answer":  # the move the lost answer hid is completed, not redone
             assert now == "2" and "was interrupted after its commit; completed" in output(rerun)
+        # Every registered version says what became of it; one its failed run never acted on says so.
+        verdicts = {str(v.version): v.tags.get("verdict") for v in upstream.search_model_versions(f"name = '{BUNDLE}'")}
+        assert all(verdicts.values()), verdicts
+        if cut == "promotion refused":
+            assert now == "3" and verdicts["2"].startswith("not acted on") and "superseded by v3" in verdicts["2"]
     finally:
         proxy.close()

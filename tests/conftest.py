@@ -46,6 +46,18 @@ def project_root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_server():
+    """A flow run in this process starts Prefect's temporary server, which Prefect stops at exit,
+    after pytest has closed the stream its "Stopping temporary server" line goes to (a "Logging
+    error" traceback at the end of every run): stop it while the session is still open."""
+    yield
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
+
+
 @pytest.fixture()
 def settings(tmp_path, monkeypatch) -> Settings:
     """Settings whose state (MLflow store, Weaviate data, DVC remote, ledger) lives in tmp_path;

@@ -142,7 +142,8 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
         # all 32 general prompts: fewer make the regression gate a coin toss
         # the default gates, but general_prompt_regression 0.6: this run (48 instead of 24 held-out
         # examples) measured 0.50 once the injection examples were in (the demo champion: 0.31)
-        "evaluation": {"max_questions": 10, "freshness_probes": 4, "latency_questions": 4,
+        # 8 of the 24 prompt-injection attacks (each answered by the bundle and the base model in all 3 evaluations)
+        "evaluation": {"max_questions": 10, "freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
                        "gates": {**yaml.safe_load((project_root / "params.yaml").read_text())["evaluation"]["gates"],
                                  "general_prompt_regression": 0.6}},
     })

@@ -151,27 +151,30 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIM
     raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path, log_offset))
 
 
-def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> WeaviateServer:
+def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None,
+                          environment: dict[str, str] | None = None) -> WeaviateServer:
     """Start the server on free loopback ports with its data in `data_path`; returns when ready.
-    Ports are free when picked but another process can take one before the server binds it (seen
-    with several servers starting in one test run): a start that fails on a taken port is retried
-    on new ports."""
+    `environment` adds or overrides server settings (e.g. API-key authentication instead of
+    anonymous access). Ports are free when picked but another process can take one before the
+    server binds it (seen with several servers starting in one test run): a start that fails on a
+    taken port is retried on new ports."""
     for _ in range(START_ATTEMPTS - 1):
         try:
-            return _start_once(settings, data_path, log_path)
+            return _start_once(settings, data_path, log_path, environment or {})
         except WeaviateServerError as exc:
             if "address already in use" not in str(exc):
                 raise
-    return _start_once(settings, data_path, log_path)
+    return _start_once(settings, data_path, log_path, environment or {})
 
 
-def _start_once(settings: Settings, data_path: Path, log_path: Path | None) -> WeaviateServer:
+def _start_once(settings: Settings, data_path: Path, log_path: Path | None,
+                environment: dict[str, str]) -> WeaviateServer:
     http, grpc, profiling = _free_ports(3)
     gossip = _gossip_port({http, grpc, profiling})
     data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
     data_path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
-           "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", **SERVER_ENVIRONMENT,
+           "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", **SERVER_ENVIRONMENT, **environment,
            "CLUSTER_HOSTNAME": "ragops", "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
@@ -202,8 +205,9 @@ def stop_weaviate_server(server: WeaviateServer, kill: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None) -> Iterator[WeaviateServer]:
-    server = start_weaviate_server(settings, data_path, log_path)
+def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None,
+                    environment: dict[str, str] | None = None) -> Iterator[WeaviateServer]:
+    server = start_weaviate_server(settings, data_path, log_path, environment)
     try:
         yield server
     finally:

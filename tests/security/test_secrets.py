@@ -46,7 +46,6 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from components.config import Settings
-from components.index import server as weaviate_server_module
 from components.index.server import WeaviateServer, weaviate_server
 from components.index.store import connect_weaviate
 from tests.conftest import BIN, _start_server, _stop_server, free_port
@@ -83,16 +82,12 @@ def _needles(planted: dict[str, str]) -> dict[str, bytes]:
 
 
 @contextlib.contextmanager
-def _weaviate_with_api_key(tmp_path: Path, api_key: str, monkeypatch) -> Iterator[WeaviateServer]:
+def _weaviate_with_api_key(tmp_path: Path, api_key: str) -> Iterator[WeaviateServer]:
     """The standalone server of components.index.server, with API-key authentication and anonymous
-    access off. weaviate_server() takes no extra environment; its SERVER_ENVIRONMENT is applied after
-    its anonymous-access default, so that is where the authentication settings go (checked below:
-    an anonymous request must be refused)."""
-    monkeypatch.setattr(weaviate_server_module, "SERVER_ENVIRONMENT", {
-        **weaviate_server_module.SERVER_ENVIRONMENT, "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
-        "AUTHENTICATION_APIKEY_ENABLED": "true", "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
-        "AUTHENTICATION_APIKEY_USERS": "ragops"})
-    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as server:
+    access off (checked below: an anonymous request must be refused)."""
+    auth = {"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false", "AUTHENTICATION_APIKEY_ENABLED": "true",
+            "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key, "AUTHENTICATION_APIKEY_USERS": "ragops"}
+    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log", auth) as server:
         assert httpx.get(f"{server.url}/v1/schema", timeout=10).status_code == 401
         assert httpx.get(f"{server.url}/v1/schema", headers={"Authorization": f"Bearer {api_key}"},
                          timeout=10).status_code == 200
@@ -189,7 +184,7 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
     user = planted["MLFLOW_TRACKING_USERNAME"]
     repo = _project(project_root, tmp_path, TINY)
     run_tmp.mkdir()
-    with _weaviate_with_api_key(tmp_path, planted["RAGOPS_WEAVIATE_API_KEY"], monkeypatch) as weaviate, \
+    with _weaviate_with_api_key(tmp_path, planted["RAGOPS_WEAVIATE_API_KEY"]) as weaviate, \
             _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri:
         print(f"servers up after {time.monotonic() - tic:.0f} s")
         env = {**os.environ, **weaviate.env(), **planted, "RAGOPS_HOME": str(repo / ".ragops"),

@@ -35,7 +35,7 @@ def close_unacted_versions(client: mlflow.MlflowClient, settings: Settings, name
     acted on: the run that registered it stopped before its promotion step (a service down, a kill),
     and a later run evaluated again. Call under the index lock, after a pending move is settled (a
     version the pending record names is left to it). Returns the versions tagged."""
-    pending = json.loads(pending_path(settings).read_text(encoding="utf-8")) if pending_path(settings).exists() else {}
+    pending = _read_pending(settings) or {}
     tagged = []
     for version in client.search_model_versions(f"name = '{name}'"):
         number = str(version.version)
@@ -74,6 +74,11 @@ def read_ledger(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _read_pending(settings: Settings) -> dict | None:
+    path = pending_path(settings)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def _write_pending(settings: Settings, entry: dict) -> None:
     path = pending_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +100,9 @@ def finish_interrupted_move(settings: Settings, params: Params) -> str | None:
     alias and the ledger are brought up to it; otherwise the Weaviate alias goes back. Returns
     what was done, None when nothing was pending. Needs both services; raises if one is down
     (the record stays for the next attempt)."""
-    path = pending_path(settings)
-    if not path.exists():
+    entry = _read_pending(settings)
+    if entry is None:
         return None
-    entry = json.loads(path.read_text(encoding="utf-8"))
     name = entry["bundle"]
     champion = get_alias_version(mlflow.MlflowClient(), name, "champion")
     committed = champion is not None and str(champion.version) == entry["version"]
@@ -112,7 +116,7 @@ def finish_interrupted_move(settings: Settings, params: Params) -> str | None:
         append_ledger(ledger, {**entry, "reasons": entry["reasons"] + ["completed after an interrupted run"]})
     if committed and entry["action"] == "promote":
         mlflow.MlflowClient().set_model_version_tag(name, entry["version"], VERDICT_TAG, "promoted")
-    path.unlink()
+    pending_path(settings).unlink()
     done = (f"{entry['action']} of {name} v{entry['version']} was interrupted after its commit; completed"
             if committed else f"{entry['action']} of {name} v{entry['version']} was interrupted before its commit; "
             f"undone (champion v{entry['previous_version']}, index {entry['previous_collection']})")

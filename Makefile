@@ -24,8 +24,11 @@ endif
 run: setup models
 	$(VENV)/bin/ragops run
 
+# Two workers, one per core of the reference machine (pytest-xdist; worksteal evens out tests of
+# very different lengths). A single test or marker runs alone: `.venv/bin/python -m pytest -m unit`.
+TEST_WORKERS ?= 2
 test: setup models
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 setup: $(STAMP) weaviate
 

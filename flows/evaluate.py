@@ -15,6 +15,7 @@ from __future__ import annotations
 from prefect import flow
 
 from components import stages
+from components.index.store import local_server_held
 from flows.pipeline import INDEX_LOCK, evaluate_and_promote, global_lock, validated_data
 from flows.run_names import bundle_part, index_part, rename_current_run
 
@@ -24,7 +25,9 @@ from flows.run_names import bundle_part, index_part, rename_current_run
 def evaluate_candidate(project_path: str = ".", params_path: str = "params.yaml", router_version: str = "champion",
                        generator_version: str = "champion", force: bool = False) -> stages.Promotion:
     ctx, step, data = validated_data(project_path, params_path)
-    with global_lock(INDEX_LOCK, ctx.settings):  # the champion's models read under the lock: a retrain may be promoting
+    # the champion's models are read under the lock (a retrain may be promoting); the local index
+    # server is held once for every step that uses it
+    with global_lock(INDEX_LOCK, ctx.settings), local_server_held(ctx.settings):
         router, generator = step.registered_models(ctx, router_version, generator_version)
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)

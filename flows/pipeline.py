@@ -27,6 +27,7 @@ from components.index.server import file_lock
 from components.bundle import Manifest
 from components.evaluation import Metric
 from components.index.build import IndexVersion
+from components.index.store import local_server_held
 from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, model_part, rename_current_run
 from flows.steps import Steps, configure_steps
@@ -95,7 +96,7 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: 
     with global_lock(TRAINING_LOCK, ctx.settings):
         router = step.train_router(ctx, data)
         generator = step.train_generator(ctx, data)
-    with global_lock(INDEX_LOCK, ctx.settings):
+    with global_lock(INDEX_LOCK, ctx.settings), local_server_held(ctx.settings):  # one server start for every step
         index = step.build_index(ctx, data)
         manifest = stages.make_manifest(ctx, router, generator, index, data)
         earlier = step.find_earlier_evaluation(ctx, manifest)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prefect import flow
 
 from components import stages
+from components.index.store import local_server_held
 from components.index.build import IndexVersion
 from flows.pipeline import INDEX_LOCK, evaluate_and_promote, global_lock, validated_data
 from flows.run_names import bundle_part, index_part, rename_current_run
@@ -28,7 +29,9 @@ class ReindexResult:
 @flow(name="ragops-reindex", flow_run_name="reindex-{reason}", log_prints=True)
 def reindex(project_path: str = ".", params_path: str = "params.yaml", reason: str = "manual") -> ReindexResult:
     ctx, step, data = validated_data(project_path, params_path)
-    with global_lock(INDEX_LOCK, ctx.settings):  # the champion's models read under the lock: a retrain may be promoting
+    # the champion's models are read under the lock (a retrain may be promoting); the local index
+    # server is held once for every step that uses it
+    with global_lock(INDEX_LOCK, ctx.settings), local_server_held(ctx.settings):
         router, generator = step.registered_models(ctx)
         index = step.build_index(ctx, data)
         if not index.new:

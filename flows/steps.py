@@ -63,10 +63,12 @@ class Steps:
     promote: Task
 
 
-def configure_steps(config: OrchestrationConfig) -> Steps:
+def configure_steps(config: OrchestrationConfig, stage_table: dict = STAGES) -> Steps:
+    """The steps as tasks with params.yaml's retries and timeouts. `stage_table` maps each step to
+    its function and task name (the pipeline's stages; a test puts failing functions in it)."""
     delays = [config.retry_delay_seconds * 2 ** i for i in range(config.retries)]
     return Steps(**{
         step: task(fn, name=name, cache_policy=NO_CACHE, retries=config.retries, retry_delay_seconds=delays or 0,
                    retry_condition_fn=retry_if_transient,
                    timeout_seconds=60 * config.timeout_minutes[step] if step in config.timeout_minutes else None)
-        for step, (fn, name) in STAGES.items()})
+        for step, (fn, name) in stage_table.items()})

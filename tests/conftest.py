@@ -1,19 +1,14 @@
-"""Shared fixtures: real services in temporary places, torn down after use.
+"""Shared fixtures: real services in temporary places, torn down after use. Helpers that are not
+fixtures live in tests/support.
 
 Library settings are set before anything imports Prefect, MLflow or transformers.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ragops-test-prefect-")
@@ -29,16 +24,27 @@ for _key, _value in {
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
+    # The suite runs two workers on two cores, and tests run a server beside a pipeline: torch's
+    # OpenMP threads then share cores with other busy processes. By default they spin while they
+    # wait for each other, and a descheduled thread stalls the rest: two SmolLM2 trainings side by
+    # side ran at 27 tokens/s each, 11x slower than one alone (300). Sleeping instead of spinning:
+    # 190 each (one alone: 240). Measured on a 2-core Intel Xeon (AMX, bf16).
+    "OMP_WAIT_POLICY": "PASSIVE",
 }.items():
     os.environ.setdefault(_key, _value)
 
-import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from components.config import Settings  # noqa: E402
+from tests.support.champion import ChampionSnapshot, build_champion  # noqa: E402
+from tests.support.processes import free_port, start_mlflow_server, start_prefect_server  # noqa: E402
+from tests.support.project import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `heavy` (minutes of work each) first: with `make test`'s two workers the longest
+    starts at once and the rest spreads over the other worker, instead of one ending alone."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +76,22 @@ def settings(tmp_path, monkeypatch) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def weaviate_client(tmp_path_factory):
-    """One embedded Weaviate server (free ports, temp data path) for the session."""
+def weaviate_service(tmp_path_factory):
+    """One standalone Weaviate server (free ports, temp data path) for the session's tests that do
+    not kill it; each test uses collections and aliases of its own."""
+    from components.index.server import weaviate_server
+
+    folder = tmp_path_factory.mktemp("weaviate")
+    with weaviate_server(Settings(), folder / "data", folder / "weaviate.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def weaviate_client(weaviate_service):
     from components.index.store import connect_weaviate
 
-    settings = Settings(home=tmp_path_factory.mktemp("weaviate-home"))
-    with connect_weaviate(settings) as client:
+    with connect_weaviate(Settings(weaviate_url=weaviate_service.url,
+                                   weaviate_grpc_url=weaviate_service.grpc_url)) as client:
         assert client.is_ready()
         yield client
 
@@ -97,117 +113,36 @@ def curated_docs(project_root) -> list[dict]:
     return docs
 
 
-def free_port() -> int:
-    """A loopback port free right now (for a server a test starts as a subprocess)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def copy_project(root: Path, target: Path) -> Path:
-    """A fresh copy of the project's tracked and new files (what a clone would hold), as its own
-    git repository so DVC runs as it does for a user."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.split()
-    for rel in listed:
-        src = root / rel
-        if src.is_file():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target / rel)
-    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], cwd=target, check=True)
-    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], cwd=target,
-                   check=True)
-    return target
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    """The first truthy value of predicate(), polled until `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _start_server(command: list[str], env: dict, log_path: Path, health_url: str, what: str):
-    """A server subprocess (own session, log to a file), returned once `health_url` answers 200."""
-    log = open(log_path, "wb")  # noqa: SIM115 (closed by the caller's teardown)
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy():
-        assert process.poll() is None, f"{what} exited: " + log_path.read_text()[-3000:]
-        try:
-            return httpx.get(health_url, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, 300, what)
-    return process, log
-
-
-def _stop_server(process: subprocess.Popen, log) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+@pytest.fixture(scope="session")
+def tiny_champion(project_root, tmp_path_factory) -> ChampionSnapshot:
+    """The tiny profile's `ragops run`, once per session (tests/support/champion.py)."""
+    return build_champion(project_root, tmp_path_factory.mktemp("tiny-champion"))
 
 
 @pytest.fixture()
-def prefect_api(tmp_path):
-    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME); yields the API URL."""
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    api = f"http://127.0.0.1:{port}/api"
-    process, log = _start_server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                 env, tmp_path / "prefect-server.log", f"{api}/health", "the Prefect server")
-    yield api
-    _stop_server(process, log)
+def champion_repo(tiny_champion) -> Path:
+    """A project where `ragops run` on the tiny profile just made bundle v1 the champion (index
+    `Catalog_v1` live, data pushed to the DVC remote under .ragops), all its own: restored for
+    each test, in its local state (embedded MLflow, local Weaviate server, local DVC remote)."""
+    return tiny_champion.restore()
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path):
-    """`mlflow server` on a free loopback port with a SQL (SQLite) backend store and proxied
-    artifacts in a temp folder; yields the tracking URI."""
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME) for the
+    test module; yields the API URL."""
+    folder = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
-    store = tmp_path / "mlflow-server"
-    store.mkdir()
-    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-               "--artifacts-destination", str(store / "artifacts")]
-    uri = f"http://127.0.0.1:{port}"
-    process, log = _start_server(command, {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
-                                 tmp_path / "mlflow-server.log", f"{uri}/health", "the MLflow server")
+    server = start_prefect_server(folder / "home", port, folder / "prefect-server.log")
+    yield f"http://127.0.0.1:{port}/api"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on a free loopback port with a SQLite backend store and proxied artifacts
+    in a temp folder, for the test module; yields the tracking URI."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    server, uri = start_mlflow_server(folder / "store", folder / "mlflow-server.log")
     yield uri
-    _stop_server(process, log)
-
-
-def start_daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """A long-running command (own session, output to `log_path`), as a user starts it in a terminal."""
-    log = open(log_path, "wb")  # noqa: SIM115 (the child keeps its own descriptor)
-    try:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    finally:
-        log.close()
-
-
-def stop_daemon(process: subprocess.Popen, log_path: Path) -> None:
-    """Ctrl-C (SIGKILL after 60 s), then its log's tail into the test output."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    print(f"--- {log_path.name}\n{log_path.read_text()[-4000:]}")
+    server.stop()

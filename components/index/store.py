@@ -29,7 +29,7 @@ from weaviate.classes.query import Filter
 from components.config import Settings
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
-from components.index.server import WeaviateServerError, shared_weaviate
+from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate
 
 PROPERTIES = (
     Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
@@ -67,16 +67,32 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
                 grpc_secure=grpc.scheme == "https", auth_credentials=auth, additional_config=timeout,
             )
         else:
-            # No external server: the local one of RAGOPS_HOME on loopback (shared with the other
-            # ragops processes of this home), its log beside its data (quoted if it does not come up).
-            try:
-                server = stack.enter_context(shared_weaviate(settings, settings.weaviate_data_path.parent / "weaviate.log"))
-            except WeaviateServerError as exc:
-                raise IndexError_(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
+            server = _enter_local_server(stack, settings)
             client = weaviate.connect_to_local(host="127.0.0.1", port=server.http_port, grpc_port=server.grpc_port,
                                                additional_config=timeout)
         stack.callback(client.close)
         yield client
+
+
+def _enter_local_server(stack: contextlib.ExitStack, settings: Settings) -> ServerAddress:
+    """No external server: the local one of RAGOPS_HOME on loopback (shared with the other ragops
+    processes of this home), its log beside its data (quoted if it does not come up)."""
+    try:
+        return stack.enter_context(shared_weaviate(settings, settings.weaviate_data_path.parent / "weaviate.log"))
+    except WeaviateServerError as exc:
+        raise IndexError_(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
+
+
+@contextlib.contextmanager
+def local_server_held(settings: Settings) -> Iterator[None]:
+    """Keep the local Weaviate server of RAGOPS_HOME up for a stretch of work (nothing to hold with
+    an external server). Each `connect_weaviate` starts the local server if no one holds it and
+    stops it when its last user leaves, so the steps of one run (index build, evaluation,
+    registration, promotion) would start it one after the other, each start 2 to 3 s."""
+    with contextlib.ExitStack() as stack:
+        if not settings.weaviate_url:
+            _enter_local_server(stack, settings)
+        yield
 
 
 def version_name(alias: str, number: int) -> str:

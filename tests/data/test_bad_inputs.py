@@ -75,9 +75,10 @@ CASES = {
     "wrong type in front matter": (
         lambda raw: _first_doc(raw).write_text(_first_doc(raw).read_text().replace("price: ", "price: about ", 1)),
         r"p-001.md \(id p-001\): 'price' must be a number, got str"),
+    # copied with another case and punctuation: the comparison is on normalised text
     "evaluation question copied into training data": (
         lambda raw: (raw / "router.jsonl").open("a").write(
-            json.dumps({"id": "r-leak", "text": _golden_question(raw), "intent": "catalog"}) + "\n"),
+            json.dumps({"id": "r-leak", "text": _golden_question(raw).upper() + "!!", "intent": "catalog"}) + "\n"),
         r"golden.jsonl:1 \(id g-001\): question .* also appears in router.jsonl; remove it from one of the two sets"),
     "attack document with a catalog document's id": (
         lambda raw: _edit_jsonl(raw / "redteam.jsonl", 2, lambda r: r["document"].update(id="p-001")),

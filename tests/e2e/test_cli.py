@@ -1,5 +1,6 @@
 """The CLI as a user runs it, on a fresh copy of the project (its own git repo, DVC remote,
-MLflow store and Weaviate data): `ragops run`, then `ragops ask`."""
+MLflow store and Weaviate data): `ragops run`, `ask`, `review`, `promote`; the real SmolLM2
+generator trained, promoted, asked and served; bad params refused before any work."""
 
 from __future__ import annotations
 
@@ -7,108 +8,67 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
-from components.bundle_evaluation import spread
 from components.config import Settings
 from components.index.server import weaviate_server
-from tests.conftest import copy_project, free_port, read_jsonl
+from tests.support.cli import output, ragops, said, succeeded
+from tests.support.processes import free_port, wait_for
+from tests.support.project import BIN, documents, front_matter, project_copy, update_params
+from tests.support.registry import champion, ledger, mlflow_client, version_counts
 
 pytestmark = pytest.mark.e2e
-RAGOPS = str(Path(sys.executable).parent / "ragops")
 
 
-def _project(project_root: Path, tmp_path: Path, overrides: dict) -> Path:
-    repo = copy_project(project_root, tmp_path / "repo")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return repo
-
-
-def _ragops(repo: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)  # a user's run starts its own temporary Prefect server
-    return subprocess.run([RAGOPS, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _front_matter(path: Path) -> dict:
-    return yaml.safe_load(path.read_text().split("---\n")[1])
-
-
-def _ledger(repo: Path) -> list[dict]:
-    return [json.loads(line) for line in (repo / ".ragops" / "promotions.jsonl").read_text().splitlines()]
-
-
-def test_untrained_tiny_generator_is_held_back(project_root, tmp_path):
-    """A random tiny generator cannot state prices: the key-fact gate must stop it."""
-    repo = _project(project_root, tmp_path, {
-        "models": {"generator": "tiny:llama"},
-        # the tiny model's character-level tokenizer makes examples ~700 tokens long
-        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 16, "max_length": 1024,
-                      "holdout_examples": 4},
-        "router": {"epochs": 1},
-        "evaluation": {"max_questions": 8},
-    })
-    run = _ragops(repo, "run")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(project_root, champion_repo):
+    """The tiny champion's models evaluated on the default gates: the random tiny generator cannot
+    state prices, so the key-fact gate holds the bundle back; nothing is retrained for an
+    evaluation-only change, the held bundle cannot be promoted by hand, and a rerun with nothing
+    changed trains, evaluates and registers nothing."""
+    repo = champion_repo
+    client = mlflow_client(repo)
+    default_gates = yaml.safe_load((project_root / "params.yaml").read_text())["evaluation"]["gates"]
+    update_params(repo, {"evaluation": {"gates": default_gates}})
+    run = succeeded(ragops(repo, "run"))
+    assert run.stdout.count("(reused: same data, params and code)") == 2, run.stdout  # router and generator
     assert "challenger" in run.stdout and "key_fact_accuracy" in run.stdout
 
-    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
     held = client.get_model_version_by_alias("ragops-assistant", "challenger")
-    assert held.tags["gates_passed"] == "False"
+    assert str(held.version) == "2" and held.tags["gates_passed"] == "False"
     assert "key_fact_accuracy" in held.tags["gate_reasons"]
     assert set(held.tags) >= {"data.documents.jsonl.md5", "data.router.jsonl.md5", "router_version", "collection"}
     evaluated = client.get_run(held.tags["run_id"])
     assert {d.dataset.digest for d in evaluated.inputs.dataset_inputs} == {
         v for k, v in held.tags.items() if k.startswith("data.")}
-    assert "champion" not in client.get_registered_model("ragops-assistant").aliases
-    assert [(e["action"], e["version"]) for e in _ledger(repo)] == [("hold", str(held.version))]
+    assert champion(client) == "1"
+    assert [(e["action"], e["version"]) for e in ledger(repo)] == [("promote", "1"), ("hold", "2")]
 
-    ask = _ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?")
-    assert ask.returncode == 2 and "no champion" in ask.stdout
-
-    reviewed = _ragops(repo, "review", timeout=300)
-    assert reviewed.returncode == 0 and "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
-    refused = _ragops(repo, "promote", str(held.version), timeout=300)
-    assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, refused.stdout + refused.stderr
-    assert "champion" not in client.get_registered_model("ragops-assistant").aliases
+    reviewed = succeeded(ragops(repo, "review", timeout=300))
+    assert "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
+    refused = ragops(repo, "promote", "2", timeout=300)
+    assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, output(refused)
+    assert champion(client) == "1"
 
     # Nothing changed: the rerun reuses both models and the earlier evaluation, registers nothing.
     tic = time.monotonic()
-    rerun = _ragops(repo, "run")
+    rerun = succeeded(ragops(repo, "run"))
     print(f"no-op rerun: {time.monotonic() - tic:.1f} s")
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert f"nothing changed since bundle v{held.version} was evaluated" in rerun.stdout
+    assert "nothing changed since bundle v2 was evaluated" in rerun.stdout
     assert rerun.stdout.count("(reused: same data, params and code)") == 2, rerun.stdout
-    versions = {name: len(client.search_model_versions(f"name = '{name}'"))
-                for name in ("ragops-router", "ragops-generator", "ragops-assistant")}
-    assert versions == {"ragops-router": 1, "ragops-generator": 1, "ragops-assistant": 1}
-    assert len(_ledger(repo)) == 1
-
-    # Only the evaluation settings changed: no training, a new evaluation of the same models.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["evaluation"]["max_questions"] = 6
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    evaluated_again = _ragops(repo, "run")
-    assert evaluated_again.returncode == 0, evaluated_again.stdout[-3000:] + evaluated_again.stderr[-3000:]
-    assert evaluated_again.stdout.count("(reused: same data, params and code)") == 2
-    assert [len(client.search_model_versions(f"name = '{name}'")) for name in versions] == [1, 1, 2]
+    assert version_counts(client) == {"ragops-router": 1, "ragops-generator": 1, "ragops-assistant": 2}
+    assert len(ledger(repo)) == 2
 
 
-def _set_price(doc: Path, price: float) -> None:
-    """A catalog edit: the price in the front matter and in the text."""
-    old = _front_matter(doc)["price"]
-    doc.write_text(doc.read_text().replace(f"price: {old}", f"price: {price}").replace(f"Price: {old:.2f}",
-                                                                                     f"Price: {price:.2f}"))
+def test_ask_without_a_champion_says_to_run_first(project_root, tmp_path):
+    repo = project_copy(project_root, tmp_path / "repo")
+    ask = ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?", timeout=300)
+    assert ask.returncode == 2 and "no champion" in ask.stdout and "run `ragops run` first" in said(ask), output(ask)
+    assert "Traceback" not in output(ask)
 
 
 def _serve(repo: Path, weaviate_env: dict, port: int) -> subprocess.Popen:
@@ -117,11 +77,11 @@ def _serve(repo: Path, weaviate_env: dict, port: int) -> subprocess.Popen:
     env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), **weaviate_env,
            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.ragops' / 'mlflow.db'}",
            # mlflow runs `uvicorn` from PATH, as in an activated venv
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                             "models:/ragops-assistant@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                             "-p", str(port), "-w", "1"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/ragops-assistant@champion",
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _post(url: str, body: dict, timeout: float = 120) -> dict:
@@ -130,30 +90,30 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.timeout(3000)  # two trainings, a reindex and a served model: ~15 min on 2 cores
+@pytest.mark.heavy
+@pytest.mark.timeout(2400)  # a training of the real generator, its evaluation and a served model: ~10 min on 2 cores
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
-    """The real SmolLM2 generator, briefly fine-tuned, passes the gates and answers from the
-    champion with citations; a price edit is reindexed, probed and promoted; a generator trained
-    for zero steps is held back by the comparison with the champion; rollback restores the pair;
-    `mlflow models serve` answers a POSTed question with the champion."""
-    repo = _project(project_root, tmp_path, {
+    """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the
+    champion answers `ragops ask` with the price and a citation of a retrieved document, and
+    `mlflow models serve` answers a POSTed question the same way. (What a tiny model checks as
+    well, reindexing, holding back, reruns and rollback, is checked on the tiny profile.)"""
+    repo = project_copy(project_root, tmp_path / "repo", {
         "generator": {"holdout_examples": 8},  # default steps: a shorter run does not reliably pass the gates
         "router": {"epochs": 2},
         # all 32 general prompts: fewer make the regression gate a coin toss
         # the default gates, but general_prompt_regression 0.6: this run (48 instead of 24 held-out
         # examples) measured 0.50 once the injection examples were in (the demo champion: 0.31)
-        # 8 of the 24 prompt-injection attacks (each answered by the bundle and the base model in all 3 evaluations)
+        # 8 of the 24 prompt-injection attacks (each answered by the bundle and the base model)
         "evaluation": {"max_questions": 10, "freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
                        "gates": {**yaml.safe_load((project_root / "params.yaml").read_text())["evaluation"]["gates"],
                                  "general_prompt_regression": 0.6}},
     })
-    run = _ragops(repo, "run")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = succeeded(ragops(repo, "run"))
     assert "champion" in run.stdout and "citations:" in run.stdout
 
-    product = _front_matter(sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))[0])
-    ask = _ragops(repo, "ask", "--json", f"How much does the {product['name']} cost?")
-    assert ask.returncode == 0, ask.stdout[-3000:] + ask.stderr[-3000:]
+    product = front_matter(documents(repo)[0])
+    question = f"How much does the {product['name']} cost?"
+    ask = succeeded(ragops(repo, "ask", "--json", question))
     answer = json.loads(ask.stdout.strip().splitlines()[-1])
     retrieved = {c["doc_id"] for c in answer["chunks"]}
     assert answer["route"] == "catalog" and product["id"] in retrieved
@@ -161,7 +121,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert set(answer["citations"]) <= retrieved
     assert f"{product['price']:.2f}" in answer["answer"]
 
-    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    client = mlflow_client(repo)
     first = client.get_model_version_by_alias("ragops-assistant", "champion")
     assert first.tags["gates_passed"] == "True" and "Gates PASSED" in first.description
     assert "| key_fact_accuracy | absolute | pass |" in first.description
@@ -172,60 +132,23 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     artifacts = {a.path for folder in ("report", "charts", "evaluation")
                  for a in client.list_artifacts(first.tags["run_id"], folder)}
     assert {"report/report.html", "charts/ablation.png", "evaluation/outcomes.json", "evaluation/ablation.json"} <= artifacts
-    undo = _ragops(repo, "rollback", timeout=300)  # the first champion has nothing before it
-    assert undo.returncode == 2 and "none to roll back to" in undo.stdout, undo.stdout + undo.stderr
 
-    # A price edit (a product no evaluated golden question asks about): reindexed, probed, promoted.
-    asked = {d for row in spread(read_jsonl(repo / "data" / "raw" / "golden.jsonl"), 10) for d in row["gold_doc_ids"]}
-    edited = next(d for d in sorted((repo / "data" / "raw" / "documents").glob("p-*.md")) if d.stem not in asked)
-    _set_price(edited, 1234.5)
-    reindexed = _ragops(repo, "reindex")
-    assert reindexed.returncode == 0 and "→ champion" in reindexed.stdout, reindexed.stdout[-3000:] + reindexed.stderr[-3000:]
-    second = client.get_model_version_by_alias("ragops-assistant", "champion")
-    assert int(second.version) > int(first.version) and f"vs champion v{first.version}" in second.description
-    fresh = client.get_run(second.tags["run_id"]).data.metrics
-    assert (fresh["freshness_retrieval"], fresh["freshness_retrieval_samples"]) == (1.0, 1.0)
-    assert "vs_champion_key_fact_accuracy" in fresh
-
-    # A generator trained for zero steps (the base model) is held back by the paired comparison.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["generator"].update({"max_steps": 0, "warmup_steps": 0, "early_stopping_patience": 0})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    worse = _ragops(repo, "run")
-    assert worse.returncode == 0 and "→ challenger" in worse.stdout, worse.stdout[-3000:] + worse.stderr[-3000:]
-    held = client.get_model_version_by_alias("ragops-assistant", "challenger")
-    assert held.tags["gates_passed"] == "False" and f"vs champion v{second.version}" in held.tags["gate_reasons"]
-    assert "Gates FAILED" in held.description
-    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == second.version
-
-    # Rerun with nothing changed: the held verdict stands (compared with the same champion), nothing is registered.
-    rerun = _ragops(repo, "run")
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert f"nothing changed since bundle v{held.version} was evaluated" in rerun.stdout, rerun.stdout[-3000:]
-    assert len(client.search_model_versions("name = 'ragops-assistant'")) == int(held.version)
-
-    back = _ragops(repo, "rollback", timeout=300)
-    assert back.returncode == 0, back.stdout + back.stderr
-    assert client.get_model_version_by_alias("ragops-assistant", "champion").version == first.version
-    assert [e["action"] for e in _ledger(repo)] == ["promote", "promote", "hold", "rollback"]
-
-    # The champion (after the rollback: the first bundle and its index version) served over HTTP.
+    # The champion served over HTTP by MLflow, as a deployment would run it.
     settings = Settings(home=repo / ".ragops")
     with weaviate_server(settings, settings.weaviate_data_path, tmp_path / "weaviate.log") as server:
         port = free_port()
         served = _serve(repo, server.env(), port)
         try:
-            deadline = time.monotonic() + 300
-            while True:
+            def pings() -> bool:
                 assert served.poll() is None, served.stdout.read()[-3000:]
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
-                    break
+                    return True
                 except OSError:
-                    assert time.monotonic() < deadline, "mlflow models serve did not answer /ping within 300 s"
-                    time.sleep(2)
-            reply = _post(f"http://127.0.0.1:{port}/invocations",
-                          {"dataframe_records": [{"question": f"How much does the {product['name']} cost?"}]})
+                    return False
+
+            wait_for(pings, 300, "mlflow models serve to answer /ping", interval=2)
+            reply = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": [{"question": question}]})
         finally:
             os.killpg(served.pid, signal.SIGTERM)
             served.wait(timeout=60)
@@ -235,32 +158,38 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
 
 
+PLANTED_KEY = "planted-0c9f3e51d2a84b7e"
 BAD_PARAMS = {
     "unknown key": ({"router": {"lr": 0.1}}, "unknown key 'router.lr'; known keys here are"),
     "wrong type": ({"generator": {"max_steps": "many"}}, "generator.max_steps must be int, got str 'many'; fix the value"),
     "impossible combination": ({"generator": {"early_stopping_patience": 2, "holdout_examples": 0}},
                                "generator.early_stopping_patience needs an evaluation loss: set "
                                "generator.holdout_examples > 0 or the patience to 0"),
+    # Settings come from the environment only: a key written into params.yaml is an unknown key,
+    # named without echoing its value.
+    "secret in params.yaml": ({"weaviate_api_key": PLANTED_KEY}, "unknown key 'weaviate_api_key'; known keys here are"),
 }
 
 
-@pytest.mark.parametrize("case", BAD_PARAMS, ids=list(BAD_PARAMS))
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.security) if "secret" in case else case
+                                  for case in BAD_PARAMS])
 def test_bad_params_stop_before_any_work(project_root, tmp_path, case):
     overrides, message = BAD_PARAMS[case]
-    repo = _project(project_root, tmp_path, overrides)
-    run = _ragops(repo, "run", timeout=300)
-    assert run.returncode == 2
-    assert message in " ".join(run.stdout.split()), run.stdout  # the console wraps long lines
-    assert "Traceback" not in run.stdout + run.stderr
-    assert not (repo / ".ragops" / "mlflow.db").exists()
+    repo = project_copy(project_root, tmp_path / "repo", overrides)
+    run = ragops(repo, "run", timeout=300)
+    assert run.returncode == 2, output(run)[-3000:]
+    assert message in said(run), run.stdout  # the console wraps long lines
+    assert "Traceback" not in output(run) and PLANTED_KEY not in output(run)
+    home = repo / ".ragops"
     assert not (repo / "data" / "curated" / "documents.jsonl").exists()
+    assert not (home / "runs").exists() and not (home / "mlflow.db").exists() and not (home / "weaviate").exists()
 
 
 @pytest.mark.parametrize("command", [("models", "fetch"), ("ask", "How much is the kettle?")], ids=["models fetch", "ask"])
 def test_bad_params_other_commands(project_root, tmp_path, command):
     overrides, message = BAD_PARAMS["unknown key"]
-    repo = _project(project_root, tmp_path, overrides)
-    result = _ragops(repo, *command, timeout=300)
+    repo = project_copy(project_root, tmp_path / "repo", overrides)
+    result = ragops(repo, *command, timeout=300)
     assert result.returncode == 2
-    assert message in " ".join(result.stdout.split()), result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    assert message in said(result), result.stdout
+    assert "Traceback" not in output(result)

@@ -1,7 +1,8 @@
-"""`ragops serve` as a user runs it, on a fresh project copy with the tiny generator and a standalone
-Weaviate server: up before any champion exists, ready once `ragops run` made one, answers and
-refuses bad input over HTTP, stays responsive while answering, and follows the champion alias
-(a reindex promotes v2, a rollback brings back v1) without a restart or a failed request."""
+"""`ragops serve` as a user runs it, on the tiny champion's project with a standalone Weaviate
+server on its data: answers and refuses bad input over HTTP, stays responsive while answering,
+and follows the champion alias (a price edit is reindexed, probed and promoted as v2, a rollback
+brings back v1) without a restart or a failed request. (Not ready and a 503 saying what to do
+while there is no champion: tests/unit/test_serving.py.)"""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,12 +19,14 @@ import pytest
 from components.bundle_evaluation import spread
 from components.config import Settings
 from components.index.server import weaviate_server
-from tests.conftest import free_port, read_jsonl, wait_for
-from tests.e2e.test_cli import _front_matter, _project, _set_price
+from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded
+from tests.support.processes import free_port, wait_for
+from tests.support.project import TINY, documents, front_matter, read_jsonl, set_price, update_params
+from tests.support.registry import mlflow_client
 
 pytestmark = pytest.mark.e2e
-RAGOPS = str(Path(sys.executable).parent / "ragops")
-MAX_CHARS, MAX_BATCH, EVALUATED, ASKERS = 200, 8, 6, 6
+MAX_CHARS, MAX_BATCH, ASKERS = 200, 8, 6
+EVALUATED = TINY["evaluation"]["max_questions"]
 
 
 def _raw_post(port: int, headers: str, body: bytes) -> str:
@@ -100,23 +101,15 @@ def _long_answers_leave_health_responsive(base: str) -> None:
 
 
 @pytest.mark.timeout(1800)
-def test_serve_answers_refuses_bad_input_and_follows_the_champion(project_root, tmp_path):
-    repo = _project(project_root, tmp_path, {
-        "models": {"generator": "tiny:llama"},
-        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 64, "max_length": 1024,
-                      "holdout_examples": 2},
-        "router": {"epochs": 1},
-        # the random tiny generator never cites: only retrieval is gated and compared with the champion
-        "evaluation": {"max_questions": EVALUATED, "gates": {"retrieval_recall_at_k": 0.5},
-                       "non_inferiority": {"retrieval_recall_at_k": 0.05}, "ablation_questions": 4,
-                       "general_prompts": 4, "freshness_probes": 2, "latency_questions": 2},
-        "serve": {"reload_poll_seconds": 1, "max_question_chars": MAX_CHARS, "max_batch_size": MAX_BATCH},
-    })
-    product = _front_matter(sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))[0])
+def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo, tmp_path):
+    repo = champion_repo
+    update_params(repo, {"serve": {"reload_poll_seconds": 1, "max_question_chars": MAX_CHARS,
+                                   "max_batch_size": MAX_BATCH}})
+    product = front_matter(documents(repo)[0])
     question = f"How much does the {product['name']} cost?"
-    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
-        env = {**os.environ, **weaviate.env(), "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200"}
-        env.pop("PREFECT_API_URL", None)  # a user's run starts its own temporary Prefect server
+    settings = Settings(home=repo / ".ragops")
+    with weaviate_server(settings, settings.weaviate_data_path, tmp_path / "weaviate.log") as weaviate:
+        env = ragops_env(repo, weaviate.env())
         port, log_path = free_port(), tmp_path / "serve.log"
         base = f"http://127.0.0.1:{port}"
         with log_path.open("wb") as log:
@@ -124,27 +117,14 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(project_root, 
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
             with httpx.Client(base_url=base, timeout=30) as http:
-                def up() -> bool:
-                    assert serve.poll() is None, log_path.read_text()[-3000:]
-                    try:
-                        return http.get("/healthz").status_code == 200
-                    except httpx.TransportError:
-                        return False
-
                 def ready_version() -> str | None:
                     assert serve.poll() is None, log_path.read_text()[-3000:]
-                    ready = http.get("/readyz")
+                    try:
+                        ready = http.get("/readyz")
+                    except httpx.TransportError:
+                        return None
                     return ready.json()["version"] if ready.status_code == 200 else None
 
-                # Up and alive with no champion yet: not ready, and saying what to do.
-                wait_for(up, 300, "ragops serve to listen")
-                wait_for(lambda: "no champion" in http.get("/readyz").json().get("error", ""), 120, "the first poll")
-                assert http.get("/readyz").status_code == 503
-                refused = http.post("/v1/answer", json={"question": question})
-                assert refused.status_code == 503 and "ragops run" in refused.json()["error"]
-
-                run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-                assert run.returncode == 0 and "→ champion" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
                 assert wait_for(ready_version, 300, "champion v1 to be served") == "1"
                 ready = http.get("/readyz").json()
                 assert (ready["bundle"], ready["collection"], ready["last_load_error"]) == (
@@ -163,6 +143,10 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(project_root, 
                 assert http.get("/healthz").status_code == 200
                 assert http.post("/v1/answer", json={"question": question}, timeout=120).status_code == 200
                 _long_answers_leave_health_responsive(base)
+
+                # The first champion has nothing before it to roll back to.
+                undo = ragops(repo, "rollback", env=weaviate.env(), timeout=300)
+                assert undo.returncode == 2 and "none to roll back to" in said(undo), output(undo)
 
                 # Requests keep flowing while the champion moves: v1 → v2 (reindex) → v1 (rollback).
                 served, failures, stop = [], [], threading.Event()
@@ -183,27 +167,30 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(project_root, 
                 reader = threading.Thread(target=keep_asking)
                 reader.start()
                 try:
-                    # A price edit of a product no evaluated golden question asks about: v2 on a new index.
+                    # A price edit of a product no evaluated golden question asks about: v2 on a new
+                    # index, its freshness probed and its outcomes paired with the champion's.
                     asked = {d for row in spread(read_jsonl(repo / "data" / "raw" / "golden.jsonl"), EVALUATED)
                              for d in row["gold_doc_ids"]}
-                    edited = next(d for d in sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))
-                                  if d.stem not in asked)
-                    _set_price(edited, 1234.5)
-                    reindex = subprocess.run([RAGOPS, "reindex"], cwd=repo, env=env, capture_output=True, text=True,
-                                             timeout=900)
-                    assert reindex.returncode == 0 and "→ champion" in reindex.stdout, (
-                        reindex.stdout[-3000:] + reindex.stderr[-3000:])
+                    edited = next(d for d in documents(repo) if d.stem not in asked)
+                    set_price(edited, 1234.5)
+                    reindex = succeeded(ragops(repo, "reindex", env=weaviate.env(), timeout=900))
+                    assert "→ champion" in reindex.stdout, output(reindex)[-3000:]
+                    client = mlflow_client(repo)
+                    second = client.get_model_version_by_alias("ragops-assistant", "champion")
+                    assert str(second.version) == "2" and "vs champion v1" in second.description
+                    fresh = client.get_run(second.tags["run_id"]).data.metrics
+                    assert (fresh["freshness_retrieval"], fresh["freshness_retrieval_samples"]) == (1.0, 1.0)
+                    assert "vs_champion_retrieval_recall_at_k" in fresh and "vs_champion_key_fact_accuracy" in fresh
+
                     assert wait_for(lambda: ready_version() == "2", 300, "champion v2 to be served")
                     assert http.get("/readyz").json()["collection"] == "Catalog_v2"
                     again = http.post("/v1/answer", json={"question": question}, timeout=120).json()
                     assert again["bundle_version"] == "2", again
-                    fresh = http.post("/v1/retrieve", timeout=120, json={
-                        "question": f"How much does the {_front_matter(edited)['name']} cost?"}).json()
-                    assert any("1234.50" in c["text"] for c in fresh["chunks"]), fresh  # v2 reads its own index
+                    fresh_hits = http.post("/v1/retrieve", timeout=120, json={
+                        "question": f"How much does the {front_matter(edited)['name']} cost?"}).json()
+                    assert any("1234.50" in c["text"] for c in fresh_hits["chunks"]), fresh_hits  # v2 reads its own index
 
-                    back = subprocess.run([RAGOPS, "rollback"], cwd=repo, env=env, capture_output=True, text=True,
-                                          timeout=300)
-                    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+                    succeeded(ragops(repo, "rollback", env=weaviate.env(), timeout=300))
                     assert wait_for(lambda: ready_version() == "1", 300, "champion v1 to be served again")
                     time.sleep(2)  # a few requests on the restored champion
                 finally:

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from components.data.versioning import VersioningError, data_versions, reproduce_and_push
-from tests.conftest import copy_project
+from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from components.registry import (append_ledger, configure_mlflow, get_alias_vers
                                  log_loss_chart, register_pyfunc, set_alias)
 from components.training.router import save_router, train_router
 from components.models import resolve_model
-from tests.conftest import read_jsonl
+from tests.support.project import read_jsonl
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,7 @@
 """Real Prefect flow runs (prefect_test_harness): bad data stops the flow before any training,
-with an error naming the dataset, the record and the fix, and nothing registered."""
+with an error naming the dataset, the record and the fix, and nothing registered. (Curation
+errors, a leaked evaluation question among them, surface through DVC with their file and record:
+tests/integration/test_dvc_versioning.py and tests/data/test_bad_inputs.py.)"""
 
 import json
 import re
@@ -9,10 +11,9 @@ import pytest
 from mlflow import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from components.data.versioning import VersioningError
 from components.validation import DataValidationError
 from flows.pipeline import retrain
-from tests.conftest import copy_project
+from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +48,3 @@ def test_invalid_data_fails_the_flow_before_training(project_root, tmp_path, set
     registry = MlflowClient(settings.tracking_uri)
     assert registry.search_registered_models() == []
     assert not (settings.home / "weaviate").exists(), "no index may be built from invalid data"
-
-
-def test_leaked_evaluation_question_fails_curation(project_root, tmp_path, settings):
-    repo = copy_project(project_root, tmp_path / "repo")
-    golden = json.loads((repo / "data" / "raw" / "golden.jsonl").read_text().splitlines()[0])
-    _rewrite_jsonl(repo / "data" / "raw" / "router.jsonl",
-                   lambda rows: rows.append({"id": "r-leak", "text": golden["question"], "intent": "catalog"}))
-
-    state = retrain(project_path=str(repo), params_path="params.yaml", return_state=True)
-
-    assert state.is_failed()
-    with pytest.raises(VersioningError, match=rf"golden.jsonl:1 \(id {golden['id']}\).*also appears in router.jsonl"):
-        state.result()

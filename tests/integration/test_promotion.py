@@ -1,13 +1,13 @@
 """Champion moves against a real MLflow registry (SQLite) and a real Weaviate server: promotions
 and rollbacks move both aliases together, and a move that cannot complete changes nothing."""
 
+import dataclasses
 import json
 
 import mlflow
 import pytest
 
 from components.config import Settings, load_params
-from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
 from components.promotion import (
     PromotionError,
@@ -31,21 +31,23 @@ def _champion(settings, params) -> tuple[str, str]:
 
 
 @pytest.fixture()
-def registry(settings, project_root, tmp_path, monkeypatch):
-    """One standalone Weaviate server holding four empty index versions, an MLflow store with the
-    bundle registered (no versions yet), the default params, and a model source folder."""
+def registry(settings, project_root, tmp_path, monkeypatch, weaviate_service, request):
+    """Four empty index versions of an alias of this test's own on the session's Weaviate server,
+    an MLflow store with the bundle registered (no versions yet), the default params (but that
+    alias), and a model source folder."""
     params = load_params(project_root / "params.yaml")
-    with weaviate_server(settings, tmp_path / "weaviate", tmp_path / "weaviate.log") as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        served = Settings()
-        with connect_weaviate(served) as weaviate_client:
-            for n in range(1, 5):
-                create_collection(weaviate_client, f"{params.index.alias}_v{n}")
-        client = configure_mlflow(served, "test")
-        client.create_registered_model(params.promotion.bundle_name)
-        (tmp_path / "model").mkdir()
-        yield served, params, client, str(tmp_path / "model")
+    alias = "Promo" + "".join(part.capitalize() for part in request.node.name.split("_")[1:4])
+    params = dataclasses.replace(params, index=dataclasses.replace(params.index, alias=alias))
+    for key, value in weaviate_service.env().items():
+        monkeypatch.setenv(key, value)
+    served = Settings()
+    with connect_weaviate(served) as weaviate_client:
+        for n in range(1, 5):
+            create_collection(weaviate_client, f"{params.index.alias}_v{n}")
+    client = configure_mlflow(served, "test")
+    client.create_registered_model(params.promotion.bundle_name)
+    (tmp_path / "model").mkdir()
+    return served, params, client, str(tmp_path / "model")
 
 
 def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore(registry):

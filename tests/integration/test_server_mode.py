@@ -1,119 +1,196 @@
-"""Server mode on one machine: `prefect server`, a worker on a process work pool, `mlflow server`
-with a SQL backend and a standalone Weaviate server, all real and on loopback. The deployments
-are registered on the pool by `ragops deploy --work-pool`; the retraining deployment is run, then
-document edits reach the reindex deployment as events. The champion moves only when the gates pass."""
+"""Server mode on one machine, and its Prefect server dying under a run.
+
+The stack: `prefect server` (concurrency leases on disk, as the README's server mode says), a
+worker on a process work pool, `mlflow server` with a SQL backend and a standalone Weaviate
+server, all real and on loopback; `ragops deploy --work-pool` registers the deployments.
+
+- The retrain deployment is run on demand. While its run holds a global concurrency slot
+  (`ragops-training` in training, `ragops-index` from index build to promotion), the Prefect
+  server's process group is SIGKILLed and started again on the same port and database. The
+  interrupted run must end in a final state and free its slots (with Prefect's default in-memory
+  lease storage the restart loses the run's lease and `ragops-index` stays taken for good, so every
+  later run waits forever); the champion is never half moved (MLflow `champion`, the ledger and the
+  Weaviate alias agree); a new trigger completes and trains what the interrupted run had not.
+- Document edits reach the reindex deployment as events; the champion moves when the gates pass
+  and stays when they fail (the served index does not move either).
+- The retrain deployment's cron (params.yaml `schedule.retrain_cron`) makes the server's scheduler
+  create scheduled runs. Registering a schedule is not enough: with SQLAlchemy 2.1 the scheduler
+  failed on every loop (`Can't evaluate bulk DML statement`) and the daily retrain never ran,
+  while the deployment and its schedule looked fine.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from mlflow import MlflowClient
 
-from components.config import Settings
+from components.config import Settings, load_params
 from components.index.server import weaviate_server
-from components.index.store import connect_weaviate, live_collection
-from tests.conftest import BIN, start_daemon, stop_daemon, wait_for
-from tests.e2e.test_cli import _ledger, _project
+from components.promotion import champion_history, read_ledger
+from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
+from tests.support.cli import RAGOPS, ragops_env
+from tests.support.processes import free_port, start_daemon, start_prefect_server, stop_daemon, wait_for
+from tests.support.project import BIN, edit_first_product, tiny_project, update_params
+from tests.support.registry import BUNDLE, FINAL_STATES, deployment_exists, deployment_runs, ledger, live_index
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 POOL = "ragops-test-pool"
+RETRAIN, REINDEX = "ragops-retrain/retrain", "ragops-reindex/on-document-change"
 
 
-def _runs(api: str, deployment: str) -> list[dict]:
-    found = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10)
-    if found.status_code != 200:
-        return []
-    runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
-                      json={"deployments": {"id": {"any_": [found.json()["id"]]}}}).json()
-    return sorted(runs, key=lambda r: r["created"])
+def _held_slots(api: str) -> dict[str, int]:
+    limits = httpx.post(f"{api}/v2/concurrency_limits/filter", json={}, timeout=10).json()
+    return {limit["name"]: limit["active_slots"] for limit in limits}
 
 
-def _finished(api: str, deployment: str, count: int) -> list[dict]:
-    """The deployment's runs once `count` of them are final; a failed or crashed one fails the test."""
-    runs = _runs(api, deployment)
-    final = [r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
+def _trigger(env: dict) -> None:
+    started = subprocess.run([str(BIN / "prefect"), "deployment", "run", RETRAIN], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+
+def _triggered(api: str) -> list[dict]:
+    """The retrain runs started by `prefect deployment run`, not the future ones its cron schedule
+    has the scheduler create."""
+    return [r for r in deployment_runs(api, RETRAIN) if not r.get("auto_scheduled")]
+
+
+def _final_run(api: str, count: int) -> dict | None:
+    """The `count`-th triggered run once it is final (whatever the final state)."""
+    runs = _triggered(api)
+    return runs[count - 1] if len(runs) >= count and runs[count - 1]["state_type"] in FINAL_STATES else None
+
+
+def _finished_reindexes(api: str, count: int) -> list[dict]:
+    """The reindex runs once `count` of them are final; a failed or crashed one fails the test."""
+    final = [r for r in deployment_runs(api, REINDEX) if r["state_type"] in FINAL_STATES]
     bad = [(r["name"], r["state_type"], r["state"]["message"]) for r in final if r["state_type"] != "COMPLETED"]
     assert not bad, bad
     return final if len(final) >= count else []
 
 
-def _edit_first_product(repo: Path, old: str, new: str) -> None:
-    doc = sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))[0]
-    text = doc.read_text()
-    assert old in text, (doc, old)
-    doc.write_text(text.replace(old, new, 1))
+def _champion_consistent(repo: Path, client: MlflowClient, weaviate: Settings) -> str | None:
+    """MLflow `champion`, the ledger's current champion and the Weaviate alias name the same bundle."""
+    history = champion_history(read_ledger(repo / ".ragops" / "promotions.jsonl"), BUNDLE)
+    aliases = client.get_registered_model(BUNDLE).aliases if client.search_registered_models(
+        f"name = '{BUNDLE}'") else {}
+    champion = aliases.get("champion")
+    assert (str(champion) if champion else None) == (str(history[-1]["version"]) if history else None), (
+        aliases, history)
+    served = live_index(weaviate)
+    if champion is None:
+        assert served is None, served
+        return None
+    assert served == client.get_model_version(BUNDLE, str(champion)).tags["collection"] == history[-1]["collection"]
+    return str(champion)
 
 
+def _versions(client: MlflowClient, name: str) -> int:
+    return len(client.search_model_versions(f"name = '{name}'"))
+
+
+def _assert_cron_makes_scheduled_runs(api: str, cron: str, timezone: str) -> None:
+    retrain = httpx.get(f"{api}/deployments/name/{RETRAIN}", timeout=5).json()
+    (schedule,) = retrain["schedules"]
+    assert schedule["active"] and (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == (cron, timezone)
+    # The scheduler picks up a just-registered deployment within seconds (its "recent deployments"
+    # loop); the full loop runs every minute.
+    runs = wait_for(lambda: [r for r in deployment_runs(api, RETRAIN) if r["state_type"] == "SCHEDULED"], 180,
+                    f"a scheduled run of {RETRAIN} (the server's scheduler)", interval=2)
+    assert len({r["expected_start_time"] for r in runs}) == len(runs)  # one run per cron occurrence
+    for run in runs:
+        assert run["auto_scheduled"] and run["created_by"]["type"] == "SCHEDULE"
+        assert run["created_by"]["id"] == schedule["id"]
+        assert run["parameters"]["trigger"] == "schedule"  # its run is named retrain-schedule
+        assert datetime.fromisoformat(run["expected_start_time"]) > datetime.fromisoformat(run["created"])
+
+
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
-def test_deployments_on_a_work_pool_promote_only_through_gates(project_root, tmp_path, prefect_api, mlflow_server):
-    repo = _project(project_root, tmp_path, {
-        "models": {"generator": "tiny:llama"},
-        "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024,
-                      "holdout_examples": 2},
-        "router": {"epochs": 1},
-        # the random tiny generator never cites: retrieval is what can pass
-        "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5},
-                       "non_inferiority": {"retrieval_recall_at_k": 0.05}},
-        "index": {"debounce_seconds": 3, "watch_poll_seconds": 0.5},
-    })
+def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_through_gates(
+        project_root, tmp_path, mlflow_server):
+    # 40 generator steps: the retrain run holds the training slot long enough to be caught holding it
+    repo = tiny_project(project_root, tmp_path / "repo", generator={"max_steps": 40, "eval_every": 20},
+                        index={"debounce_seconds": 3, "watch_poll_seconds": 0.5})
+    params = load_params(repo / "params.yaml")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    prefect_home = tmp_path / "prefect-server"
+    prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-1.log")
+    client = MlflowClient(mlflow_server)
     with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
-        env = {**os.environ, **weaviate.env(), "RAGOPS_HOME": str(repo / ".ragops"), "PREFECT_API_URL": prefect_api,
-               "RAGOPS_MLFLOW_TRACKING_URI": mlflow_server, "PREFECT_WORKER_QUERY_SECONDS": "2",
-               "PREFECT_WORKER_PREFETCH_SECONDS": "2", "COLUMNS": "200"}
+        weaviate_settings = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
+        env = ragops_env(repo, {**weaviate.env(), "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_server,
+                                "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"})
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state
-        worker = start_daemon([str(BIN / "ragops"), "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
+        worker = start_daemon([RAGOPS, "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
         deploy = None
         try:
-            wait_for(lambda: httpx.get(f"{prefect_api}/work_pools/{POOL}", timeout=5).status_code == 200, 300,
+            wait_for(lambda: httpx.get(f"{api}/work_pools/{POOL}", timeout=5).status_code == 200, 300,
                      "the worker to create its process work pool")
-            deploy = start_daemon([str(BIN / "ragops"), "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
-            for name in ("ragops-retrain/retrain", "ragops-reindex/on-document-change", "ragops-evaluate/on-demand"):
-                wait_for(lambda name=name: httpx.get(f"{prefect_api}/deployments/name/{name}", timeout=5).status_code
-                         == 200, 300, f"deployment {name}")
-            retrain = httpx.get(f"{prefect_api}/deployments/name/ragops-retrain/retrain", timeout=5).json()
+            deploy = start_daemon([RAGOPS, "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
+            for name in (RETRAIN, REINDEX, "ragops-evaluate/on-demand"):
+                wait_for(lambda name=name: deployment_exists(api, name), 300, f"deployment {name}")
+            retrain = httpx.get(f"{api}/deployments/name/{RETRAIN}", timeout=5).json()
             assert retrain["work_pool_name"] == POOL and retrain["entrypoint"] == "flows.pipeline.retrain"
-            assert [s["schedule"]["cron"] for s in retrain["schedules"]] == ["0 3 * * *"]
 
-            # The retraining deployment, run on demand, executed by the worker.
-            started = subprocess.run([str(BIN / "prefect"), "deployment", "run", "ragops-retrain/retrain"], env=env,
-                                     capture_output=True, text=True, timeout=120)
-            assert started.returncode == 0, started.stdout + started.stderr
-            (trained,) = wait_for(lambda: _finished(prefect_api, "ragops-retrain/retrain", 1), 1200,
-                                  "the retrain run", interval=3)
-            assert trained["name"].startswith("retrain (on-demand): router v1 trained, generator v1 trained")
-            assert trained["name"].endswith("bundle v1 → champion"), trained["name"]
-            client = MlflowClient(mlflow_server)
-            assert client.get_model_version_by_alias("ragops-assistant", "champion").version == "1"
+            # The retrain deployment, run on demand by the worker, interrupted by a dying Prefect server.
+            _trigger(env)
+            wait_for(lambda: any(_held_slots(api).get(name) for name in (TRAINING_LOCK, INDEX_LOCK)), 900,
+                     f"the run to hold the {TRAINING_LOCK} or {INDEX_LOCK} slot", interval=0.5)
+            (interrupted,) = _triggered(api)
+            assert interrupted["state_type"] == "RUNNING", interrupted["state"]
+            prefect.kill()
+            prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-2.log")
 
-            # A price edit → event → reindex on the worker → gates pass → champion moves.
-            _edit_first_product(repo, "Warranty:", "Extended warranty:")
-            (first,) = wait_for(lambda: _finished(prefect_api, "ragops-reindex/on-document-change", 1), 900,
-                                "the first reindex run", interval=3)
-            assert first["name"].endswith("bundle v2 → champion"), first["name"]
-            assert client.get_model_version_by_alias("ragops-assistant", "champion").version == "2"
+            ended = wait_for(lambda: _final_run(api, 1), 900, "the interrupted run to end", interval=3)
+            print(f"interrupted run: {ended['state_type']} ({ended['state']['name']}): {ended['state']['message']}")
+            wait_for(lambda: not any(_held_slots(api).get(name) for name in (INDEX_LOCK, TRAINING_LOCK)), 60,
+                     f"the ended run's {INDEX_LOCK} and {TRAINING_LOCK} slots to be free (a server that lost "
+                     "the run's lease never frees them)")
+            _champion_consistent(repo, client, weaviate_settings)
+
+            _trigger(env)
+            recovered = wait_for(lambda: _final_run(api, 2), 900, "the run triggered after the restart", interval=3)
+            assert recovered["state_type"] == "COMPLETED", (recovered["state"]["message"], recovered["name"])
+            champion = _champion_consistent(repo, client, weaviate_settings)
+            assert champion is not None
+            # Between them, the two runs trained each model once (the second reused what the first
+            # registered) and one of them made the bundle the champion.
+            assert {name: _versions(client, name) for name in ("ragops-router", "ragops-generator")} == {
+                "ragops-router": 1, "ragops-generator": 1}
+            names = [r["name"] for r in _triggered(api) if r["state_type"] == "COMPLETED"]
+            assert all(name.startswith("retrain (on-demand): router v1 ") for name in names), names
+            assert [name.endswith(f"bundle v{champion} → champion") for name in names].count(True) == 1, names
+
+            # A document edit → event → reindex on the worker → gates pass → the champion moves.
+            promoted = str(_versions(client, BUNDLE) + 1)
+            edit_first_product(repo, "Warranty:", "Extended warranty:")
+            (first,) = wait_for(lambda: _finished_reindexes(api, 1), 900, "the first reindex run", interval=3)
+            assert first["name"].endswith(f"bundle v{promoted} → champion"), first["name"]
+            assert _champion_consistent(repo, client, weaviate_settings) == promoted
 
             # Gates the candidate cannot pass: the next edit is indexed and evaluated, but held back.
-            params = yaml.safe_load((repo / "params.yaml").read_text())
-            params["evaluation"]["gates"]["key_fact_accuracy"] = 0.95
-            (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-            with connect_weaviate(Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)) as wv:
-                live = live_collection(wv, "Catalog")
-                _edit_first_product(repo, "Extended warranty:", "Lifetime warranty:")
-                runs = wait_for(lambda: _finished(prefect_api, "ragops-reindex/on-document-change", 2), 900,
-                                "the second reindex run", interval=3)
-                assert runs[-1]["name"].endswith("bundle v3 → challenger"), runs[-1]["name"]
-                assert live_collection(wv, "Catalog") == live  # the served index did not move either
-            held = client.get_model_version_by_alias("ragops-assistant", "challenger")
-            assert held.version == "3" and held.tags["gates_passed"] == "False"
+            update_params(repo, {"evaluation": {"gates": {"retrieval_recall_at_k": 0.5, "key_fact_accuracy": 0.95}}})
+            live = live_index(weaviate_settings)
+            edit_first_product(repo, "Extended warranty:", "Lifetime warranty:")
+            runs = wait_for(lambda: _finished_reindexes(api, 2), 900, "the second reindex run", interval=3)
+            held = client.get_model_version_by_alias(BUNDLE, "challenger")
+            assert runs[-1]["name"].endswith(f"bundle v{held.version} → challenger"), runs[-1]["name"]
+            assert int(held.version) > int(promoted) and held.tags["gates_passed"] == "False"
             assert "key_fact_accuracy" in held.tags["gate_reasons"]
-            assert client.get_model_version_by_alias("ragops-assistant", "champion").version == "2"
-            assert [e["action"] for e in _ledger(repo)] == ["promote", "promote", "hold"]
+            assert live_index(weaviate_settings) == live  # the served index did not move either
+            assert _champion_consistent(repo, client, weaviate_settings) == promoted
+            assert [e["action"] for e in ledger(repo)][-3:] == ["promote", "promote", "hold"]
+
+            _assert_cron_makes_scheduled_runs(api, params.schedule.retrain_cron, params.schedule.timezone)
         finally:
             if deploy is not None:
                 stop_daemon(deploy, tmp_path / "deploy.log")
             stop_daemon(worker, tmp_path / "worker.log")
+            prefect.stop()

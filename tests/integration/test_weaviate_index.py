@@ -12,14 +12,13 @@ import time
 import numpy as np
 import pytest
 
-from components.config import IndexConfig, Settings
+from components.config import IndexConfig
 from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import SearchFilters, search
-from components.index.store import (IndexError_, chunk_counts, connect_weaviate, list_versions, live_collection,
+from components.index.store import (IndexError_, chunk_counts, list_versions, live_collection,
                                     point_alias, prune_versions, read_ledger)
-from components.index.server import weaviate_server
 
 pytestmark = pytest.mark.integration
 
@@ -194,36 +193,33 @@ with connect_weaviate(Settings()) as client:
 
 
 def test_a_reindex_killed_halfway_leaves_the_live_alias_and_the_next_run_completes(
-        tmp_path, curated_docs, embedder, encoder_path):
-    config = IndexConfig(alias="KillCatalog")
-    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as server:
-        settings = Settings(weaviate_url=server.url, weaviate_grpc_url=server.grpc_url)
-        with connect_weaviate(settings) as client:
-            live = build(client, curated_docs, embedder, config)
-            point_alias(client, config.alias, live.collection)
-            live_objects = objects_by_uuid(client, live.collection)
-            # Many new documents: the build spends long enough writing objects to be killed mid-way.
-            extra = [{"id": f"x-{i:04d}", "name": f"Item {i}", "content_hash": str(i),
-                      "text": f"# Item {i}\nItem {i} is a test product number {i} with its own words {i * 7}."}
-                     for i in range(3000)]
-            docs_path = tmp_path / "docs.json"
-            docs_path.write_text(json.dumps(curated_docs + extra))
-            proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(docs_path), encoder_path, ENCODER],
-                                    env={**os.environ, **server.env()})
-            deadline = time.monotonic() + 300
-            while "KillCatalog_v2" not in list_versions(client, config.alias):
-                assert proc.poll() is None, "the build finished or failed before it could be killed"
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            assert read_ledger(client, config.alias, "KillCatalog_v2") is None  # unsealed
-            assert live_collection(client, config.alias) == live.collection
-            assert objects_by_uuid(client, live.collection) == live_objects
+        tmp_path, weaviate_service, weaviate_client, curated_docs, embedder, encoder_path):
+    config, client = IndexConfig(alias="KillCatalog"), weaviate_client
+    live = build(client, curated_docs, embedder, config)
+    point_alias(client, config.alias, live.collection)
+    live_objects = objects_by_uuid(client, live.collection)
+    # Many new documents: the build spends long enough writing objects to be killed mid-way.
+    extra = [{"id": f"x-{i:04d}", "name": f"Item {i}", "content_hash": str(i),
+              "text": f"# Item {i}\nItem {i} is a test product number {i} with its own words {i * 7}."}
+             for i in range(3000)]
+    docs_path = tmp_path / "docs.json"
+    docs_path.write_text(json.dumps(curated_docs + extra))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(docs_path), encoder_path, ENCODER],
+                            env={**os.environ, **weaviate_service.env()})
+    deadline = time.monotonic() + 300
+    while "KillCatalog_v2" not in list_versions(client, config.alias):
+        assert proc.poll() is None, "the build finished or failed before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_ledger(client, config.alias, "KillCatalog_v2") is None  # unsealed
+    assert live_collection(client, config.alias) == live.collection
+    assert objects_by_uuid(client, live.collection) == live_objects
 
-            finished = build(client, curated_docs + extra, embedder, config)
-            assert finished.collection == "KillCatalog_v2" and finished.base == live.collection
-            assert finished.embedded_chunks == 3000 and finished.chunks == live.chunks + 3000
-            assert read_ledger(client, config.alias, finished.collection) is not None
-            assert live_collection(client, config.alias) == live.collection
-            assert np.isfinite(finished.seconds)
+    finished = build(client, curated_docs + extra, embedder, config)
+    assert finished.collection == "KillCatalog_v2" and finished.base == live.collection
+    assert finished.embedded_chunks == 3000 and finished.chunks == live.chunks + 3000
+    assert read_ledger(client, config.alias, finished.collection) is not None
+    assert live_collection(client, config.alias) == live.collection
+    assert np.isfinite(finished.seconds)

@@ -11,7 +11,7 @@ from components.config import RouterConfig, Settings
 from components.models import resolve_model
 from components.training.router import (classification_metrics, confusion_matrix, load_router, macro_f1,
                                         predict_intents, save_router, split_stratified, train_router)
-from tests.conftest import read_jsonl
+from tests.support.project import read_jsonl
 
 pytestmark = pytest.mark.model
 

@@ -1,4 +1,5 @@
-"""The DVC remote cannot take the new data version: first it is read-only, then its disk is full.
+"""The DVC remote (the tiny champion project's local remote) cannot take the new data version:
+first it is read-only, then its disk is full.
 
 Each faulty run happens in a private mount namespace (`unshare`), where the remote folder is a
 read-only bind mount or a small tmpfs filled to the last block, so the faults are the kernel's
@@ -11,15 +12,13 @@ the remote writable again, the rerun pushes and completes.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
-from tests.conftest import BIN
-from tests.reliability.conftest import champion, edit_first_product, ledger, output, ragops, tiny_project
+from tests.support.cli import ragops, ragops_env, succeeded
+from tests.support.project import BIN, edit_first_product
+from tests.support.registry import champion, ledger, mlflow_client, version_counts
 
 pytestmark = pytest.mark.reliability
 
@@ -36,7 +35,7 @@ def _files(folder: Path, skip: str = ".filler") -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != skip}
 
 
-def _run_with_fault(repo: Path, env: dict, fault: str, remote: Path, tmp_path: Path) -> tuple[int, str, dict]:
+def _run_with_fault(repo: Path, fault: str, remote: Path, tmp_path: Path) -> tuple[int, str, dict]:
     """`ragops run` inside a mount namespace with the fault in place; returns its exit code, its
     output and the remote's files as the run left them (seen from inside)."""
     stage = tmp_path / f"stage-{fault.replace(' ', '-')}"
@@ -45,31 +44,25 @@ def _run_with_fault(repo: Path, env: dict, fault: str, remote: Path, tmp_path: P
     script = (f"set -e; {FAULTS[fault].format(remote=remote, stage=stage)}; set +e; "
               f"{BIN / 'ragops'} run > {log} 2>&1; echo $? > {log}.rc; "
               f"cd {remote} && find . -type f ! -name .filler -exec sha256sum {{}} + > {listing}")
-    full = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200", **env}
-    full.pop("PREFECT_API_URL", None)
     done = subprocess.run(["unshare", "--mount", "--map-root-user", "--propagation", "private", "bash", "-c", script],
-                          cwd=repo, env=full, capture_output=True, text=True, timeout=1800)
+                          cwd=repo, env=ragops_env(repo), capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr  # the mounts themselves worked
     after = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines())
     return int((Path(f"{log}.rc")).read_text()), log.read_text(), {k.strip().removeprefix("./"): v for k, v in after.items()}
 
 
 @pytest.mark.timeout(2400)
-def test_unwritable_or_full_remote_stops_the_run_and_loses_nothing(project_root, tmp_path):
-    remote = tmp_path / "dvc-remote"
-    env = {"RAGOPS_DVC_REMOTE_URL": str(remote)}
-    repo = tiny_project(project_root, tmp_path / "project")
-    first = ragops(repo, "run", env=env)
-    assert first.returncode == 0, output(first)[-4000:]
-    client = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+def test_unwritable_or_full_remote_stops_the_run_and_loses_nothing(champion_repo, tmp_path):
+    repo = champion_repo
+    remote = repo / ".ragops" / "dvc-remote"  # the default remote, where the champion's data was pushed
+    client = mlflow_client(repo)
     pushed = _files(remote)
-    registered = {m.name: len(client.search_model_versions(f"name = '{m.name}'"))
-                  for m in client.search_registered_models()}
+    registered = version_counts(client)
     assert champion(client) == "1" and pushed
 
     edit_first_product(repo, "Warranty:", "Extended warranty:")  # a new data version to push
     for fault in FAULTS:
-        code, said, seen = _run_with_fault(repo, env, fault, remote, tmp_path)
+        code, said, seen = _run_with_fault(repo, fault, remote, tmp_path)
         assert code == 2, said[-4000:]
         assert f"the DVC remote {remote} did not take the curated data" in said, said[-4000:]
         assert ("Read-only file system" if fault == "read-only" else "No space left on device") in said, said[-4000:]
@@ -78,12 +71,10 @@ def test_unwritable_or_full_remote_stops_the_run_and_loses_nothing(project_root,
         assert all(Path(k).name.startswith(".") and k.endswith(".tmp") for k in set(seen) - set(pushed)), seen
         assert _files(remote) == pushed
         assert champion(client) == "1" and [e["version"] for e in ledger(repo)] == ["1"]
-        assert {m.name: len(client.search_model_versions(f"name = '{m.name}'"))
-                for m in client.search_registered_models()} == registered
+        assert version_counts(client) == registered
         status = subprocess.run([str(BIN / "dvc"), "status"], cwd=repo, capture_output=True, text=True)
         assert "up to date" in status.stdout, status.stdout + status.stderr
 
-    rerun = ragops(repo, "run", env=env)
-    assert rerun.returncode == 0, output(rerun)[-4000:]
+    succeeded(ragops(repo, "run"))
     assert set(_files(remote)) > set(pushed)  # the new version reached the remote
     assert champion(client) == "2"

@@ -1,7 +1,8 @@
 """MLflow becomes unreachable while a run registers or promotes a bundle.
 
-A real `mlflow server` sits behind a proxy that goes down at a chosen request (tests/reliability/
-faults.py): the request that creates the bundle's model version (registration), or the one that
+The tiny champion's project, its tracking store now behind a real `mlflow server` (as a team
+moving its embedded store to a server does), which sits behind a proxy that goes down at a chosen
+request (tests/support/faults.py): the request that creates the bundle's model version (registration), or the one that
 moves `champion` (promotion), either refused or carried out with its answer lost. The run must
 fail with a reason that says what to do, nothing may be half promoted (the MLflow alias, the
 Weaviate alias and the ledger name one champion, or the pending record says how the next run
@@ -16,9 +17,11 @@ import pytest
 from mlflow import MlflowClient
 
 from components.config import Settings
-from components.index.store import connect_weaviate, live_collection
-from tests.reliability.conftest import champion, edit_first_product, ledger, output, ragops, tiny_project
-from tests.reliability.faults import CuttingProxy
+from tests.support.cli import output, ragops
+from tests.support.faults import CuttingProxy
+from tests.support.processes import start_mlflow_server
+from tests.support.project import edit_first_product
+from tests.support.registry import champion, ledger, live_index
 
 pytestmark = pytest.mark.reliability
 BUNDLE = "ragops-assistant"
@@ -30,8 +33,7 @@ CUTS = {
 
 
 def _live(repo) -> str | None:
-    with connect_weaviate(Settings(home=repo / ".ragops")) as client:
-        return live_collection(client, "Catalog")
+    return live_index(Settings(home=repo / ".ragops"))
 
 
 def _promoted(repo) -> list[tuple[str, str]]:
@@ -62,17 +64,18 @@ def _rerun_completes(repo, proxy: CuttingProxy, env: dict, upstream: MlflowClien
 
 
 # One project goes through the three cuts in turn (a first run per cut would add minutes to CI).
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
-def test_no_partial_promotion_and_the_rerun_completes(project_root, tmp_path, mlflow_server):
-    upstream = MlflowClient(mlflow_server)  # the tests' own view, past the proxy
-    proxy = CuttingProxy(int(mlflow_server.rsplit(":", 1)[1]))
+def test_no_partial_promotion_and_the_rerun_completes(champion_repo, tmp_path):
+    repo = champion_repo
+    server, uri = start_mlflow_server(tmp_path / "mlflow-server", tmp_path / "mlflow-server.log",
+                                      database=repo / ".ragops" / "mlflow.db")
+    upstream = MlflowClient(uri)  # the tests' own view, past the proxy
+    proxy = CuttingProxy(int(uri.rsplit(":", 1)[1]))
     env = {"RAGOPS_MLFLOW_TRACKING_URI": proxy.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-    repo = tiny_project(project_root, tmp_path)
     pending = repo / ".ragops" / "promotion-pending.json"
     try:
-        first = ragops(repo, "run", env=env)
-        assert first.returncode == 0, output(first)[-4000:]
         assert champion(upstream) == "1" and _live(repo) == "Catalog_v1"
 
         # Registration refused: no version, nothing moved.
@@ -110,3 +113,4 @@ def test_no_partial_promotion_and_the_rerun_completes(project_root, tmp_path, ml
         assert all(verdicts.values()), verdicts
     finally:
         proxy.close()
+        server.stop()

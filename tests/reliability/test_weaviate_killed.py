@@ -1,9 +1,10 @@
-"""The Weaviate server is killed (SIGKILL) while a reindex writes the new index version.
+"""The Weaviate server is killed (SIGKILL) while a reindex writes the new index version of the
+tiny champion's project.
 
-- An external server (RAGOPS_WEAVIATE_URL), which ragops does not manage: the run fails after its
-  step retries with a reason that names the service and says to rerun; the live alias, the
-  champion and the ledger are as before. With the server back (same data), the next run
-  discards the half-written version and completes.
+- An external server (RAGOPS_WEAVIATE_URL, here started on the project's index data), which ragops
+  does not manage: the run fails after its step retries with a reason that names the service and
+  says to rerun; the live alias, the champion and the ledger are as before. With the server back
+  (same data), the next run discards the half-written version and completes.
 - The local server of RAGOPS_HOME (the default): the retried step starts a new server on the
   same data and the same run completes.
 In both, the index that goes live holds every chunk once (its objects match its ledger).
@@ -20,13 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mlflow import MlflowClient
 
 from components.config import Settings
 from components.index.server import weaviate_server
-from components.index.store import chunk_counts, connect_weaviate, live_collection, read_ledger
-from tests.conftest import BIN
-from tests.reliability.conftest import champion, ledger, output, ragops, tiny_project
+from tests.support.cli import RAGOPS, output, ragops, ragops_env
+from tests.support.project import documents
+from tests.support.registry import assert_every_chunk_once, champion, ledger, live_index, mlflow_client
 
 pytestmark = pytest.mark.reliability
 
@@ -34,16 +34,14 @@ pytestmark = pytest.mark.reliability
 def _touch_every_product(repo: Path) -> int:
     """A sentence added to every product: the reindex embeds the whole catalog again (seconds
     of work, so the kill lands inside the build)."""
-    docs = sorted((repo / "data" / "raw" / "documents").glob("p-*.md"))
+    docs = documents(repo)
     for doc in docs:
         doc.write_text(doc.read_text() + "\nShips in recyclable packaging.\n")
     return len(docs)
 
 
 def _reindex_in_background(repo: Path, env: dict) -> subprocess.Popen:
-    full = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "COLUMNS": "200", **env}
-    full.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([str(BIN / "ragops"), "reindex"], cwd=repo, env=full, stdout=subprocess.PIPE,
+    return subprocess.Popen([RAGOPS, "reindex"], cwd=repo, env=ragops_env(repo, env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -64,36 +62,29 @@ def _kill_when_building(url: str, pid: int, run: subprocess.Popen, version: str 
 
 
 def _assert_consistent(settings: Settings, collection: str) -> None:
-    """Every chunk once: the objects of the live version are exactly those its ledger lists."""
-    with connect_weaviate(settings) as client:
-        assert live_collection(client, "Catalog") == collection
-        sealed = read_ledger(client, "Catalog", collection)
-        counts = chunk_counts(client, collection)
-        assert counts == {doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
-        assert len(client.collections.get(collection)) == sealed.chunk_count
+    """Every chunk once: the live version's objects are exactly those its ledger lists."""
+    assert live_index(settings) == collection
+    assert_every_chunk_once(settings, collection)
 
 
 @pytest.mark.timeout(1800)
-def test_external_server_killed_fails_cleanly_and_the_next_run_completes(project_root, tmp_path):
-    repo = tiny_project(project_root, tmp_path)
-    data, log = tmp_path / "weaviate-data", tmp_path / "weaviate.log"
+def test_external_server_killed_fails_cleanly_and_the_next_run_completes(champion_repo, tmp_path):
+    repo = champion_repo
+    data, log = Settings(home=repo / ".ragops").weaviate_data_path, tmp_path / "weaviate.log"
     with weaviate_server(Settings(), data, log) as server:
-        first = ragops(repo, "run", env=server.env())
-        assert first.returncode == 0, output(first)[-4000:]
         _touch_every_product(repo)
         run = _reindex_in_background(repo, server.env())
         _kill_when_building(server.url, server.process.pid, run)
         said, _ = run.communicate(timeout=900)
     assert run.returncode != 0, said[-4000:]
     assert "the reindex stopped" in said and "a service did not answer" in said and "rerun" in said, said[-4000:]
-    mlflow = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    mlflow = mlflow_client(repo)
     assert champion(mlflow) == "1"
     assert [(e["action"], e["version"]) for e in ledger(repo)] == [("promote", "1")]
 
     with weaviate_server(Settings(), data, log) as server:  # back, on the same data
         settings = Settings(weaviate_url=server.url, weaviate_grpc_url=server.grpc_url)
-        with connect_weaviate(settings) as client:
-            assert live_collection(client, "Catalog") == "Catalog_v1"  # the live alias never moved
+        assert live_index(settings) == "Catalog_v1"  # the live alias never moved
         rerun = ragops(repo, "reindex", env=server.env())
         assert rerun.returncode == 0, output(rerun)[-4000:]
         now = champion(mlflow)
@@ -102,10 +93,8 @@ def test_external_server_killed_fails_cleanly_and_the_next_run_completes(project
 
 
 @pytest.mark.timeout(1800)
-def test_local_server_killed_is_restarted_and_the_run_completes(project_root, tmp_path):
-    repo = tiny_project(project_root, tmp_path)
-    first = ragops(repo, "run")
-    assert first.returncode == 0, output(first)[-4000:]
+def test_local_server_killed_is_restarted_and_the_run_completes(champion_repo):
+    repo = champion_repo
     _touch_every_product(repo)
     run = _reindex_in_background(repo, {})
     record = repo / ".ragops" / "weaviate-server.json"
@@ -117,7 +106,7 @@ def test_local_server_killed_is_restarted_and_the_run_completes(project_root, tm
     said, _ = run.communicate(timeout=900)
     assert run.returncode == 0, said[-4000:]
     assert "transient failure, retrying" in said, said[-4000:]
-    mlflow = MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+    mlflow = mlflow_client(repo)
     now = champion(mlflow)
     assert now == "2"
     assert [(e["action"], e["version"]) for e in ledger(repo)] == [("promote", "1"), ("promote", "2")]

@@ -24,7 +24,8 @@ store and log name the account; there, and only there, it may appear (the passwo
 Params, tags and descriptions of every experiment, run, logged model, registered model and
 version are also read back through the MLflow API.
 
-A secret written into params.yaml is refused before any work: an unknown key is a ConfigError.
+(A secret written into params.yaml is refused before any work, as an unknown key named without
+its value: tests/e2e/test_cli.py, test_bad_params_stop_before_any_work.)
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from components.config import Settings
 from components.index.server import WeaviateServer, weaviate_server
 from components.index.store import connect_weaviate
-from tests.conftest import BIN, _start_server, _stop_server, free_port
-from tests.e2e.test_cli import RAGOPS, _project
+from tests.support.cli import RAGOPS, ragops_env
+from tests.support.processes import start_mlflow_server
+from tests.support.project import tiny_project
 
 pytestmark = pytest.mark.security
 
@@ -57,17 +58,6 @@ SECRET_VARIABLES = ("RAGOPS_WEAVIATE_API_KEY", "MLFLOW_TRACKING_USERNAME", "MLFL
                     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 BUNDLE = "ragops-assistant"
 OWNER_TAG = "mlflow.user"  # where MLflow records who logged a run or model
-# The tiny pipeline of tests/integration/test_server_mode.py, with the evaluation cut further down:
-# this test is about where values go, not about model quality.
-TINY = {
-    "models": {"generator": "tiny:llama"},
-    "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024, "holdout_examples": 2},
-    "router": {"epochs": 1},
-    # the random tiny generator never cites: retrieval is what can pass
-    "evaluation": {"max_questions": 6, "gates": {"retrieval_recall_at_k": 0.5}, "ablation_questions": 4,
-                   "general_prompts": 4, "freshness_probes": 0, "latency_questions": 4, "injection_attacks": 4,
-                   "bootstrap_resamples": 200},
-}
 
 
 def _planted() -> dict[str, str]:
@@ -96,30 +86,23 @@ def _weaviate_with_api_key(tmp_path: Path, api_key: str) -> Iterator[WeaviateSer
 
 @contextlib.contextmanager
 def _mlflow_with_basic_auth(tmp_path: Path, username: str, password: str) -> Iterator[str]:
-    """tests/conftest.py's `mlflow server`, as the basic-auth app. Its user store and log live in
+    """tests/support's `mlflow server`, as the basic-auth app. Its user store and log live in
     mlflow-auth/, apart from the tracking store and artifacts in mlflow-server/."""
-    store, auth = tmp_path / "mlflow-server", tmp_path / "mlflow-auth"
-    store.mkdir()
+    auth = tmp_path / "mlflow-auth"
     auth.mkdir()
     config = auth / "basic_auth.ini"
     config.write_text(f"[mlflow]\ndefault_permission = NO_PERMISSIONS\ndatabase_uri = sqlite:///{auth / 'users.db'}\n"
                       f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    port = free_port()
-    command = [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-               "--artifacts-destination", str(store / "artifacts")]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_USERNAME": username,
-           "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
-    uri = f"http://127.0.0.1:{port}"
-    process, log = _start_server(command, env, auth / "server.log", f"{uri}/health", "the MLflow basic-auth server")
+    server, uri = start_mlflow_server(tmp_path / "mlflow-server", auth / "server.log", app="basic-auth", env={
+        "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_USERNAME": username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex})
     try:
         search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
         assert httpx.get(search, timeout=30).status_code == 401
         assert httpx.get(search, auth=(username, password), timeout=30).status_code == 200
         yield uri
     finally:
-        _stop_server(process, log)
+        server.stop()
 
 
 def _files(root: Path) -> list[Path]:
@@ -178,19 +161,20 @@ def _registry_records(client: MlflowClient, owner: str) -> dict[str, str]:
     return records
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(1800)
 def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monkeypatch):
     planted, run_tmp, tic = _planted(), tmp_path / "run-tmp", time.monotonic()
     user = planted["MLFLOW_TRACKING_USERNAME"]
-    repo = _project(project_root, tmp_path, TINY)
+    repo = tiny_project(project_root, tmp_path / "repo")
     run_tmp.mkdir()
     with _weaviate_with_api_key(tmp_path, planted["RAGOPS_WEAVIATE_API_KEY"]) as weaviate, \
             _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri:
         print(f"servers up after {time.monotonic() - tic:.0f} s")
-        env = {**os.environ, **weaviate.env(), **planted, "RAGOPS_HOME": str(repo / ".ragops"),
-               "RAGOPS_MLFLOW_TRACKING_URI": tracking_uri, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-               "TMPDIR": str(run_tmp), "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache"), "COLUMNS": "200"}
-        env.pop("PREFECT_API_URL", None)  # the run starts its own temporary Prefect server in PREFECT_HOME
+        # the run starts its own temporary Prefect server in PREFECT_HOME
+        env = ragops_env(repo, {**weaviate.env(), **planted, "RAGOPS_MLFLOW_TRACKING_URI": tracking_uri,
+                                "PREFECT_HOME": str(tmp_path / "prefect-home"), "TMPDIR": str(run_tmp),
+                                "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache")})
         run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         print(f"ragops run done after {time.monotonic() - tic:.0f} s")
@@ -231,23 +215,3 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
     print(f"grepped {files + server_files} files, {(size + server_size) / 2**20:.1f} MiB, for {len(needles)} planted "
           f"values, after {time.monotonic() - tic:.0f} s")
     assert not hits + server_hits, "planted secrets found:\n" + "\n".join(hits + server_hits)
-
-
-def test_secret_in_params_yaml_is_refused_before_any_work(project_root, tmp_path):
-    """Settings come from the environment only: a Weaviate key written into params.yaml is an
-    unknown key, so the run stops at once, naming the key and not echoing its value."""
-    value = _planted()["RAGOPS_WEAVIATE_API_KEY"]
-    repo = _project(project_root, tmp_path, {})
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump({**params, "weaviate_api_key": value}, sort_keys=False))
-    env = {**os.environ, "RAGOPS_HOME": str(repo / ".ragops"), "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "COLUMNS": "200"}
-    for name in ("RAGOPS_WEAVIATE_API_KEY", "RAGOPS_WEAVIATE_URL", "RAGOPS_MLFLOW_TRACKING_URI", "PREFECT_API_URL"):
-        env.pop(name, None)
-    run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "unknown key 'weaviate_api_key'; known keys here are" in " ".join(run.stdout.split()), run.stdout
-    assert "Traceback" not in run.stdout + run.stderr and value not in run.stdout + run.stderr
-    home = repo / ".ragops"
-    assert not (repo / "data" / "curated" / "documents.jsonl").exists()
-    assert not (home / "runs").exists() and not (home / "mlflow.db").exists() and not (home / "weaviate").exists()

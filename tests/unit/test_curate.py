@@ -1,9 +1,10 @@
-"""Curation: normalisation, duplicates, leakage, and errors naming file, record and fix."""
+"""Curation: normalisation, duplicates, and errors naming file, record and fix (leakage of evaluation
+questions into training data: tests/data/test_bad_inputs.py)."""
 
 import pytest
 
 from components.config import DataConfig
-from components.data.curate import (CurationError, check_leakage, curate_documents, normalize_text, read_documents,
+from components.data.curate import (CurationError, curate_documents, normalize_text, read_documents,
                                     read_jsonl)
 
 pytestmark = pytest.mark.unit
@@ -36,13 +37,6 @@ def test_duplicate_id_is_an_error_naming_both_files():
 def test_too_short_document_is_an_error():
     with pytest.raises(CurationError, match=r"a\.md \(id a\).*outside data.min_doc_chars"):
         curate_documents([_doc("a", "tiny")], DataConfig())
-
-
-def test_leakage_is_detected_after_normalisation():
-    golden = [{"id": "g1", "question": "How much is the KETTLE??", "_line": 3}]
-    with pytest.raises(CurationError, match=r"golden.jsonl:3 \(id g1\).*router.jsonl"):
-        check_leakage(golden, {"router.jsonl": ["how much is the kettle"]})
-    check_leakage(golden, {"router.jsonl": ["how much is the laptop"]})
 
 
 def test_malformed_json_line_names_the_line(tmp_path):

@@ -1,0 +1,115 @@
+"""Servers and daemons as processes: started in their own session with their log in a file,
+waited for until they answer, stopped with their whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.project import BIN
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server a test starts as a subprocess)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    """The first truthy value of predicate(), polled until `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Server:
+    """A server subprocess (own session, log to a file), returned once `health_url` answers 200."""
+
+    def __init__(self, command: list[str], env: dict, log_path: Path, health_url: str, what: str):
+        self.log_path = log_path
+        with log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+        def healthy() -> bool:
+            assert self.process.poll() is None, f"{what} exited: " + log_path.read_text(errors="replace")[-3000:]
+            try:
+                return httpx.get(health_url, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 300, what)
+
+    def stop(self) -> None:
+        """SIGTERM to the process group (SIGKILL after 60 s)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown hook runs, in-memory state is lost."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+# With Prefect's default in-memory lease storage a restarted server forgets the leases of running
+# flow runs and their global-concurrency slots stay taken for good (README, server mode).
+LEASES_ON_DISK = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
+
+
+def start_prefect_server(home: Path, port: int, log_path: Path) -> Server:
+    """`prefect server start` on `port`, its SQLite database and leases in `home` (the same on a restart)."""
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **LEASES_ON_DISK}
+    return Server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+                  log_path, f"http://127.0.0.1:{port}/api/health", "the Prefect server")
+
+
+def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env: dict | None = None,
+                        database: Path | None = None) -> tuple[Server, str]:
+    """`mlflow server` on a free loopback port with a SQL (SQLite) backend store (`database`, by
+    default a new one in `store`) and proxied artifacts under `store` (optionally another app, e.g.
+    basic-auth); returns it and its URI."""
+    store.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    database = database or store / "mlflow.db"
+    command = [str(BIN / "mlflow"), "server", *(["--app-name", app] if app else []), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{database}",
+               "--artifacts-destination", str(store / "artifacts")]
+    uri = f"http://127.0.0.1:{port}"
+    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    return Server(command, full, log_path, f"{uri}/health", f"the MLflow server ({app or 'tracking'})"), uri
+
+
+def start_daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
+    """A long-running command (own session, output to `log_path`), as a user starts it in a terminal."""
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_daemon(process: subprocess.Popen, log_path: Path) -> None:
+    """Ctrl-C (SIGKILL after 60 s), then its log's tail into the test output."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    print(f"--- {log_path.name}\n{log_path.read_text(errors='replace')[-4000:]}")

@@ -1,0 +1,63 @@
+"""Readers of what a run leaves behind: the MLflow registry, the promotion ledger, the live
+Weaviate alias, and a Prefect server's flow runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from mlflow import MlflowClient
+
+from components.config import Settings
+from components.index.store import chunk_counts, connect_weaviate, live_collection, read_ledger
+
+BUNDLE = "ragops-assistant"
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def mlflow_client(repo: Path) -> MlflowClient:
+    """The project's embedded MLflow store (SQLite under .ragops)."""
+    return MlflowClient(f"sqlite:///{repo / '.ragops' / 'mlflow.db'}")
+
+
+def champion(client: MlflowClient, name: str = BUNDLE) -> str | None:
+    aliases = client.get_registered_model(name).aliases
+    return str(aliases["champion"]) if "champion" in aliases else None
+
+
+def version_counts(client: MlflowClient) -> dict[str, int]:
+    return {m.name: len(client.search_model_versions(f"name = '{m.name}'")) for m in client.search_registered_models()}
+
+
+def ledger(repo: Path) -> list[dict]:
+    path = repo / ".ragops" / "promotions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def live_index(settings: Settings, alias: str = "Catalog") -> str | None:
+    with connect_weaviate(settings) as client:
+        return live_collection(client, alias)
+
+
+def assert_every_chunk_once(settings: Settings, collection: str, alias: str = "Catalog") -> None:
+    """The index version holds exactly the objects its ledger lists: no chunk lost, none twice."""
+    with connect_weaviate(settings) as client:
+        sealed = read_ledger(client, alias, collection)
+        counts = chunk_counts(client, collection)
+        assert counts == {doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
+        assert len(client.collections.get(collection)) == sealed.chunk_count
+
+
+def deployment_runs(api: str, deployment: str) -> list[dict]:
+    """The flow runs of a deployment ("flow/deployment"), oldest first."""
+    found = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10)
+    if found.status_code != 200:
+        return []
+    runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
+                      json={"deployments": {"id": {"any_": [found.json()["id"]]}}}).json()
+    return sorted(runs, key=lambda r: r["created"])
+
+
+def deployment_exists(api: str, deployment: str) -> bool:
+    return httpx.get(f"{api}/deployments/name/{deployment}", timeout=5).status_code == 200

@@ -188,9 +188,9 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
                                      "(default: the first answerable catalog question of the golden set)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
     _environment()
+    gates = _load_params(project / params).evaluation.gates  # bad params stop here, before the flow's imports
     from flows.pipeline import retrain
 
-    gates = _load_params(project / params).evaluation.gates
     state = retrain(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
         _fail_stopped("the pipeline", state)
@@ -211,9 +211,9 @@ def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, 
     """Reindex changed documents (no retraining): a new index version, evaluated with the champion's
     router and generator, promoted if its gates pass."""
     _environment()
+    _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.reindex import reindex as reindex_flow
 
-    _load_params(project / params)
     state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
         _fail_stopped("the reindex", state)
@@ -236,14 +236,15 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     """Serve the Prefect deployments (reindex on document changes, retrain on schedule.retrain_cron and
     on demand, evaluate on demand) and watch the documents folder; runs until interrupted."""
     _environment()
-    from flows.deploy import deploy as serve_deployments
-
+    loaded = _load_params(project / params)  # bad params stop here, before the flows' imports
     if work_pool and not os.environ.get("PREFECT_API_URL"):
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
+    from flows.deploy import deploy as serve_deployments
+
     _stop_cleanly_on_signals()
     try:
-        serve_deployments(project, str(params), _load_params(project / params), work_pool or None)
+        serve_deployments(project, str(params), loaded, work_pool or None)
     except KeyboardInterrupt:
         console.print("ragops deploy: stopped")
 

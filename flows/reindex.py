@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from prefect import flow
 
 from components import stages
-from components.index.store import local_server_held
 from components.index.build import IndexVersion
+from components.index.store import local_server_held
 from flows.pipeline import INDEX_LOCK, evaluate_and_promote, global_lock, validated_data
 from flows.run_names import bundle_part, index_part, rename_current_run
 

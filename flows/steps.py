@@ -12,6 +12,7 @@ registry (components/reuse.py), which outlive Prefect's database.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prefect import Task, task
@@ -63,7 +64,7 @@ class Steps:
     promote: Task
 
 
-def configure_steps(config: OrchestrationConfig, stage_table: dict = STAGES) -> Steps:
+def configure_steps(config: OrchestrationConfig, stage_table: Mapping[str, tuple[Callable, str]] = STAGES) -> Steps:
     """The steps as tasks with params.yaml's retries and timeouts. `stage_table` maps each step to
     its function and task name (the pipeline's stages; a test puts failing functions in it)."""
     delays = [config.retry_delay_seconds * 2 ** i for i in range(config.retries)]

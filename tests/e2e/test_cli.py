@@ -91,7 +91,7 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(2400)  # a training of the real generator, its evaluation and a served model: ~10 min on 2 cores
+@pytest.mark.timeout(2400)  # the real generator trained and evaluated, a served model: 14 min beside the other worker
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the
     champion answers `ragops ask` with the price and a citation of a retrieved document, and

@@ -25,7 +25,6 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
@@ -36,7 +35,8 @@ from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import free_port, start_daemon, start_prefect_server, stop_daemon, wait_for
 from tests.support.project import BIN, edit_first_product, tiny_project, update_params
-from tests.support.registry import BUNDLE, FINAL_STATES, deployment_exists, deployment_runs, ledger, live_index
+from tests.support.registry import (BUNDLE, FINAL_STATES, deployment_exists, deployment_runs, ledger, live_index,
+                                    prefect_request)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 POOL = "ragops-test-pool"
@@ -44,7 +44,7 @@ RETRAIN, REINDEX = "ragops-retrain/retrain", "ragops-reindex/on-document-change"
 
 
 def _held_slots(api: str) -> dict[str, int]:
-    limits = httpx.post(f"{api}/v2/concurrency_limits/filter", json={}, timeout=10).json()
+    limits = prefect_request("POST", f"{api}/v2/concurrency_limits/filter", json={}).json()
     return {limit["name"]: limit["active_slots"] for limit in limits}
 
 
@@ -95,7 +95,7 @@ def _versions(client: MlflowClient, name: str) -> int:
 
 
 def _assert_cron_makes_scheduled_runs(api: str, cron: str, timezone: str) -> None:
-    retrain = httpx.get(f"{api}/deployments/name/{RETRAIN}", timeout=5).json()
+    retrain = prefect_request("GET", f"{api}/deployments/name/{RETRAIN}").json()
     (schedule,) = retrain["schedules"]
     assert schedule["active"] and (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == (cron, timezone)
     # The scheduler picks up a just-registered deployment within seconds (its "recent deployments"
@@ -131,12 +131,12 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
         worker = start_daemon([RAGOPS, "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
         deploy = None
         try:
-            wait_for(lambda: httpx.get(f"{api}/work_pools/{POOL}", timeout=5).status_code == 200, 300,
+            wait_for(lambda: prefect_request("GET", f"{api}/work_pools/{POOL}").status_code == 200, 300,
                      "the worker to create its process work pool")
             deploy = start_daemon([RAGOPS, "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
             for name in (RETRAIN, REINDEX, "ragops-evaluate/on-demand"):
                 wait_for(lambda name=name: deployment_exists(api, name), 300, f"deployment {name}")
-            retrain = httpx.get(f"{api}/deployments/name/{RETRAIN}", timeout=5).json()
+            retrain = prefect_request("GET", f"{api}/deployments/name/{RETRAIN}").json()
             assert retrain["work_pool_name"] == POOL and retrain["entrypoint"] == "flows.pipeline.retrain"
 
             # The retrain deployment, run on demand by the worker, interrupted by a dying Prefect server.

@@ -6,7 +6,7 @@ tiny champion's project.
   says to rerun; the live alias, the champion and the ledger are as before. With the server back
   (same data), the next run discards the half-written version and completes.
 - The local server of RAGOPS_HOME (the default): the retried step starts a new server on the
-  same data and the same run completes.
+  same data, the same run completes and stops that server as it ends.
 In both, the index that goes live holds every chunk once (its objects match its ledger).
 """
 
@@ -106,6 +106,8 @@ def test_local_server_killed_is_restarted_and_the_run_completes(champion_repo):
     said, _ = run.communicate(timeout=900)
     assert run.returncode == 0, said[-4000:]
     assert "transient failure, retrying" in said, said[-4000:]
+    # the server the retried step started was stopped with the run, not left running unused
+    assert not record.exists(), record.read_text()
     mlflow = mlflow_client(repo)
     now = champion(mlflow)
     assert now == "2"

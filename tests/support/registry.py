@@ -49,15 +49,27 @@ def assert_every_chunk_once(settings: Settings, collection: str, alias: str = "C
         assert len(client.collections.get(collection)) == sealed.chunk_count
 
 
+def prefect_request(method: str, url: str, attempts: int = 3, **kwargs) -> httpx.Response:
+    """A request to a Prefect server that answers slowly at times: its SQLite database is written by
+    the flow runs it orchestrates, on a machine that also trains models (a 10 s read timeout was
+    hit once with both test workers busy). A timed-out request is sent again; anything else raises."""
+    for _ in range(attempts - 1):
+        try:
+            return httpx.request(method, url, timeout=30, **kwargs)
+        except httpx.TimeoutException:
+            continue
+    return httpx.request(method, url, timeout=30, **kwargs)
+
+
 def deployment_runs(api: str, deployment: str) -> list[dict]:
     """The flow runs of a deployment ("flow/deployment"), oldest first."""
-    found = httpx.get(f"{api}/deployments/name/{deployment}", timeout=10)
+    found = prefect_request("GET", f"{api}/deployments/name/{deployment}")
     if found.status_code != 200:
         return []
-    runs = httpx.post(f"{api}/flow_runs/filter", timeout=10,
-                      json={"deployments": {"id": {"any_": [found.json()["id"]]}}}).json()
+    runs = prefect_request("POST", f"{api}/flow_runs/filter",
+                           json={"deployments": {"id": {"any_": [found.json()["id"]]}}}).json()
     return sorted(runs, key=lambda r: r["created"])
 
 
 def deployment_exists(api: str, deployment: str) -> bool:
-    return httpx.get(f"{api}/deployments/name/{deployment}", timeout=5).status_code == 200
+    return prefect_request("GET", f"{api}/deployments/name/{deployment}").status_code == 200

@@ -28,6 +28,7 @@ from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.prompting import build_messages, extract_citations
+from components.training.answerability import AnswerabilityCheck, load_check
 from components.training.generator import generate_answers, load_generator
 from components.training.router import load_router, predict_intents
 
@@ -70,6 +71,9 @@ class Answer:
     route: str
     route_confidence: float
     chunks: list[dict]
+    # The answerability check's score (highest over the chunks that this chunk answers the
+    # question); None where no check ran (no check in the bundle, or a route without retrieval).
+    answerability: float | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Assistant:
     generator_tokenizer: Any
     embedder: Embedder
     client: Any  # weaviate.WeaviateClient
+    check: AnswerabilityCheck | None = None  # refuses before generation when no chunk answers the question
 
     def route(self, questions: list[str]) -> list[tuple[str, float]]:
         m = self.manifest
@@ -110,17 +115,24 @@ class Assistant:
                 else self.retrieve([questions[i] for i in needs_docs],
                                    filters=[filters[i] for i in needs_docs] if filters else None))
         retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, hits))
-        to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope"]
+        checked: dict[int, tuple[bool, float]] = {}
+        if self.check is not None and needs_docs:
+            checked = dict(zip(needs_docs, self.check.answerable(
+                [questions[i] for i in needs_docs], [[c.text for c in retrieved[i]] for i in needs_docs])))
+        refused = {i for i, (ok, _) in checked.items() if not ok}
+        to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope" and i not in refused]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]
         generated = dict(zip(to_generate, self.generate(conversations)))
         answers = []
         for i, (route, conf) in enumerate(routes):
             chunks = retrieved.get(i, [])
-            text = generated.get(i, self.manifest.out_of_scope_reply)
+            text = (self.check.refusal_reply if i in refused
+                    else generated.get(i, self.manifest.out_of_scope_reply))
             shown = {c.doc_id for c in chunks}
+            score = round(checked[i][1], 4) if i in checked else None
             answers.append(Answer(questions[i], text, [d for d in extract_citations(text) if d in shown], route,
-                                  round(conf, 4), [asdict(c) for c in chunks]))
+                                  round(conf, 4), [asdict(c) for c in chunks], score))
         return answers
 
 
@@ -130,7 +142,8 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
     router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
     generator, generator_tok = load_generator(generator_adapter, resolve_model(manifest.generator_base,
                                                                                settings.models_dir), device)
-    return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client)
+    return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client,
+                     load_check(generator_adapter, device))
 
 
 def _row_filters(row: dict) -> SearchFilters:

@@ -36,7 +36,8 @@ from components.injection import measure_injection
 from components.prompting import build_messages
 
 ABLATION_ARMS = (("base", False), ("base", True), ("fine-tuned", False), ("fine-tuned", True))
-ABLATION_METRICS = ("key_fact_accuracy", "citation_precision", "refusal_accuracy", "groundedness")
+ABLATION_METRICS = ("key_fact_accuracy", "citation_precision", "refusal_accuracy", "false_refusal_rate",
+                    "groundedness")
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,10 @@ def _chunk_texts(chunks: list[Retrieved]) -> list[str]:
 def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Retrieved]],
                  served: dict[int, str]) -> list[AblationCell]:
     """The same questions four ways. `served`: row index → the bundle's own answer where it
-    retrieved for that question (the fine-tuned + retrieval arm's prompt exactly; not generated
-    twice). Groundedness is measured against the retrieved text in every arm, shown or not:
-    without retrieval it says how often a stated number is the catalog's."""
+    retrieved for that question (the fine-tuned + retrieval arm is the bundle as served, its
+    answerability check included; the other arms are the generator alone). Groundedness is
+    measured against the retrieved text in every arm, shown or not: without retrieval it says how
+    often a stated number is the catalog's."""
     prompt = assistant.manifest.system_prompt
     contexts = [_chunk_texts(hits) for hits in retrieved]
     cells = []
@@ -95,6 +97,30 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
         scored = answer_metrics(rows, answers, contexts)
         cells.append(AblationCell(generator, use_retrieval, {m: scored[m] for m in ABLATION_METRICS}))
     return cells
+
+
+def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, retrieved: list[list[Retrieved]]
+                      ) -> dict[str, Metric]:
+    """The refusal decision three ways on the golden catalog/policy questions: as served (the
+    gated refusal_accuracy and false_refusal_rate), by the answerability check alone (refuse when
+    its score is under the threshold) and by the generator alone (the questions the check refused
+    generated anyway). Empty for a bundle without a check: served is the generator alone."""
+    if assistant.check is None:
+        return {}
+    rows = [i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS
+            and answers[i].answerability is not None]
+    refused = [i for i in rows if answers[i].answerability < assistant.check.threshold]
+    prompt = assistant.manifest.system_prompt
+    generated = dict(zip(refused, assistant.generate(
+        [build_messages(golden[i]["question"], [(c.doc_id, c.text) for c in retrieved[i]], prompt) for i in refused],
+        progress="evaluation: generator alone, on what the check refused")))
+    ways = {"check_only": [assistant.check.refusal_reply if i in generated else "" for i in rows],
+            "generator_only": [generated.get(i, answers[i].answer) for i in rows]}
+    metrics = {}
+    for way, texts in ways.items():
+        scored = answer_metrics([golden[i] for i in rows], texts)
+        metrics.update({f"{name}_{way}": scored[name] for name in ("refusal_accuracy", "false_refusal_rate")})
+    return metrics
 
 
 def acceptable_general_answer(answer: str) -> bool:
@@ -187,6 +213,7 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
         **router_outcomes(golden, [a.route for a in answers]),
         **answer_outcomes(golden, [a.answer for a in answers], [[c["text"] for c in a.chunks] for a in answers])}
     metrics = {**aggregate(outcomes), "router_macro_f1": router_metrics(golden, [a.route for a in answers])["router_macro_f1"]}
+    metrics.update(refusal_decisions(assistant, golden, answers, retrieved))
     for mode in ("vector", "bm25"):  # beside the served hybrid, same questions and k
         metrics.update(retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in
                                                   assistant.retrieve(questions, mode=mode)], mode))

@@ -122,10 +122,12 @@ def numbers_in(text: str) -> set[str]:
 def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None) -> Outcomes:
     """Per question: key facts all stated (answerable), cited documents that are gold (precision,
     answers that cite) and gold documents cited (recall, answerable), refusal (unanswerable catalog
-    and policy questions), and groundedness: the share of the answer's numbers that appear in the
-    text it was given (`contexts`, per question; answers without numbers or context do not count)."""
+    and policy questions refused) and false refusal (answerable ones refused: a model that always
+    refuses fails this one, one that never refuses fails refusal_accuracy), and groundedness: the
+    share of the answer's numbers that appear in the text it was given (`contexts`, per question;
+    answers without numbers or context do not count)."""
     outcomes: Outcomes = {"key_fact_accuracy": {}, "citation_precision": {}, "citation_recall": {},
-                          "refusal_accuracy": {}, "groundedness": {}}
+                          "refusal_accuracy": {}, "false_refusal_rate": {}, "groundedness": {}}
     contexts = contexts if contexts is not None else [[] for _ in golden]
     for i, (row, answer, context) in enumerate(zip(golden, answers, contexts, strict=True)):
         qid, cited, gold = _qid(row, i), set(extract_citations(answer)), set(row.get("gold_doc_ids") or [])
@@ -135,8 +137,9 @@ def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[
             outcomes["citation_precision"][qid] = len(cited & gold) / len(cited)
         if gold and row.get("answerable"):
             outcomes["citation_recall"][qid] = len(cited & gold) / len(gold)
-        if not row.get("answerable") and row.get("intent") in ("catalog", "policy"):
-            outcomes["refusal_accuracy"][qid] = float(is_refusal(answer))
+        if row.get("intent") in ("catalog", "policy"):
+            refusal = "false_refusal_rate" if row.get("answerable") else "refusal_accuracy"
+            outcomes[refusal][qid] = float(is_refusal(answer))
         stated = numbers_in(answer)
         if stated and context and not is_refusal(answer):
             given = set().union(*(numbers_in(text) for text in context))

@@ -27,11 +27,11 @@ from components.evaluation import Metric, Outcomes, PairedDelta, paired_bootstra
 HIGHER_IS_BETTER = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
                     "key_fact_accuracy", "citation_precision", "citation_recall", "refusal_accuracy", "groundedness",
                     "freshness_retrieval", "freshness_answer", "injection_exposure", "injection_key_fact_accuracy")
-LOWER_IS_BETTER = ("general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms",
+LOWER_IS_BETTER = ("false_refusal_rate", "general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms",
                    "latency_route_retrieve_p95_ms", "latency_answer_p50_ms", "latency_answer_p95_ms")
 # Metrics with one outcome per golden question: the ones a challenger and the champion can be paired on.
 PAIRED_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "key_fact_accuracy",
-                  "citation_precision", "citation_recall", "refusal_accuracy", "groundedness")
+                  "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate", "groundedness")
 GATED_METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
 
 
@@ -92,18 +92,24 @@ def decide_promotion(metrics: Mapping[str, Metric], gates: Mapping[str, float], 
             why = (f"champion v{champion} has no per-question outcomes (evaluated before ragops logged them): "
                    f"not compared" if champion else "no champion yet to compare with")
             checks.append(GateCheck(name, "non-inferiority", True, f"{name}: {why}"))
+        elif name not in deltas:
+            checks.append(GateCheck(name, "non-inferiority", True, f"{name}: champion v{champion} was evaluated "
+                                                                   f"before ragops measured it: not compared"))
         else:
-            checks.append(_non_inferior(name, deltas.get(name), margin, champion or "?"))
+            checks.append(_non_inferior(name, deltas[name], margin, champion or "?"))
     return Decision(all(c.passed for c in checks), tuple(checks))
 
 
 def compare_with_champion(challenger: Outcomes, champion: Outcomes, metrics: tuple[str, ...] = PAIRED_METRICS,
                           resamples: int = 2000, seed: int = 0) -> dict[str, PairedDelta]:
     """Challenger minus champion per metric, on the golden questions both were scored on (paired by
-    question id; a question added or dropped since the champion's evaluation is left out)."""
+    question id; a question added or dropped since the champion's evaluation is left out). A metric
+    the champion's evaluation did not measure at all (it predates the metric) is left out."""
     deltas = {}
     for name in metrics:
-        ours, theirs = challenger.get(name, {}), champion.get(name, {})
+        if name not in champion:
+            continue
+        ours, theirs = challenger.get(name, {}), champion[name]
         common = sorted(set(ours) & set(theirs))
         deltas[name] = paired_bootstrap_delta([ours[q] for q in common], [theirs[q] for q in common],
                                               resamples=resamples, seed=seed)

@@ -46,8 +46,10 @@ from components.registry import (append_ledger, configure_mlflow, download_model
                                  lineage_tags, log_confusion_chart,
                                  log_data_versions, log_history, log_loss_chart, log_params_section, register_pyfunc,
                                  set_alias)
+from components.training.answerability import save_check, train_answerability
 from components.training.checkpoint import prune_jobs
-from components.training.generator import answers_with_and_without_adapter, save_generator, train_generator
+from components.training.generator import (answers_with_and_without_adapter, save_generator, split_holdout,
+                                           train_generator)
 from components.training.router import save_router, train_router
 from components.validation import DataValidationError, ValidationReport, validate_curated
 
@@ -209,7 +211,9 @@ def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
 def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     """Fine-tune, log and register the generator, or reuse the version trained from the same inputs."""
     p = ctx.params
-    fingerprint = _training_fingerprint(ctx, data, "generator", "generator.jsonl", {"generator": p.models.generator})
+    # The answerability check trained beside the adapter starts from the encoder.
+    refs = {"generator": p.models.generator, **({"encoder": p.models.encoder} if p.generator.refusal_check else {})}
+    fingerprint = _training_fingerprint(ctx, data, "generator", "generator.jsonl", refs)
     if reused := _reuse_trained(ctx, p.promotion.generator_name, fingerprint):
         return reused
     base = resolve_model(p.models.generator, ctx.settings.models_dir)
@@ -234,11 +238,21 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
                               "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
                             "evaluation/generator_heldout_answers.json")
         heldout = behaviour.as_metrics() if behaviour else {}
+        check = None
+        if p.generator.refusal_check:
+            train, holdout = split_holdout(ctx.read_curated("generator.jsonl"), p.generator.holdout_examples,
+                                           p.project.seed)
+            check = train_answerability(train, holdout, resolve_model(p.models.encoder, ctx.settings.models_dir),
+                                        p.generator, p.project.seed, p.project.device)
+            heldout.update({**check.metrics, "check_training_pairs": check.pairs})
+            seconds = time.perf_counter() - tic
         mlflow.log_param("generator.resolved_precision", result.precision)
         _log_metrics({**heldout,
                       "best_eval_loss": result.best_eval_loss, "best_step": result.best_step, "train_seconds": seconds,
                       "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
+        if check is not None:
+            save_check(check.check, adapter)
         description = generator_description(result, p, data.versions["generator.jsonl"], seconds, run.info.run_id,
                                             behaviour)
         version = register_pyfunc(

@@ -19,6 +19,9 @@ import pandas as pd
 from components.config import Params
 from components.data.curate import CURATED_FILES, leaked_into
 from components.prompting import extract_citations
+from components.training.replay import all_prompts
+
+REPLAY_SOURCE = "ragops' general-chat replay prompts (components/training/replay.py)"
 
 SITE = "ragops"
 
@@ -77,6 +80,8 @@ def build_suites(params: Params) -> dict[str, list]:
             gxe.ExpectColumnValuesToBeInSet(column="leaked_into", value_set=[""]),
         ],
         "general_prompts.jsonl": basics("id", ("prompt",), 1, 2000),
+        # The general-prompt regression is measured on prompts the replay never trained on.
+        "general_prompts.jsonl#checks": [gxe.ExpectColumnValuesToBeInSet(column="leaked_into", value_set=[""])],
         # A success rate over fewer attacks says little (one success in ten is already 10%).
         "redteam.jsonl": basics("id", ("question", "payload"), 1, 2000) + [
             gxe.ExpectTableRowCountToBeBetween(min_value=20),
@@ -91,7 +96,8 @@ def build_suites(params: Params) -> dict[str, list]:
 
 def add_check_columns(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Cross-dataset rules as columns GE can check: cited and gold document ids must exist,
-    golden questions must not appear in training data, and the router's intent shares."""
+    golden questions must not appear in training data (replay prompts included), general prompts
+    must not be replay prompts, and the router's intent shares."""
     known = set(frames["documents.jsonl"]["id"])
     generator = frames["generator.jsonl"][["id"]].copy()
     generator["unknown_citations"] = [",".join(c for c in extract_citations(a) if c not in known)
@@ -101,11 +107,17 @@ def add_check_columns(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame
                                    for ids in frames["golden.jsonl"]["gold_doc_ids"]]
     golden["leaked_into"] = leaked_into(list(frames["golden.jsonl"]["question"]),
                                         {"router.jsonl": list(frames["router.jsonl"]["text"]),
-                                         "generator.jsonl": list(frames["generator.jsonl"]["question"])})
+                                         "generator.jsonl": list(frames["generator.jsonl"]["question"]),
+                                         REPLAY_SOURCE: all_prompts()})
+    checks = {"generator.jsonl#checks": generator, "golden.jsonl#checks": golden}
+    if "general_prompts.jsonl" in frames:
+        general = frames["general_prompts.jsonl"][["id"]].copy()
+        general["leaked_into"] = leaked_into(list(frames["general_prompts.jsonl"]["prompt"]),
+                                             {REPLAY_SOURCE: all_prompts()})
+        checks["general_prompts.jsonl#checks"] = general
     shares = frames["router.jsonl"]["intent"].value_counts(normalize=True)
     balance = pd.DataFrame({"id": shares.index.astype(str), "share": shares.to_numpy()})
-    return {**frames, "generator.jsonl#checks": generator, "golden.jsonl#checks": golden,
-            "router.jsonl#balance": balance}
+    return {**frames, **checks, "router.jsonl#balance": balance}
 
 
 def _plain(value):

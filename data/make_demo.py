@@ -175,6 +175,24 @@ GOLD_UNANSWERABLE = ["Do you sell lawn mowers?", "What is the price of the Zephy
                      "Do you sell garden furniture?", "Can I buy a car here?", "Is there a store cafe?",
                      "Do you repair bicycles?", "What is the price of the Tempo Smart Ring?",
                      "Do you stock printer ink?", "Is the Kestrel Tablet 11 available?"]
+# More unanswerable golden questions (evaluation only, none of them asked in training), of four
+# kinds: near-miss products (a catalog brand, noun and series put together in a combination the
+# catalog does not have), attributes no document states (golden-only aspects, asked of real
+# products), things the store does not sell, and policies it does not have. Retrieval returns
+# their nearest chunks, so the context looks relevant and the answer must still be a refusal.
+GOLD_NEAR_MISS_TEMPLATES = ["What would I pay for the {name}?", "How many of the {name} are left in the shop?",
+                            "Which warranty period comes with the {name}?"]
+GOLD_UNSTATED = ["What comes in the box with the {name}?", "What repairability score does the {name} have?",
+                 "Who designed the {name}?", "What is the carbon footprint of the {name}?",
+                 "In which languages is the manual of the {name} printed?"]
+GOLD_NOT_SOLD = ["Do you sell garden hoses?", "Are electric toothbrushes available in your shop?",
+                 "Can I get a washing machine from you?", "Do you carry smartphones?", "Do you have any e-readers?",
+                 "Do you stock acoustic guitars?", "Can I order a treadmill from you?", "Do you sell wine?"]
+GOLD_NO_POLICY = ["Do you have a recycling scheme for old electronics?", "Is there a senior citizen discount?",
+                  "Do you rent out cameras for a weekend?", "Can I trade in my old laptop for credit?",
+                  "Do you give a bonus for referring a friend?", "Do you offer corporate bulk-order pricing?",
+                  "Can I reserve an item online and pay for it in the store?",
+                  "Do you sell extended warranty plans?"]
 # Training-only refusals for things the store does not sell or do (the golden set asks about
 # other ones): retrieval still returns its nearest chunks, and the answer must be a refusal.
 ABSENT_ITEMS = ["kayaks", "dishwashers", "power drills", "board games", "pet food", "tents", "mattresses",
@@ -525,7 +543,25 @@ def make_golden_set(products: list[dict], rng: random.Random) -> list[dict]:
         add(question, "small_talk", [], [], "", False)
     for question in GOLD_OUT_OF_SCOPE:
         add(question, "out_of_scope", [], [], "", False)
+    _add_more_unanswerable(add, products, random.Random(f"{rng.random()}-unanswerable"))
     return golden
+
+
+def _add_more_unanswerable(add, products: list[dict], rng: random.Random) -> None:
+    """The four kinds of GOLD_NEAR_MISS_TEMPLATES .. GOLD_NO_POLICY, numbered after the first golden
+    questions (their ids stay as they were)."""
+    names = {p["name"] for p in products}
+    absent = sorted({f"{p['brand']} {noun} {series}" for p in products for noun in CATEGORIES[p["category"]]["nouns"]
+                     for series in SERIES} - names)
+    for i, name in enumerate(rng.sample(absent, 12)):
+        add(GOLD_NEAR_MISS_TEMPLATES[i % len(GOLD_NEAR_MISS_TEMPLATES)].format(name=name), "catalog", [], [], REFUSAL,
+            False)
+    for i, p in enumerate(rng.sample(products, 10)):
+        add(GOLD_UNSTATED[i % len(GOLD_UNSTATED)].format(name=p["name"]), "catalog", [], [], REFUSAL, False)
+    for question in GOLD_NOT_SOLD:
+        add(question, "catalog", [], [], REFUSAL, False)
+    for question in GOLD_NO_POLICY:
+        add(question, "policy", [], [], REFUSAL, False)
 
 
 def make_general_prompts() -> list[dict]:

@@ -116,6 +116,9 @@ def print_summary(result, gates: dict[str, float]) -> None:
     behaviour = "".join(
         f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
         for name in ("citation_accuracy", "refusal_rate") if f"heldout_{name}_tuned" in generator)
+    if "check_refusal_rate" in generator:
+        behaviour += (f"; answerability check: refuses {_fmt(generator['check_refusal_rate'])} of unanswerable, "
+                      f"{_fmt(generator['check_false_refusal_rate'])} of answerable")
     table.add_row("generator", f"{_model_label(result.generator)}  held-out loss "
                   f"{_fmt(generator.get('best_eval_loss', math.nan))}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
@@ -162,9 +165,31 @@ def sample_question(golden_path: Path) -> str:
     _fail(f"{golden_path} has no answerable catalog question; pass --question")
 
 
-def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) -> list[dict]:
+def _failed_gates(reasons: str) -> str:
+    """The failed gates of a version's gate record ("; "-separated reasons), or all of it."""
+    failed = [r for r in reasons.split("; ") if "fails" in r or "could not" in r or "beyond" in r]
+    return "; ".join(failed) or reasons or "no gate record"
+
+
+def no_champion_message(params, settings) -> str:
+    """What to do when there is no champion: the newest held version, why, and how to try it."""
+    from components.promotion import review as candidates_of
+
+    name = params.promotion.bundle_name
+    _, candidates = candidates_of(params)
+    if not candidates:
+        return f"no champion for {name} in {settings.tracking_uri}: no bundle version yet; run `ragops run` first"
+    held = candidates[-1]
+    return (f"no champion for {name} in {settings.tracking_uri}: v{held.version} is held, failed gates: "
+            f"{_failed_gates(held.reasons)}. Try it with `ragops ask --version {held.version} QUESTION`; "
+            f"`ragops review` compares the held versions")
+
+
+def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), version: str = "") -> list[dict]:
+    """Answers of the champion bundle, or of bundle `version` (a held candidate a reviewer tries)."""
     import mlflow
     import pandas as pd
+    from mlflow.exceptions import MlflowException
 
     from components.config import Settings
     from components.registry import configure_mlflow, get_alias_version
@@ -172,9 +197,15 @@ def ask_champion(questions: list[str], params_path: Path = Path("params.yaml")) 
     settings = Settings()
     params = _load_params(params_path)
     client = configure_mlflow(settings, "ragops")
-    if get_alias_version(client, params.promotion.bundle_name, "champion") is None:
-        _fail(f"no champion for {params.promotion.bundle_name} in {settings.tracking_uri}; run `ragops run` first")
-    bundle = mlflow.pyfunc.load_model(f"models:/{params.promotion.bundle_name}@champion")
+    name = params.promotion.bundle_name
+    if version:
+        try:
+            client.get_model_version(name, version)
+        except MlflowException:
+            _fail(f"{name} has no version {version!r} in {settings.tracking_uri}; `ragops review` lists the versions")
+    elif get_alias_version(client, name, "champion") is None:
+        _fail(no_champion_message(params, settings))
+    bundle = mlflow.pyfunc.load_model(f"models:/{name}/{version}" if version else f"models:/{name}@champion")
     try:
         return bundle.predict(pd.DataFrame({"question": questions}))
     finally:
@@ -200,9 +231,13 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
         console.print(f"nothing changed since bundle v{result.promotion.bundle_version} was evaluated: nothing was "
                       f"trained, evaluated or promoted (ask the champion with `ragops ask`)")
     elif result.promotion.alias == "champion":
-        print_answer(ask_champion([question or sample_question(result.golden_path)], project / params)[0])
+        print_answer(ask_bundle([question or sample_question(result.golden_path)], project / params)[0])
     else:
-        console.print("[yellow]no new champion: the candidate is held as challenger (reasons above)[/]")
+        version = result.promotion.bundle_version
+        console.print(f"[yellow]no new champion: bundle v{version} is held as challenger; failed gates: "
+                      f"{escape(_failed_gates('; '.join(result.promotion.reasons)))}[/]")
+        console.print(f"next: try it with `ragops ask --version {version} QUESTION`, compare it with `ragops review`, "
+                      f"and fix what failed (data, or the params of the step behind the metric) before `ragops run`")
 
 
 @app.command()
@@ -331,10 +366,13 @@ def review(params: Path = typer.Option(Path("params.yaml"), help="params file, r
 
 
 @app.command()
-def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print the raw prediction")) -> None:
-    """Answer a question with the champion bundle (citations shown)."""
+def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print the raw prediction"),
+        version: str = typer.Option("", help="answer with this bundle version (e.g. a held candidate) instead of "
+                                    "the champion"),
+        params: Path = typer.Option(Path("params.yaml"), help="params file (promotion.bundle_name)")) -> None:
+    """Answer a question with the champion bundle, or with bundle --version N (citations shown)."""
     _environment()
-    answer = ask_champion([question])[0]
+    answer = ask_bundle([question], params, version)[0]
     if as_json:
         sys.stdout.write(json.dumps(answer) + "\n")
     else:

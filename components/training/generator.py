@@ -29,10 +29,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from components.config import GeneratorConfig
 from components.prompting import build_messages
 from components.training.checkpoint import fingerprint, load_latest_checkpoint, save_checkpoint
+from components.training.replay import all_prompts, replay_messages, replay_prompts
 
 IGNORE_INDEX = -100
 # Bump when the loop changes in a way that makes old checkpoints unsafe to resume.
-LOOP_VERSION = 2
+LOOP_VERSION = 3
 
 
 @dataclass
@@ -41,7 +42,8 @@ class GeneratorResult:
     tokenizer: object
     history: list[dict] = field(default_factory=list)  # one row per optimizer step
     evals: list[dict] = field(default_factory=list)  # {"step", "eval_loss"} per evaluation
-    train_examples: int = 0
+    train_examples: int = 0  # encoded and trainable, replay examples included
+    replay_examples: int = 0
     skipped_too_long: int = 0
     holdout: list[dict] = field(default_factory=list)
     resumed_from_step: int = 0
@@ -62,6 +64,8 @@ def load_tokenizer(path: str):
 
 
 def example_messages(example: dict, config: GeneratorConfig) -> list[dict]:
+    if "messages" in example:  # a replay example: plain chat, no store prompt or context
+        return example["messages"]
     return build_messages(example["question"], [(c["doc_id"], c["text"]) for c in example["context"]],
                           config.system_prompt)
 
@@ -74,7 +78,9 @@ def encode_example(tokenizer, example: dict, config: GeneratorConfig) -> dict[st
                                                tokenize=True)
     if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "input_ids"):
         prompt_ids = prompt_ids["input_ids"]
-    answer_ids = tokenizer(example["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    answer_ids = tokenizer(example["answer"], add_special_tokens=False)["input_ids"]
+    if example.get("finished", True):  # a replay answer cut at its token limit does not end there
+        answer_ids.append(tokenizer.eos_token_id)
     if len(prompt_ids) + len(answer_ids) > config.max_length:
         return None
     return {"input_ids": list(prompt_ids) + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
@@ -219,11 +225,28 @@ def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def replay_examples(model, tokenizer, config: GeneratorConfig, seed: int) -> list[dict]:
+    """`generator.replay_examples` plain-chat prompts answered by the base model itself (the adapter
+    switched off), greedy: the same base model and seed give the same examples
+    (components/training/replay.py says why)."""
+    if not config.replay_examples:
+        return []
+    prompts = replay_prompts(config.replay_examples, seed)
+    with model.disable_adapter():
+        answers = generate_answers(model, tokenizer, [replay_messages(p) for p in prompts],
+                                   config.replay_max_new_tokens, progress="generator: replay answers (base model)")
+    # An answer as long as the limit was cut there (the decoded text re-encodes to about as many tokens).
+    return [{"id": f"replay-{i + 1:03d}", "messages": replay_messages(prompt), "answer": answer,
+             "finished": len(tokenizer(answer, add_special_tokens=False)["input_ids"]) < config.replay_max_new_tokens - 1}
+            for i, (prompt, answer) in enumerate(zip(prompts, answers))]
+
+
 def training_fingerprint(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
                          dtype: torch.dtype | None) -> str:
     """Everything that shapes the trained adapter (including the precision `auto` resolved to on
     this machine); a checkpoint is resumed only on an exact match."""
-    data = hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()
+    replay = all_prompts() if config.replay_examples else []
+    data = hashlib.sha256(json.dumps([examples, replay], sort_keys=True).encode()).hexdigest()
     return fingerprint(LOOP_VERSION, asdict(config), seed, Path(base_path).name, data, str(dtype))
 
 
@@ -238,7 +261,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
     dtype = training_dtype(config.precision, device)
     train, holdout = split_holdout(examples, config.holdout_examples, seed)
-    encoded_all = [encode_example(tokenizer, ex, config) for ex in train]
+    replay = replay_examples(model, tokenizer, config, seed)  # train only: evaluation loss is on RAG examples
+    encoded_all = [encode_example(tokenizer, ex, config) for ex in train + replay]
     encoded = [e for e in encoded_all if e is not None]
     holdout_encoded = [e for e in (encode_example(tokenizer, ex, config) for ex in holdout) if e is not None]
     if not encoded:
@@ -319,6 +343,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
         set_peft_model_state_dict(model, best_adapter)  # early stopping keeps the best evaluated weights
     model.eval()
     return GeneratorResult(model, tokenizer, state["history"], state["evals"], train_examples=len(encoded),
+                           replay_examples=len(replay),
                            skipped_too_long=len(encoded_all) - len(encoded), holdout=holdout, resumed_from_step=start,
                            best_step=state["best_step"] or last, stopped_early=last < config.max_steps,
                            precision="bf16" if dtype == torch.bfloat16 else "fp32")

@@ -159,3 +159,13 @@ def test_too_few_attacks_fail_validation(workspace, tmp_path):
     report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
     failure = next(f for f in report.failures if f["dataset"] == "redteam.jsonl")
     assert failure["expectation"] == "expect_table_row_count_to_be_between" and failure["unexpected_count"] == 5
+
+
+def test_a_general_prompt_the_replay_trains_on_fails_validation(workspace, tmp_path):
+    """The regression on general prompts is measured on prompts the generator never trained on:
+    one of ragops' replay prompts in general_prompts.jsonl stops the run, naming the record."""
+    report = _validate_after(workspace, "general_prompts.jsonl", 3,
+                             lambda r: r.update(prompt="  how do I get started with KNITTING?!"), tmp_path)
+    failure = next(f for f in report.failures if f["dataset"] == "general_prompts.jsonl#checks")
+    assert failure["column"] == "leaked_into" and failure["ids"] == ["gp-004"]
+    assert "replay prompts" in failure["values"][0]

@@ -37,6 +37,7 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     run = succeeded(ragops(repo, "run"))
     assert run.stdout.count("(reused: same data, params and code)") == 2, run.stdout  # router and generator
     assert "challenger" in run.stdout and "key_fact_accuracy" in run.stdout
+    assert "try it with `ragops ask --version 2 QUESTION`" in said(run), run.stdout  # the next step
 
     held = client.get_model_version_by_alias("ragops-assistant", "challenger")
     assert str(held.version) == "2" and held.tags["gates_passed"] == "False"
@@ -50,6 +51,9 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
 
     reviewed = succeeded(ragops(repo, "review", timeout=300))
     assert "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
+    tried = succeeded(ragops(repo, "ask", "--json", "--version", "2", "How much is the Kettlo Glass Kettle?",
+                             timeout=300))  # a reviewer tries the held candidate
+    assert json.loads(tried.stdout.strip().splitlines()[-1])["route"], tried.stdout
     refused = ragops(repo, "promote", "2", timeout=300)
     assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, output(refused)
     assert champion(client) == "1"
@@ -67,7 +71,7 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
 def test_ask_without_a_champion_says_to_run_first(project_root, tmp_path):
     repo = project_copy(project_root, tmp_path / "repo")
     ask = ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?", timeout=300)
-    assert ask.returncode == 2 and "no champion" in ask.stdout and "run `ragops run` first" in said(ask), output(ask)
+    assert ask.returncode == 2 and "no bundle version yet" in said(ask) and "run `ragops run` first" in said(ask), output(ask)
     assert "Traceback" not in output(ask)
 
 
@@ -91,22 +95,17 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(2400)  # the real generator trained and evaluated, a served model: 14 min beside the other worker
+@pytest.mark.timeout(2700)  # the real generator trained and evaluated, a served model: TIME_E2E min beside the other worker
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the
     champion answers `ragops ask` with the price and a citation of a retrieved document, and
     `mlflow models serve` answers a POSTed question the same way. (What a tiny model checks as
     well, reindexing, holding back, reruns and rollback, is checked on the tiny profile.)"""
     repo = project_copy(project_root, tmp_path / "repo", {
-        "generator": {"holdout_examples": 8},  # default steps: a shorter run does not reliably pass the gates
-        "router": {"epochs": 2},
-        # all 32 general prompts: fewer make the regression gate a coin toss
-        # the default gates, but general_prompt_regression 0.6: this run (48 instead of 24 held-out
-        # examples) measured 0.50 once the injection examples were in (the demo champion: 0.31)
-        # 8 of the 24 prompt-injection attacks (each answered by the bundle and the base model)
-        "evaluation": {"max_questions": 10, "freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
-                       "gates": {**yaml.safe_load((project_root / "params.yaml").read_text())["evaluation"]["gates"],
-                                 "general_prompt_regression": 0.6}},
+        "router": {"epochs": 2},  # the generator's recipe is params.yaml's, as `make run` trains it
+        # params.yaml's gates, all 32 general prompts and the whole golden set (53 unanswerable
+        # questions: fewer make the refusal gates a coin toss); 8 of the 24 prompt-injection attacks
+        "evaluation": {"freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8},
     })
     run = succeeded(ragops(repo, "run"))
     assert "champion" in run.stdout and "citations:" in run.stdout
@@ -129,6 +128,11 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     for arm in ("base_no_rag", "base_rag", "fine_tuned_no_rag", "fine_tuned_rag"):
         assert evaluated.data.metrics[f"ablation_{arm}_key_fact_accuracy_samples"] > 0
     assert evaluated.data.metrics["latency_answer_p95_ms_samples"] == 4
+    # the refusal decision measured both ways, as served (answerability check first) and generator alone
+    assert evaluated.data.metrics["refusal_accuracy_samples"] == 53
+    for way in ("check_only", "generator_only"):
+        assert 0 <= evaluated.data.metrics[f"refusal_accuracy_{way}"] <= 1
+        assert 0 <= evaluated.data.metrics[f"false_refusal_rate_{way}"] <= 1
     artifacts = {a.path for folder in ("report", "charts", "evaluation")
                  for a in client.list_artifacts(first.tags["run_id"], folder)}
     assert {"report/report.html", "charts/ablation.png", "evaluation/outcomes.json", "evaluation/ablation.json"} <= artifacts

@@ -14,9 +14,11 @@ from transformers import AutoModelForCausalLM
 
 from components.config import GeneratorConfig, Settings
 from components.models import resolve_model
+from components.data.curate import normalize_question
 from components.training.generator import (IGNORE_INDEX, answer_loss, encode_example, evaluation_loss,
                                            generate_answers, load_generator, load_tokenizer, pad_batch, plan_batches,
-                                           save_generator, split_holdout, train_generator, training_dtype)
+                                           replay_examples, save_generator, split_holdout, train_generator,
+                                           training_dtype)
 from tests.support.project import ROOT, read_jsonl
 
 pytestmark = pytest.mark.model
@@ -101,8 +103,9 @@ def test_holdout_is_disjoint_and_keeps_unanswerable_examples(project_root):
 
 def test_training_changes_only_adapter_weights(tiny_llama, examples, tmp_path):
     base_before = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
-    result = train_generator(examples, tiny_llama, _config(), seed=3)
+    result = train_generator(examples, tiny_llama, _config(replay_examples=4, replay_max_new_tokens=6), seed=3)
     assert len(result.history) == 3 and all(h["tokens_per_s"] > 0 for h in result.history)
+    assert result.replay_examples == 4 and result.train_examples == len(examples) + 4 - result.skipped_too_long
     assert all(h["learning_rate"] > 0 for h in result.history)
 
     lora_b = {n: p for n, p in result.model.named_parameters() if "lora_B" in n}
@@ -197,3 +200,19 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_llama, tmp_path):
 
     again = train_generator(examples, tiny_llama, config, seed=11, checkpoint_root=checkpoints)
     assert again.resumed_from_step == 8 and len(again.history) == 8  # a finished job is not retrained
+
+
+def test_replay_examples_are_the_base_models_plain_chat_answers_never_an_evaluation_prompt(tiny_llama, project_root):
+    config = _config(replay_examples=5, replay_max_new_tokens=6)
+    result = train_generator(read_jsonl(project_root / "data" / "raw" / "generator.jsonl")[:2], tiny_llama,
+                             _config(max_steps=0), seed=1)  # an untrained adapter: a model to answer with
+    replay = replay_examples(result.model, result.tokenizer, config, seed=1)
+    evaluation = {normalize_question(r["prompt"]) for r in read_jsonl(project_root / "data" / "raw" / "general_prompts.jsonl")}
+    assert len(replay) == 5 and replay == replay_examples(result.model, result.tokenizer, config, seed=1)
+    for example in replay:
+        assert example["messages"] == [{"role": "user", "content": example["messages"][0]["content"]}]  # plain chat
+        assert normalize_question(example["messages"][0]["content"]) not in evaluation
+    # an answer cut at the token limit does not end with EOS in training (it did not end there)
+    for finished in (True, False):
+        encoded = encode_example(result.tokenizer, {**replay[0], "finished": finished}, config)
+        assert (encoded["input_ids"][-1] == result.tokenizer.eos_token_id) == finished

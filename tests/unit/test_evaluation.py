@@ -40,12 +40,18 @@ def test_answer_metrics():
         {"answerable": True, "key_facts": ["3"], "gold_doc_ids": ["p-2"], "intent": "catalog"},
         {"answerable": False, "key_facts": [], "gold_doc_ids": [], "intent": "catalog"},
     ]
-    answers = ["It costs 55.99 USD [p-1].", "We have 4 units [p-9].",
-               "I'm sorry, the store documents I have do not contain that information."]
+    refusal = "I'm sorry, the store documents I have do not contain that information."
+    answers = ["It costs 55.99 USD [p-1].", "We have 4 units [p-9].", refusal]
     metrics = answer_metrics(golden, answers)
     assert metrics["key_fact_accuracy"].value == 0.5
     assert metrics["citation_precision"].value == 0.5
     assert metrics["refusal_accuracy"].value == 1.0 and metrics["refusal_accuracy"].samples == 1
+    assert metrics["false_refusal_rate"].value == 0.0 and metrics["false_refusal_rate"].samples == 2
+    # Refusing everything passes refusal_accuracy and fails false_refusal_rate; answering everything the reverse.
+    always_refuse = answer_metrics(golden, [refusal] * 3)
+    assert (always_refuse["refusal_accuracy"].value, always_refuse["false_refusal_rate"].value) == (1.0, 1.0)
+    never_refuse = answer_metrics(golden, ["It costs 5 USD [p-1]."] * 3)
+    assert (never_refuse["refusal_accuracy"].value, never_refuse["false_refusal_rate"].value) == (0.0, 0.0)
     assert is_refusal("I don’t know.") and not is_refusal("It costs 3 USD.")
     assert is_refusal("The context document does not contain any information about a play area.")
 
@@ -98,9 +104,14 @@ def test_non_inferiority_uses_the_worse_end_of_the_interval():
 def test_champion_comparison_pairs_by_question_id():
     challenger = {"key_fact_accuracy": {"g-1": 1.0, "g-2": 0.0, "g-3": 1.0, "g-new": 0.0}}
     champion = {"key_fact_accuracy": {"g-1": 1.0, "g-2": 1.0, "g-3": 1.0, "g-gone": 1.0}}
-    delta = compare_with_champion(challenger, champion, ("key_fact_accuracy",), resamples=500)["key_fact_accuracy"]
+    deltas = compare_with_champion(challenger, champion, ("key_fact_accuracy", "false_refusal_rate"), resamples=500)
+    delta = deltas["key_fact_accuracy"]
     assert delta.samples == 3 and delta.value == pytest.approx(-1 / 3)
     assert delta.low <= delta.value <= delta.high
+    # a champion evaluated before a metric existed is not compared on it (and says so), not failed
+    assert "false_refusal_rate" not in deltas
+    decision = decide_promotion({}, {}, {"false_refusal_rate": 0.1}, deltas, "4")
+    assert decision.passed and "champion v4 was evaluated before ragops measured it" in decision.reasons[0]
 
 
 def test_citation_recall_and_groundedness():

@@ -1,0 +1,159 @@
+"""Robustness of the generator recipe: params.yaml's generator section trained with several seeds
+and both training precisions, each bundle evaluated as the pipeline evaluates it, every gated
+metric's min / mean / max over the runs and its gate.
+
+    .venv/bin/python benchmarks/generator_recipe.py --seeds 1 2 3 --precisions bf16 fp32
+
+One index and one router serve every run (they do not depend on the generator recipe); per run
+the generator (LoRA, replay, answerability check) is trained from scratch with the seed and the
+precision, and `evaluate_bundle` computes the metrics the promotion gates read. Prints one JSON
+object (each run's metrics, training seconds and peak RSS, then the summary); lines of progress
+go to stderr. Runs take about 20 min each on 2 CPU cores; `--out` keeps the JSON after each run.
+bf16 runs on CPUs without native bf16 are emulated and slow; they still measure the recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def one_run(args: argparse.Namespace, seed: int, precision: str) -> dict:
+    """Train and evaluate in a child process (a fresh heap: peak RSS per run, nothing shared)."""
+    cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--precision", precision,
+           "--params", str(args.params), "--work", str(args.work)]
+    tic = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**row, "wall_seconds": round(time.perf_counter() - tic, 1)}
+
+
+def child(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ["RAGOPS_HOME"] = str(args.work / "home")
+    from components.bundle import Manifest, load_assistant
+    from components.bundle_evaluation import evaluate_bundle
+    from components.config import Settings, load_params
+    from components.data.curate import curate
+    from components.data.curate import read_jsonl as read_rows
+    from components.index.build import build_index_version
+    from components.index.embedding import load_embedder
+    from components.index.store import connect_weaviate, local_server_held
+    from components.models import resolve_model
+    from components.training.answerability import save_check, train_answerability
+    from components.training.generator import save_generator, split_holdout, train_generator
+    from components.training.router import save_router, train_router
+
+    params = load_params(args.params)
+    settings = Settings()
+    generator_config = dataclasses.replace(params.generator, precision=args.precision)
+    curated = args.work / "curated"
+    if not (curated / "golden.jsonl").exists():
+        curate(ROOT / params.data.raw_dir, curated, params.data)
+    rows = {name: read_rows(curated / name) for name in ("documents.jsonl", "router.jsonl", "generator.jsonl",
+                                                          "golden.jsonl", "general_prompts.jsonl", "redteam.jsonl")}
+    encoder = resolve_model(params.models.encoder, settings.models_dir)
+    router_path = args.work / "router"
+    if not router_path.exists():  # shared by every run: routing is not what the recipe changes
+        save_router(train_router(rows["router.jsonl"], encoder, params.router, params.project.seed), router_path)
+    run_path = args.work / f"generator-{args.seed}-{args.precision}"
+    tic = time.perf_counter()
+    base = resolve_model(params.models.generator, settings.models_dir)
+    result = train_generator(rows["generator.jsonl"], base, generator_config, args.seed)
+    save_generator(result, run_path)
+    check_seconds = 0.0
+    if generator_config.refusal_check:
+        check_tic = time.perf_counter()
+        train, holdout = split_holdout(rows["generator.jsonl"], generator_config.holdout_examples, args.seed)
+        save_check(train_answerability(train, holdout, encoder, generator_config, args.seed).check, run_path)
+        check_seconds = time.perf_counter() - check_tic
+    train_seconds = time.perf_counter() - tic
+    with local_server_held(settings), connect_weaviate(settings) as client:
+        index = build_index_version(client, rows["documents.jsonl"], load_embedder(encoder), params.index,
+                                    params.models.encoder, show_progress=False)
+        p = params
+        manifest = Manifest(
+            encoder=p.models.encoder, generator_base=p.models.generator, collection=index.collection,
+            intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
+            confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
+            system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
+            max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length)
+        assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client)
+        evaluation = evaluate_bundle(assistant, rows["golden.jsonl"], rows["general_prompts.jsonl"],
+                                     rows["documents.jsonl"], (), p.evaluation, p.project.seed, rows["redteam.jsonl"],
+                                     p.index)
+    metrics = {name: m.value for name, m in evaluation.metrics.items()}
+    print(json.dumps({"seed": args.seed, "precision": result.precision, "train_seconds": round(train_seconds, 1),
+                      "check_seconds": round(check_seconds, 1), "steps": len(result.history),
+                      "best_step": result.best_step, "peak_rss_gb": round(
+                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2), "metrics": metrics}))
+
+
+def summary(runs: list[dict], gates: dict[str, float]) -> dict:
+    from components.gates import LOWER_IS_BETTER
+
+    table = {}
+    for name, threshold in gates.items():
+        values = [r["metrics"].get(name, math.nan) for r in runs]
+        lower = name in LOWER_IS_BETTER
+        worst = max(values) if lower else min(values)
+        table[name] = {"min": min(values), "mean": statistics.fmean(values), "max": max(values),
+                       "gate": f"{'<=' if lower else '>='} {threshold:g}", "worst": worst,
+                       "margin": (threshold - worst) if lower else (worst - threshold),
+                       "passes_at_worst": (worst <= threshold) if lower else (worst >= threshold)}
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after every run")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    from components.config import load_params
+
+    gates = load_params(args.params).evaluation.gates
+    with tempfile.TemporaryDirectory() as tmp:
+        args.work = args.work or Path(tmp)
+        runs: list[dict] = []
+        for seed in args.seeds:
+            for precision in args.precisions:
+                print(f"generator recipe: seed {seed}, {precision} ...", file=sys.stderr, flush=True)
+                runs.append(one_run(args, seed, precision))
+                report = {"cpu": cpu_name(), "cores": len(__import__("os").sched_getaffinity(0)), "runs": runs,
+                          "summary": summary(runs, gates)}
+                if args.out:
+                    args.out.write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -50,8 +50,8 @@ def test_the_check_separates_answering_chunks_on_held_out_examples_and_survives_
     # held out: an answerable question outscores an unanswerable one (AUC of the refusal decision)
     auc = sum(a > u for a in answerable for u in unanswerable) / (len(answerable) * len(unanswerable))
     print(f"held-out AUC {auc:.3f}, {result.metrics}")
-    assert auc >= 0.75, (answerable, unanswerable)  # 0.89 measured (Intel Xeon, 2 cores)
-    assert result.metrics["check_refusal_rate"] >= 0.4 and result.metrics["check_false_refusal_rate"] <= 0.3  # 0.64, 0.08
+    assert auc >= 0.75, (answerable, unanswerable)  # 0.92 measured (Intel Xeon, 2 cores)
+    assert result.metrics["check_refusal_rate"] >= 0.4 and result.metrics["check_false_refusal_rate"] <= 0.3  # 0.86, 0.15
 
     save_check(check, tmp_path)
     loaded = load_check(tmp_path)

@@ -23,10 +23,10 @@ BIN = Path(sys.executable).parent
 TINY = {
     "models": {"generator": "tiny:llama"},
     # the tiny model's character-level tokenizer makes examples ~700 tokens long
-    # no answerability check (3 min of encoder training): tests/model/test_answerability.py trains one,
-    # the trained-generator e2e serves one
+    # no answerability check (minutes of encoder training): tests/model/test_answerability.py trains
+    # one, the trained-generator e2e serves one; 4 replayed answers instead of 48
     "generator": {"max_steps": 2, "warmup_steps": 0, "max_new_tokens": 8, "max_length": 1024, "holdout_examples": 2,
-                  "refusal_check": False},
+                  "replay_examples": 4, "refusal_check": False},
     "router": {"epochs": 1},
     "evaluation": {"max_questions": 6, "ablation_questions": 4, "general_prompts": 4, "freshness_probes": 2,
                    "latency_questions": 2, "injection_attacks": 4, "bootstrap_resamples": 200,

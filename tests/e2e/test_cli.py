@@ -95,7 +95,7 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(2700)  # the real generator trained and evaluated, a served model: 29 min beside the other worker (bound 45)
+@pytest.mark.timeout(3000)  # the real generator trained and evaluated, a served model: 29 min beside the other worker
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the
     champion answers `ragops ask` with the price and a citation of a retrieved document, and
@@ -112,7 +112,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
         "evaluation": {"freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
                        "ablation_questions": 12},
     })
-    run = succeeded(ragops(repo, "run"))
+    run = succeeded(ragops(repo, "run", timeout=2400))  # 26.5 min beside the other worker in the last suite run
     assert "champion" in run.stdout and "citations:" in run.stdout
 
     product = front_matter(documents(repo)[0])

@@ -221,7 +221,8 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     with mlflow.start_run(run_name="train-generator") as run:
         _log_training_inputs(ctx, data, "generator", "generator", "generator.jsonl")
         tic = time.perf_counter()
-        result = train_generator(ctx.read_curated("generator.jsonl"), base, p.generator, p.project.seed,
+        examples = ctx.read_curated("generator.jsonl")
+        result = train_generator(examples, base, p.generator, p.project.seed,
                                  p.project.device, checkpoint_root=checkpoints)
         seconds = time.perf_counter() - tic
         prune_jobs(checkpoints, keep=3)
@@ -240,8 +241,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         heldout = behaviour.as_metrics() if behaviour else {}
         check = None
         if p.generator.refusal_check:
-            train, holdout = split_holdout(ctx.read_curated("generator.jsonl"), p.generator.holdout_examples,
-                                           p.project.seed)
+            train, holdout = split_holdout(examples, p.generator.holdout_examples, p.project.seed)
             check = train_answerability(train, holdout, resolve_model(p.models.encoder, ctx.settings.models_dir),
                                         p.generator, p.project.seed, p.project.device)
             heldout.update({**check.metrics, "check_training_pairs": check.pairs})

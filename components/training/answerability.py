@@ -38,6 +38,7 @@ from rich.progress import Progress
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from components.config import GeneratorConfig
+from components.evaluation import generator_behaviour_outcomes
 from components.index.embedding import embed_texts, load_embedder
 from components.prompting import CITATION
 from components.training.generator import plan_batches
@@ -142,14 +143,14 @@ def train_answerability(train: list[dict], holdout: list[dict], encoder_path: st
 
 
 def heldout_metrics(check: AnswerabilityCheck, examples: list[dict]) -> dict[str, float]:
-    """Refusal rate on unanswerable and false-refusal rate on answerable held-out examples."""
+    """Refusal rate on unanswerable and false-refusal rate on answerable held-out examples, scored
+    as the generator's held-out answers are (a refusal where the check refuses)."""
     if not examples:
         return {}
     decided = check.answerable([ex["question"] for ex in examples], [[c["text"] for c in ex["context"]] for ex in examples])
-    unanswerable = [not ok for ex, (ok, _) in zip(examples, decided) if not ex.get("answerable", True)]
-    answerable = [not ok for ex, (ok, _) in zip(examples, decided) if ex.get("answerable", True)]
-    return {"check_refusal_rate": float(np.mean(unanswerable)) if unanswerable else float("nan"),
-            "check_false_refusal_rate": float(np.mean(answerable)) if answerable else float("nan")}
+    outcomes = generator_behaviour_outcomes(examples, ["" if ok else check.refusal_reply for ok, _ in decided])
+    return {f"check_{name}": float(np.mean(outcomes[name])) if outcomes[name] else float("nan")
+            for name in ("refusal_rate", "false_refusal_rate")}
 
 
 def save_check(check: AnswerabilityCheck, adapter_path: Path) -> None:

@@ -29,7 +29,7 @@ from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.prompting import build_messages, extract_citations
 from components.training.answerability import AnswerabilityCheck, load_check
-from components.training.generator import generate_answers, load_generator
+from components.training.generator import generate_answers, load_generator, set_lora_merged
 from components.training.router import load_router, predict_intents
 
 RETRIEVAL_INTENTS = ("catalog", "policy")
@@ -100,7 +100,10 @@ class Assistant:
                        mode, f) for q, v, f in zip(questions, vectors, filters, strict=True)]
 
     def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
-        """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines)."""
+        """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines).
+        The adapter stays merged into the weights between calls (serving answers with it), and is
+        taken out only for the base model."""
+        set_lora_merged(self.generator, use_adapter)
         with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
             return generate_answers(self.generator, self.generator_tokenizer, conversations,
                                     self.manifest.max_new_tokens, progress=progress)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from components.config import Settings
 from components.models import resolve_model
-from components.training.generator import generate_answers, load_generator
+from components.training.generator import generate_answers, load_generator, set_lora_merged
 from components.training.router import load_router, predict_intents
 
 
@@ -42,6 +42,7 @@ class GeneratorPyfunc(mlflow.pyfunc.PythonModel):
         self.max_new_tokens = int(cfg["max_new_tokens"])
         base = resolve_model(cfg["base_model"], Settings().models_dir)
         self.model, self.tokenizer = load_generator(context.artifacts["adapter"], base)
+        set_lora_merged(self.model, True)  # only ever answers with the adapter
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         return generate_answers(self.model, self.tokenizer, list(model_input["messages"]), self.max_new_tokens)

@@ -11,7 +11,7 @@ import getpass
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import mlflow  # noqa: E402
 import yaml  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.types.schema import Array, ColSpec, Object, Property, Schema  # noqa: E402
@@ -70,9 +71,14 @@ def log_data_versions(versions: Mapping[str, str], curated_path: Path, context: 
         mlflow.log_input(dataset, context=context)
 
 
-def log_history(history: list[dict]) -> None:
-    for row in history:
-        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step"}, step=int(row["step"]))
+def log_history(history: list[dict], evals: Sequence[dict] = ()) -> None:
+    """Per-step training metrics (and held-out losses as `eval_loss`) in the active run, in one
+    batched write (MlflowClient splits it at MLflow's per-request limits) rather than a request per step."""
+    at = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), at, int(row["step"])) for row in history for k, v in row.items() if k != "step"]
+    metrics += [Metric("eval_loss", float(row["eval_loss"]), at, int(row["step"])) for row in evals]
+    if metrics:
+        MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
 def log_loss_chart(history: list[dict], title: str, artifact_file: str, evals: list[dict] | None = None) -> None:
@@ -122,18 +128,23 @@ SIGNATURES = {
 
 
 def register_pyfunc(name: str, kind: str, artifacts: dict[str, str], model_config: dict, description: str,
-                    tags: Mapping[str, str]) -> ModelVersion:
+                    tags: Mapping[str, str], metrics: Mapping[str, float] | None = None) -> ModelVersion:
     """Log the pyfunc of `kind` (bundle | router | generator) in the active run, as code
-    (components/model_code/<kind>.py) with its signature, and register it as a new version of `name`."""
+    (components/model_code/<kind>.py) with its signature, and register it as a new version of `name`.
+
+    `metrics` are logged to the run after the model, linked to it, in one request. (Logged before,
+    MLflow links each of the run's metrics to the new model itself with one history read per
+    metric: 105 requests for a bundle, ~5 s against an MLflow server here.) The version is created
+    with its tags in the same request, and only once the metrics are in."""
     info = mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE_PATH / f"{kind}.py"), artifacts=artifacts,
                                    model_config=model_config or None, signature=SIGNATURES[kind],
-                                   pip_requirements=PIP_REQUIREMENTS, registered_model_name=name)
+                                   pip_requirements=PIP_REQUIREMENTS)
+    if metrics:
+        mlflow.log_metrics(dict(metrics), model_id=info.model_id)
+    version = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
     client = MlflowClient()
-    version = str(info.registered_model_version)
-    client.update_model_version(name, version, description=description)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    return client.get_model_version(name, version)
+    client.update_model_version(name, str(version.version), description=description)
+    return client.get_model_version(name, str(version.version))
 
 
 def download_model_artifact(name: str, version: str, key: str, dst: Path) -> Path:

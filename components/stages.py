@@ -226,9 +226,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
                                  p.project.device, checkpoint_root=checkpoints)
         seconds = time.perf_counter() - tic
         prune_jobs(checkpoints, keep=3)
-        log_history(result.history)
-        for row in result.evals:
-            mlflow.log_metric("eval_loss", row["eval_loss"], step=row["step"])
+        log_history(result.history, result.evals)
         if result.history:
             log_loss_chart(result.history, "generator loss", "charts/generator_loss.png", result.evals)
         behaviour = None
@@ -415,15 +413,16 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
     p, result = ctx.params, evaluation.result
     manifest_path = ctx.work_path / "manifest.json"
     manifest_path.write_text(evaluation.manifest.to_json())
+    metrics = {}
+    for name, metric in evaluation.metrics.items():
+        if not math.isnan(metric.value):
+            metrics[name] = metric.value
+        metrics[f"{name}_samples"] = metric.samples
+    for name, delta in (evaluation.deltas or {}).items():
+        if delta.samples:
+            metrics.update({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,
+                            f"vs_champion_{name}_high": delta.high})
     with mlflow.start_run(run_name="evaluate-bundle") as run:
-        for name, metric in evaluation.metrics.items():
-            if not math.isnan(metric.value):
-                mlflow.log_metric(name, metric.value)
-            mlflow.log_metric(f"{name}_samples", metric.samples)
-        for name, delta in (evaluation.deltas or {}).items():
-            if delta.samples:
-                mlflow.log_metrics({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,
-                                    f"vs_champion_{name}_high": delta.high})
         mlflow.log_dict(result.outcomes, OUTCOMES_ARTIFACT)
         mlflow.log_dict(result.answers, "evaluation/answers.json")
         mlflow.log_dict(result.general_answers, "evaluation/general_prompts.json")
@@ -465,7 +464,8 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
              "generator_version": generator.version, "run_id": run.info.run_id,
              "compared_with_champion": evaluation.champion or "none",
              FINGERPRINT_TAG: _evaluation_fingerprint(ctx, evaluation.manifest),
-             **lineage_tags(evaluation.manifest.data_versions)})
+             **lineage_tags(evaluation.manifest.data_versions)},
+            metrics)
     return version.version
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -368,12 +369,31 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_
     return answers
 
 
+def set_lora_merged(model, merged: bool) -> None:
+    """Fold the LoRA weights into the base model's weights (`merged=True`) or take them out again.
+    Answers generated with them folded in come 1.26x as fast (32 RAG prompts, SmolLM2-135M, 2-core
+    Intel Xeon: 21.9 s against 27.6 s, the same greedy answers): the unmerged adapter runs two
+    extra small matmuls in each of its 210 layers for every generated token. A switch costs
+    ~0.2 s, so callers merge once for many answers and unmerge only for the base model or training."""
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers or all(layer.merged == merged for layer in layers):
+        return
+    if merged:
+        model.merge_adapter()
+    else:
+        model.unmerge_adapter()
+
+
 def answers_with_and_without_adapter(result: GeneratorResult, examples: list[dict],
                                      config: GeneratorConfig) -> tuple[list[str], list[str]]:
     """(fine-tuned answers, base-model answers) on the same prompts and retrieved context."""
     conversations = [example_messages(ex, config) for ex in examples]
-    tuned = generate_answers(result.model, result.tokenizer, conversations, config.max_new_tokens,
-                             progress="generator: held-out answers (fine-tuned)")
+    set_lora_merged(result.model, True)
+    try:
+        tuned = generate_answers(result.model, result.tokenizer, conversations, config.max_new_tokens,
+                                 progress="generator: held-out answers (fine-tuned)")
+    finally:
+        set_lora_merged(result.model, False)
     with result.model.disable_adapter():
         base = generate_answers(result.model, result.tokenizer, conversations, config.max_new_tokens,
                                 progress="generator: held-out answers (base model)")

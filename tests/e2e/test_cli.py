@@ -108,9 +108,9 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
         "router": {"epochs": 2},
         # params.yaml's gates, all 32 general prompts and the whole golden set (53 unanswerable
         # questions: fewer make the refusal gates a coin toss); 8 of the 24 prompt-injection attacks;
-        # an ablation (not gated) on 12 questions instead of 48
+        # an ablation (not gated) on 6 questions instead of 48
         "evaluation": {"freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
-                       "ablation_questions": 12},
+                       "ablation_questions": 6},
     })
     run = succeeded(ragops(repo, "run", timeout=2400))  # 26.5 min beside the other worker in the last suite run
     assert "champion" in run.stdout and "citations:" in run.stdout

@@ -17,8 +17,8 @@ from components.models import resolve_model
 from components.data.curate import normalize_question
 from components.training.generator import (IGNORE_INDEX, answer_loss, encode_example, evaluation_loss,
                                            generate_answers, load_generator, load_tokenizer, pad_batch, plan_batches,
-                                           replay_examples, save_generator, split_holdout, train_generator,
-                                           training_dtype)
+                                           replay_examples, save_generator, set_lora_merged, split_holdout,
+                                           train_generator, training_dtype)
 from tests.support.project import ROOT, read_jsonl
 
 pytestmark = pytest.mark.model
@@ -101,8 +101,12 @@ def test_holdout_is_disjoint_and_keeps_unanswerable_examples(project_root):
     assert 0 < sum(not r["answerable"] for r in holdout) < 24
 
 
-def test_training_changes_only_adapter_weights(tiny_llama, examples, tmp_path):
-    base_before = AutoModelForCausalLM.from_pretrained(tiny_llama).state_dict()
+def test_training_changes_only_adapter_weights_and_merging_them_is_the_same_model(tiny_llama, examples, tmp_path):
+    base_model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    base_before = base_model.state_dict()
+
+    def base_logits(ids):
+        return base_model(input_ids=ids).logits
     result = train_generator(examples, tiny_llama, _config(replay_examples=4, replay_max_new_tokens=6), seed=3)
     assert len(result.history) == 3 and all(h["tokens_per_s"] > 0 for h in result.history)
     assert result.replay_examples == 4 and result.train_examples == len(examples) + 4 - result.skipped_too_long
@@ -125,6 +129,20 @@ def test_training_changes_only_adapter_weights(tiny_llama, examples, tmp_path):
     reloaded, tokenizer = load_generator(str(adapter), tiny_llama)
     assert generate_answers(reloaded, tokenizer, conversation, 8) == generate_answers(result.model, result.tokenizer,
                                                                                      conversation, 8)
+
+    # Answering with the adapter merged into the weights is the same model, and unmerging gives
+    # the base weights back (the base-model answers and a later training see the original).
+    ids = tokenizer(examples[0]["question"], return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        unmerged = reloaded(input_ids=ids).logits
+        set_lora_merged(reloaded, True)
+        merged = reloaded(input_ids=ids).logits
+        set_lora_merged(reloaded, False)
+    assert torch.allclose(merged, unmerged, atol=1e-4) and not torch.allclose(unmerged, base_logits(ids), atol=1e-4)
+    for name, param in reloaded.named_parameters():
+        if "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.allclose(param.detach(), base_before[key], atol=1e-6), f"{key} not restored by unmerging"
 
 
 def test_early_stopping_stops_after_patience_and_keeps_the_best_evaluated_weights(tiny_llama, project_root):

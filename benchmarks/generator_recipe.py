@@ -42,7 +42,7 @@ def cpu_name() -> str:
 def one_run(args: argparse.Namespace, seed: int, precision: str) -> dict:
     """Train and evaluate in a child process (a fresh heap: peak RSS per run, nothing shared)."""
     cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--precision", precision,
-           "--params", str(args.params), "--work", str(args.work)]
+           "--params", str(args.params), "--work", str(args.work), "--ablation-questions", str(args.ablation_questions)]
     tic = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -102,8 +102,11 @@ def child(args: argparse.Namespace) -> None:
             max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length)
         assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client)
         golden = spread(rows["golden.jsonl"], p.evaluation.max_questions)  # as the evaluate step takes it
+        # Every gated metric as the evaluate step computes it; the ablation table (not gated) on
+        # `--ablation-questions` questions only (params.yaml's 48 cost ~3 min a run here).
+        config = dataclasses.replace(p.evaluation, ablation_questions=args.ablation_questions)
         evaluation = evaluate_bundle(assistant, golden, rows["general_prompts.jsonl"],
-                                     rows["documents.jsonl"], (), p.evaluation, p.project.seed, rows["redteam.jsonl"],
+                                     rows["documents.jsonl"], (), config, p.project.seed, rows["redteam.jsonl"],
                                      p.index)
     metrics = {name: m.value for name, m in evaluation.metrics.items()}
     print(json.dumps({"seed": args.seed, "precision": result.precision, "train_seconds": round(train_seconds, 1),
@@ -134,6 +137,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after every run")
+    parser.add_argument("--ablation-questions", type=int, default=6,
+                        help="questions in the (ungated) ablation table of each run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)

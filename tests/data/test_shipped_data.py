@@ -39,3 +39,15 @@ def test_bad_rows_are_named_by_dataset_expectation_and_id(frames, tmp_path):
     intent = by_dataset[("router.jsonl", "expect_column_values_to_be_in_set")]
     assert intent["values"] == ["sales"] and intent["ids"] == [router.loc[0, "id"]]
     assert "p-002" in report.describe()
+
+
+def test_a_domain_without_prices_or_stock_passes_and_a_bad_price_still_fails(frames, tmp_path):
+    """Metadata fields are optional: a catalog none of whose documents has `price` or `stock`
+    validates; where the field exists it is still checked."""
+    no_numbers = {**frames, "documents.jsonl": frames["documents.jsonl"].drop(columns=["price", "stock"])}
+    report = validate_frames(no_numbers, Params(), tmp_path / "docs")
+    assert report.success, report.describe()
+    only_price = {**frames, "documents.jsonl": frames["documents.jsonl"].drop(columns=["stock"])}
+    only_price["documents.jsonl"].loc[0, "price"] = -1.0
+    report = validate_frames(only_price, Params(), tmp_path / "docs-2")
+    assert [f["column"] for f in report.failures] == ["price"], report.describe()

@@ -1,11 +1,13 @@
 """Curation: normalisation, duplicates, and errors naming file, record and fix (leakage of evaluation
 questions into training data: tests/data/test_bad_inputs.py)."""
 
+import random
+
 import pytest
 
 from components.config import DataConfig
-from components.data.curate import (CurationError, curate_documents, normalize_text, read_documents,
-                                    read_jsonl)
+from components.data.curate import (CurationError, curate_documents, jaccard, normalize_text, read_documents,
+                                    read_jsonl, shingles)
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +29,30 @@ def test_exact_and_near_duplicates_are_dropped():
     assert any("b: exact duplicate of a" in note for note in dropped)
     assert any(note.startswith("c: near duplicate of a") for note in dropped)
     assert all(len(d["content_hash"]) == 64 for d in kept)
+
+
+def test_the_lsh_near_duplicate_check_drops_what_comparing_every_pair_drops():
+    """400 random documents and 150 edited copies (1 to 4 words changed: Jaccard from about 0.95
+    down to 0.75, around the 0.9 threshold): the MinHash LSH check keeps exactly the documents
+    the exhaustive pairwise comparison keeps."""
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(3000)]
+    docs = [_doc(f"d{i}", " ".join(rng.choices(words, k=70))) for i in range(400)]
+    for j in range(150):
+        text = docs[rng.randrange(400)]["text"].split()
+        for _ in range(1 + j % 4):
+            text[rng.randrange(len(text))] = rng.choice(words)
+        docs.append(_doc(f"e{j}", " ".join(text)))
+    rng.shuffle(docs)
+    config = DataConfig()
+    kept, _ = curate_documents(docs, config)
+    reference: list[tuple[str, set]] = []
+    for doc in docs:
+        grams = shingles(doc["text"])
+        if all(jaccard(grams, other) < config.near_duplicate_threshold for _, other in reference):
+            reference.append((doc["id"], grams))
+    assert [d["id"] for d in kept] == [doc_id for doc_id, _ in reference]
+    assert 400 < len(kept) < 550  # some copies are near duplicates, some are not
 
 
 def test_duplicate_id_is_an_error_naming_both_files():

@@ -8,7 +8,8 @@ One index and one router serve every run (they do not depend on the generator re
 the generator (LoRA, replay, answerability check) is trained from scratch with the seed and the
 precision, and `evaluate_bundle` computes the metrics the promotion gates read. Prints one JSON
 object (each run's metrics, training seconds and peak RSS, then the summary); lines of progress
-go to stderr. Runs take about 20 min each on 2 CPU cores; `--out` keeps the JSON after each run.
+go to stderr. Runs take about 20 min each on 2 CPU cores; `--out` keeps the JSON after each run,
+and `--table that.json` prints it as the README's markdown table.
 Checked end to end with a tiny generator (a params file with `models.generator: tiny:llama`):
 one run in 89 s.
 bf16 runs on CPUs without native bf16 are emulated and slow; they still measure the recipe.
@@ -127,7 +128,28 @@ def summary(runs: list[dict], gates: dict[str, float]) -> dict:
                        "gate": f"{'<=' if lower else '>='} {threshold:g}", "worst": worst,
                        "margin": (threshold - worst) if lower else (worst - threshold),
                        "passes_at_worst": (worst <= threshold) if lower else (worst >= threshold)}
+    # The refusal decision each way (not gated; the gates read it as served: check, then generator).
+    for name in ("refusal_accuracy_check_only", "refusal_accuracy_generator_only",
+                 "false_refusal_rate_check_only", "false_refusal_rate_generator_only"):
+        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        if values:
+            table[name] = {"min": min(values), "mean": statistics.fmean(values), "max": max(values), "gate": "-"}
     return table
+
+
+def markdown(report: dict) -> str:
+    """The summary as the README's table: one row per gate."""
+    runs = ", ".join(f"seed {r['seed']} {r['precision']}" for r in report["runs"])
+    lines = [f"{len(report['runs'])} runs ({runs}) on {report['cpu']}, {report['cores']} cores", "",
+             "| gated metric | gate | min | mean | max | margin at the worst run |", "|---|---|---|---|---|---|"]
+    for name, row in report["summary"].items():
+        if name.startswith("latency"):
+            cells = [f"{row[k]:.0f}" for k in ("min", "mean", "max")] + [f"{row['margin']:.0f}"]
+        else:
+            cells = [f"{row[k]:.3f}" for k in ("min", "mean", "max")] + [f"{row['margin']:+.3f}" if "margin" in row
+                                                                          else "(not gated)"]
+        lines.append(f"| {name} | {row['gate']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -139,6 +161,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after every run")
     parser.add_argument("--ablation-questions", type=int, default=6,
                         help="questions in the (ungated) ablation table of each run")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="print the markdown table of a JSON written by --out, and stop")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -147,6 +171,12 @@ def main() -> None:
         child(args)
         return
     from components.config import load_params
+
+    if args.table:  # summarised again, against the gates of --params
+        report = json.loads(args.table.read_text())
+        report["summary"] = summary(report["runs"], load_params(args.params).evaluation.gates)
+        print(markdown(report))
+        return
 
     gates = load_params(args.params).evaluation.gates
     with tempfile.TemporaryDirectory() as tmp:

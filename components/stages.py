@@ -22,7 +22,8 @@ import pandas as pd
 
 from components.bundle import Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict
-from components.data.versioning import keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push
+from components.data.versioning import (keep_failed_batch, read_good_versions, record_good_versions,
+                                        reproduce_and_push, stage_file)
 from components.bundle_evaluation import BundleEvaluation, evaluate_bundle, spread
 from components.bundle_report import (ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description,
                                       deltas_chart, html_report, injection_chart)
@@ -63,6 +64,7 @@ class RunContext:
     params: Params
     settings: Settings
     work_path: Path
+    params_path: Path | None = None  # the params file of the run (None: the project's params.yaml)
 
     @property
     def curated_path(self) -> Path:
@@ -116,12 +118,14 @@ def make_context(project_path: Path, params_path: Path, settings: Settings | Non
     work_path = (settings.home / "runs" / uuid.uuid4().hex[:12]).resolve()
     work_path.mkdir(parents=True, exist_ok=True)
     configure_mlflow(settings, EXPERIMENT)
-    return RunContext(project_path.resolve(), params, settings, work_path)
+    return RunContext(project_path.resolve(), params, settings, work_path, params_path.resolve())
 
 
 def curate_stage(ctx: RunContext) -> DataVersions:
     remote = ctx.settings.dvc_remote_url or str((ctx.settings.home / "dvc-remote").resolve())
-    versions, ran = reproduce_and_push(ctx.project_path, remote)
+    stages_file = stage_file(ctx.project_path, ctx.params_path or ctx.project_path / "params.yaml",
+                             ctx.params.data.curated_dir)
+    versions, ran = reproduce_and_push(ctx.project_path, remote, stages_file=stages_file)
     return DataVersions(versions, ran)
 
 

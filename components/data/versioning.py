@@ -40,9 +40,50 @@ def ensure_remote(project_path: Path, remote_url: str, name: str = "storage") ->
     run_dvc(project_path, "remote", "add", "--local", "--force", "--default", name, remote_url)
 
 
-def data_versions(project_path: Path, stage: str = "curate") -> dict[str, str]:
+STAGE_NOTE = ("# Written by ragops for {params}: the curate stage of that params file, made from the project's\n"
+              "# dvc.yaml (whose stage curates params.yaml's data). Commit it with its dvc.lock.\n")
+
+
+def stage_file(project_path: Path, params_path: Path, curated_dir: str) -> Path:
+    """The dvc.yaml whose curate stage curates the data `params_path` names. The project's own for
+    its params.yaml; for another params file, one written beside it from the project's curate
+    stage, so DVC reads `${data.raw_dir}` and `${data.curated_dir}` from that file and every step of a
+    run reads one params file. `curated_dir` (the file's `data.curated_dir`) must be its own:
+    two stages cannot write one DVC output."""
+    project, params = project_path.resolve(), params_path.resolve()
+    if params == project / "params.yaml":
+        return project / "dvc.yaml"
+    if not params.is_relative_to(project):
+        raise VersioningError(f"{params_path} is outside the project {project}; DVC versions only what is inside "
+                              f"it: move the params file (and its data) into the project")
+    folder, relative = params.parent, params.relative_to(project).as_posix()
+    if folder == project or (params.name != "params.yaml" and (folder / "params.yaml").exists()):
+        raise VersioningError(f"{params_path}: a params file other than the project's params.yaml needs a folder of "
+                              f"its own, where ragops writes its DVC stage (e.g. examples/<name>/params.yaml)")
+    own = yaml.safe_load((project / "params.yaml").read_text()) if (project / "params.yaml").exists() else {}
+    if Path(curated_dir) == Path((own.get("data") or {}).get("curated_dir", "data/curated")):
+        raise VersioningError(f"{params_path}: data.curated_dir {curated_dir!r} is params.yaml's too; give this params "
+                              f"file a folder of its own (e.g. {folder.relative_to(project).as_posix()}/curated): "
+                              f"two data sets cannot share one DVC output")
+    curate = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["curate"]
+    stage = {**curate, "wdir": os.path.relpath(project, folder),
+             "cmd": curate["cmd"].replace("--params params.yaml", f"--params {relative}"),
+             "params": [{relative: ["data"]}]}
+    text = STAGE_NOTE.format(params=relative) + yaml.safe_dump(
+        {**({"vars": [params.name]} if params.name != "params.yaml" else {}), "stages": {"curate": stage}},
+        sort_keys=False)
+    target = folder / "dvc.yaml"
+    if target.exists() and not target.read_text().startswith(STAGE_NOTE.format(params=relative)):
+        raise VersioningError(f"{target} exists and ragops did not write it for {relative}; move {relative} to a "
+                              f"folder of its own")
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    return target
+
+
+def data_versions(project_path: Path, stage: str = "curate", stages_file: Path | None = None) -> dict[str, str]:
     """{output file name: md5} of a stage, from dvc.lock: the data versions models are traced to."""
-    lock_path = project_path / "dvc.lock"
+    lock_path = (stages_file or project_path / "dvc.yaml").parent / "dvc.lock"
     if not lock_path.exists():
         raise VersioningError(f"{lock_path} missing; run `dvc repro {stage}` first")
     lock = yaml.safe_load(lock_path.read_text())
@@ -52,10 +93,13 @@ def data_versions(project_path: Path, stage: str = "curate") -> dict[str, str]:
     return {Path(o["path"]).name: o["md5"] for o in outs}
 
 
-def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate") -> tuple[dict[str, str], bool]:
-    """`dvc repro` (skips when nothing changed) then `dvc push`; returns (versions, whether it ran)."""
+def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate",
+                       stages_file: Path | None = None) -> tuple[dict[str, str], bool]:
+    """`dvc repro` (skips when nothing changed) then `dvc push`; returns (versions, whether it ran).
+    `stages_file`: the dvc.yaml holding the stage (default: the project's, see `stage_file`)."""
     ensure_remote(project_path, remote_url)
-    output = run_dvc(project_path, "repro", stage)
+    target = stage if stages_file is None else f"{stages_file.resolve().relative_to(project_path.resolve()).as_posix()}:{stage}"
+    output = run_dvc(project_path, "repro", target)
     ran = "didn't change, skipping" not in output
     try:
         run_dvc(project_path, "push")
@@ -65,7 +109,7 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
             f"trained, indexed or promoted. The curated files and DVC's local cache hold it (`dvc status` is clean); "
             f"the versions already on the remote are unchanged. Make the remote writable or free space on it (or "
             f"point RAGOPS_DVC_REMOTE_URL elsewhere) and rerun: the rerun pushes without curating again.\n{exc}") from None
-    return data_versions(project_path, stage), ran
+    return data_versions(project_path, stage, stages_file), ran
 
 
 def record_good_versions(record_path: Path, versions: dict[str, str]) -> None:

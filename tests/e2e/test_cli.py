@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +20,7 @@ from components.config import Settings
 from components.index.server import weaviate_server
 from tests.support.cli import output, ragops, said, succeeded
 from tests.support.processes import free_port, wait_for
-from tests.support.project import BIN, documents, front_matter, project_copy, update_params
+from tests.support.project import BIN, documents, front_matter, project_copy, tiny_overrides, update_params
 from tests.support.registry import champion, ledger, mlflow_client, version_counts
 
 pytestmark = pytest.mark.e2e
@@ -165,6 +166,37 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert prediction["route"] == "catalog" and prediction["citations"]
     assert f"{product['price']:.2f}" in prediction["answer"]
     assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
+
+
+def test_another_params_file_decides_the_data_of_every_step(project_root, tmp_path):
+    """`ragops run --params examples/other/params.yaml`: curation (DVC), validation, training,
+    indexing and evaluation all read that file's data, never params.yaml's (the curate stage ran
+    on params.yaml's data whatever --params said)."""
+    repo = project_copy(project_root, tmp_path / "repo", tiny_overrides())
+    other = repo / "examples" / "other"
+    shutil.copytree(repo / "data" / "raw", other / "raw")
+    marker = "This catalog belongs to the second domain."
+    for doc in sorted((other / "raw" / "documents").glob("*.md")):
+        doc.write_text(doc.read_text().rstrip("\n") + f"\n\n{marker}\n")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(raw_dir="examples/other/raw", curated_dir="examples/other/curated")
+    (other / "params.yaml").write_text(yaml.safe_dump(params))
+    succeeded(ragops(repo, "run", "--params", "examples/other/params.yaml"))
+
+    lock = yaml.safe_load((other / "dvc.lock").read_text())["stages"]["curate"]
+    versions = {Path(o["path"]).name: o["md5"] for o in lock["outs"]}
+    own = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["curate"]
+    assert versions["documents.jsonl"] != {Path(o["path"]).name: o["md5"] for o in own["outs"]}["documents.jsonl"]
+    assert not (repo / "data" / "curated" / "documents.jsonl").exists(), "params.yaml's data was curated"
+    curated = [json.loads(line) for line in (other / "curated" / "documents.jsonl").read_text().splitlines()]
+    assert curated and all(doc["text"].endswith(marker) for doc in curated)
+    client = mlflow_client(repo)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("ragops").experiment_id])}
+    assert {"validate-data", "train-router", "train-generator", "build-index", "evaluate-bundle"} <= set(runs)
+    for name, run in runs.items():
+        tagged = {k.split(".", 1)[1].rsplit(".md5", 1)[0]: v for k, v in run.data.tags.items()
+                  if k.startswith("data.") and k.endswith(".md5")}
+        assert tagged and all(versions[f] == md5 for f, md5 in tagged.items()), (name, tagged, versions)
 
 
 PLANTED_KEY = "planted-0c9f3e51d2a84b7e"

@@ -3,8 +3,9 @@
 import hashlib
 
 import pytest
+import yaml
 
-from components.data.versioning import VersioningError, data_versions, reproduce_and_push
+from components.data.versioning import VersioningError, data_versions, reproduce_and_push, stage_file
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration
@@ -43,3 +44,20 @@ def test_curation_error_surfaces_with_file_and_fix(project_root, tmp_path):
 def test_versions_need_a_lock_file(tmp_path):
     with pytest.raises(VersioningError, match="dvc.lock missing"):
         data_versions(tmp_path)
+
+
+def test_a_params_file_elsewhere_gets_its_own_stage_or_an_error_saying_where_it_goes(project_root, tmp_path):
+    """The stage file written beside another params file reads that file (its name through `vars`);
+    a params file beside params.yaml, or one sharing params.yaml's curated folder, is refused."""
+    repo = copy_project(project_root, tmp_path / "repo")
+    (repo / "examples" / "faq").mkdir(parents=True)
+    written = stage_file(repo, repo / "examples" / "faq" / "faq.yaml", "examples/faq/curated")
+    stage = yaml.safe_load(written.read_text())
+    assert written == repo / "examples" / "faq" / "dvc.yaml" and stage["vars"] == ["faq.yaml"]
+    assert stage["stages"]["curate"]["wdir"] == "../.."
+    assert "--params examples/faq/faq.yaml" in stage["stages"]["curate"]["cmd"]
+    assert stage_file(repo, repo / "params.yaml", "data/curated") == repo / "dvc.yaml"
+    with pytest.raises(VersioningError, match="needs a folder of its own"):
+        stage_file(repo, repo / "other.yaml", "other/curated")
+    with pytest.raises(VersioningError, match="is params.yaml's too"):
+        stage_file(repo, repo / "examples" / "faq" / "faq.yaml", "data/curated")

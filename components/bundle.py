@@ -87,6 +87,12 @@ class Assistant:
     client: Any  # weaviate.WeaviateClient
     check: AnswerabilityCheck | None = None  # refuses before generation when no chunk answers the question
 
+    @property
+    def refusal_sentences(self) -> tuple[str, ...]:
+        """The configured refusal sentence the bundle answers with (its check's), which evaluation
+        counts as a refusal beside the usual phrasings."""
+        return (self.check.refusal_reply,) if self.check is not None else ()
+
     def route(self, questions: list[str]) -> list[tuple[str, float]]:
         m = self.manifest
         routed = predict_intents(self.router, self.router_tokenizer, questions, tuple(m.intents), m.router_max_length)

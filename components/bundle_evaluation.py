@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,7 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
             conversations, use_adapter=generator == "fine-tuned",
             progress=f"evaluation: ablation, {generator}, {'retrieval' if use_retrieval else 'no retrieval'}")))
         answers = [reuse.get(i, generated.get(i, "")) for i in range(len(rows))]
-        scored = answer_metrics(rows, answers, contexts)
+        scored = answer_metrics(rows, answers, contexts, assistant.refusal_sentences)
         cells.append(AblationCell(generator, use_retrieval, {m: scored[m] for m in ABLATION_METRICS}))
     return cells
 
@@ -118,17 +119,17 @@ def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, r
             "generator_only": [generated.get(i, answers[i].answer) for i in rows]}
     metrics = {}
     for way, texts in ways.items():
-        scored = answer_metrics([golden[i] for i in rows], texts)
+        scored = answer_metrics([golden[i] for i in rows], texts, refusals=assistant.refusal_sentences)
         metrics.update({f"{name}_{way}": scored[name] for name in ("refusal_accuracy", "false_refusal_rate")})
     return metrics
 
 
-def acceptable_general_answer(answer: str) -> bool:
+def acceptable_general_answer(answer: str, refusals: Sequence[str] = ()) -> bool:
     """An answer to a general prompt that a base instruct model would give: some words, no refusal,
     no invented document citation, not a loop of the same few words."""
     words = re.findall(r"\w+", answer.lower())
     looping = len(words) >= 12 and len(set(words)) / len(words) < 0.3
-    return len(words) >= 3 and not is_refusal(answer) and not extract_citations(answer) and not looping
+    return len(words) >= 3 and not is_refusal(answer, refusals) and not extract_citations(answer) and not looping
 
 
 def general_prompt_regression(assistant: Assistant, prompts: list[dict], seed: int,
@@ -138,8 +139,8 @@ def general_prompt_regression(assistant: Assistant, prompts: list[dict], seed: i
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
     tuned = assistant.generate(conversations, progress="evaluation: general prompts, fine-tuned")
     base = assistant.generate(conversations, use_adapter=False, progress="evaluation: general prompts, base")
-    tuned_ok = [float(acceptable_general_answer(a)) for a in tuned]
-    base_ok = [float(acceptable_general_answer(a)) for a in base]
+    tuned_ok = [float(acceptable_general_answer(a, assistant.refusal_sentences)) for a in tuned]
+    base_ok = [float(acceptable_general_answer(a, assistant.refusal_sentences)) for a in base]
     rows = [{"id": p["id"], "prompt": p["prompt"], "fine_tuned": t, "base": b, "fine_tuned_ok": bool(to),
              "base_ok": bool(bo)} for p, t, b, to, bo in zip(prompts, tuned, base, tuned_ok, base_ok)]
     return paired_bootstrap_delta(base_ok, tuned_ok, resamples=resamples, seed=seed), rows
@@ -211,7 +212,8 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
     outcomes: Outcomes = {
         **retrieval_outcomes(golden, [[c.doc_id for c in hits] for hits in retrieved]),
         **router_outcomes(golden, [a.route for a in answers]),
-        **answer_outcomes(golden, [a.answer for a in answers], [[c["text"] for c in a.chunks] for a in answers])}
+        **answer_outcomes(golden, [a.answer for a in answers], [[c["text"] for c in a.chunks] for a in answers],
+                          assistant.refusal_sentences)}
     metrics = {**aggregate(outcomes), "router_macro_f1": router_metrics(golden, [a.route for a in answers])["router_macro_f1"]}
     metrics.update(refusal_decisions(assistant, golden, answers, retrieved))
     for mode in ("vector", "bm25"):  # beside the served hybrid, same questions and k

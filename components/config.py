@@ -27,7 +27,6 @@ import yaml
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from components.evaluation import is_refusal
 from components.gates import GATED_METRICS, LOWER_IS_BETTER, PAIRED_METRICS
 
 INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
@@ -161,9 +160,7 @@ class GeneratorConfig:
         _check(self.refusal_epochs > 0, "generator.refusal_epochs", f"must be > 0, got {self.refusal_epochs}")
         _check(self.refusal_hard_negatives >= 0, "generator.refusal_hard_negatives",
                f"must be >= 0, got {self.refusal_hard_negatives}")
-        _check(is_refusal(self.refusal_reply), "generator.refusal_reply",
-               f"is {self.refusal_reply!r}, which evaluation would not count as a refusal; say that the documents "
-               f"do not contain the answer (e.g. \"... do not contain that information.\")")
+        _check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
         _check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
                f"must be > 0, got {self.replay_max_new_tokens}")
         _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import mean
 
@@ -56,9 +57,16 @@ def contains_fact(answer: str, fact: str) -> bool:
     return re.search(pattern, normalize_fact(answer)) is not None
 
 
-def is_refusal(answer: str) -> bool:
-    lowered = answer.lower().replace("’", "'")
-    return any(marker in lowered for marker in REFUSAL_MARKERS)
+def _plain_lower(text: str) -> str:
+    return " ".join(text.lower().replace("’", "'").split())
+
+
+def is_refusal(answer: str, sentences: Sequence[str] = ()) -> bool:
+    """The answer says it cannot answer: one of the usual phrasings (REFUSAL_MARKERS), or one of
+    `sentences`, the domain's configured ones (`generator.refusal_reply`)."""
+    lowered = _plain_lower(answer)
+    return (any(marker in lowered for marker in REFUSAL_MARKERS)
+            or any(_plain_lower(sentence).rstrip(".!") in lowered for sentence in sentences if sentence.strip()))
 
 
 Outcomes = dict[str, dict[str, float]]  # metric → question id → that question's outcome
@@ -119,13 +127,15 @@ def numbers_in(text: str) -> set[str]:
     return set(NUMBER.findall(normalize_fact(CITATION.sub(" ", text))))
 
 
-def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None) -> Outcomes:
+def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None,
+                    refusals: Sequence[str] = ()) -> Outcomes:
     """Per question: key facts all stated (answerable), cited documents that are gold (precision,
     answers that cite) and gold documents cited (recall, answerable), refusal (unanswerable catalog
     and policy questions refused) and false refusal (answerable ones refused: a model that always
     refuses fails this one, one that never refuses fails refusal_accuracy), and groundedness: the
     share of the answer's numbers that appear in the text it was given (`contexts`, per question;
-    answers without numbers or context do not count)."""
+    answers without numbers or context do not count). `refusals`: the configured refusal
+    sentences, counted as refusals beside the usual phrasings."""
     outcomes: Outcomes = {"key_fact_accuracy": {}, "citation_precision": {}, "citation_recall": {},
                           "refusal_accuracy": {}, "false_refusal_rate": {}, "groundedness": {}}
     contexts = contexts if contexts is not None else [[] for _ in golden]
@@ -139,19 +149,21 @@ def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[
             outcomes["citation_recall"][qid] = len(cited & gold) / len(gold)
         if row.get("intent") in ("catalog", "policy"):
             refusal = "false_refusal_rate" if row.get("answerable") else "refusal_accuracy"
-            outcomes[refusal][qid] = float(is_refusal(answer))
+            outcomes[refusal][qid] = float(is_refusal(answer, refusals))
         stated = numbers_in(answer)
-        if stated and context and not is_refusal(answer):
+        if stated and context and not is_refusal(answer, refusals):
             given = set().union(*(numbers_in(text) for text in context))
             outcomes["groundedness"][qid] = len(stated & given) / len(stated)
     return outcomes
 
 
-def answer_metrics(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None) -> dict[str, Metric]:
-    return aggregate(answer_outcomes(golden, answers, contexts))
+def answer_metrics(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None,
+                   refusals: Sequence[str] = ()) -> dict[str, Metric]:
+    return aggregate(answer_outcomes(golden, answers, contexts, refusals))
 
 
-def generator_behaviour_outcomes(examples: list[dict], answers: list[str]) -> dict[str, list[float]]:
+def generator_behaviour_outcomes(examples: list[dict], answers: list[str],
+                                 refusals: Sequence[str] = ()) -> dict[str, list[float]]:
     """Per-example outcomes (1.0 or 0.0) of a generator on RAG examples with known answers, given
     their fixed context: citation accuracy (answerable: cites exactly the documents the reference
     answer cites), refusal rate (unanswerable: says the documents do not contain it) and
@@ -163,9 +175,9 @@ def generator_behaviour_outcomes(examples: list[dict], answers: list[str]) -> di
             expected = set(extract_citations(example["answer"]))
             if expected:
                 outcomes["citation_accuracy"].append(float(set(extract_citations(answer)) == expected))
-            outcomes["false_refusal_rate"].append(float(is_refusal(answer)))
+            outcomes["false_refusal_rate"].append(float(is_refusal(answer, refusals)))
         else:
-            outcomes["refusal_rate"].append(float(is_refusal(answer)))
+            outcomes["refusal_rate"].append(float(is_refusal(answer, refusals)))
     return outcomes
 
 
@@ -188,9 +200,9 @@ class BehaviourComparison:
 
 
 def compare_behaviour(examples: list[dict], tuned_answers: list[str], base_answers: list[str],
-                      seed: int = 0) -> BehaviourComparison:
-    tuned = generator_behaviour_outcomes(examples, tuned_answers)
-    base = generator_behaviour_outcomes(examples, base_answers)
+                      seed: int = 0, refusals: Sequence[str] = ()) -> BehaviourComparison:
+    tuned = generator_behaviour_outcomes(examples, tuned_answers, refusals)
+    base = generator_behaviour_outcomes(examples, base_answers, refusals)
     return BehaviourComparison({k: _metric(v) for k, v in tuned.items()}, {k: _metric(v) for k, v in base.items()},
                                {k: paired_bootstrap_delta(tuned[k], base[k], seed=seed) for k in tuned})
 

@@ -236,7 +236,8 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         behaviour = None
         if result.holdout:
             tuned, base_answers = answers_with_and_without_adapter(result, result.holdout, p.generator)
-            behaviour = compare_behaviour(result.holdout, tuned, base_answers, seed=p.project.seed)
+            behaviour = compare_behaviour(result.holdout, tuned, base_answers, seed=p.project.seed,
+                                          refusals=(p.generator.refusal_reply,))
             mlflow.log_dict([{"id": ex["id"], "question": ex["question"], "reference": ex["answer"], "tuned": t,
                               "base": b} for ex, t, b in zip(result.holdout, tuned, base_answers)],
                             "evaluation/generator_heldout_answers.json")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from components.config import Params
 from components.data.curate import CURATED_FILES, leaked_into
+from components.evaluation import is_refusal
 from components.prompting import extract_citations
 from components.training.replay import all_prompts
 
@@ -75,6 +76,8 @@ def build_suites(params: Params) -> dict[str, list]:
         "generator.jsonl#checks": [
             # Derived columns (see add_check_columns): "" when the row is fine.
             gxe.ExpectColumnValuesToBeInSet(column="unknown_citations", value_set=[""]),
+            # Evaluation must read the training data's refusals as refusals (and nothing else).
+            gxe.ExpectColumnValuesToBeInSet(column="refusal_mismatch", value_set=[""]),
         ],
         "golden.jsonl": basics("id", ("question",), 1, 1000) + [
             gxe.ExpectColumnValuesToBeInSet(column="intent", value_set=list(params.router.intents)),
@@ -98,14 +101,23 @@ def build_suites(params: Params) -> dict[str, list]:
     }
 
 
-def add_check_columns(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Cross-dataset rules as columns GE can check: cited and gold document ids must exist,
-    golden questions must not appear in training data (replay prompts included), general prompts
-    must not be replay prompts, and the router's intent shares."""
+def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """Cross-dataset rules as columns GE can check: cited and gold document ids must exist, an
+    unanswerable example's answer must read as a refusal to evaluation (the usual phrasings or
+    `refusals`, the configured sentence) and an answerable one must not, golden questions must not
+    appear in training data (replay prompts included), general prompts must not be replay prompts,
+    and the router's intent shares."""
     known = set(frames["documents.jsonl"]["id"])
     generator = frames["generator.jsonl"][["id"]].copy()
     generator["unknown_citations"] = [",".join(c for c in extract_citations(a) if c not in known)
                                       for a in frames["generator.jsonl"]["answer"]]
+    generator["refusal_mismatch"] = [
+        "" if is_refusal(str(answer), refusals) != bool(answerable) else
+        ("answerable, yet the answer reads as a refusal" if answerable else
+         "unanswerable, yet the answer does not read as a refusal: phrase it like generator.refusal_reply, "
+         "or set generator.refusal_reply to the sentence your data uses")
+        for answer, answerable in zip(frames["generator.jsonl"]["answer"], frames["generator.jsonl"]["answerable"],
+                                      strict=True)]
     golden = frames["golden.jsonl"][["id"]].copy()
     golden["unknown_gold_docs"] = [",".join(d for d in ids if d not in known)
                                    for ids in frames["golden.jsonl"]["gold_doc_ids"]]
@@ -164,7 +176,7 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
     source = context.data_sources.add_pandas(name="curated")
     failures: list[dict] = []
     suites = build_suites(params)
-    for name, frame in add_check_columns(frames).items():
+    for name, frame in add_check_columns(frames, (params.generator.refusal_reply,)).items():
         stem = name.replace(".jsonl", "").replace("#", "-")
         batch = source.add_dataframe_asset(name=stem).add_batch_definition_whole_dataframe(stem)
         absent = {c for c in OPTIONAL_COLUMNS.get(name, ()) if c not in frame.columns}

@@ -148,7 +148,8 @@ def heldout_metrics(check: AnswerabilityCheck, examples: list[dict]) -> dict[str
     if not examples:
         return {}
     decided = check.answerable([ex["question"] for ex in examples], [[c["text"] for c in ex["context"]] for ex in examples])
-    outcomes = generator_behaviour_outcomes(examples, ["" if ok else check.refusal_reply for ok, _ in decided])
+    outcomes = generator_behaviour_outcomes(examples, ["" if ok else check.refusal_reply for ok, _ in decided],
+                                            (check.refusal_reply,))
     return {f"check_{name}": float(np.mean(outcomes[name])) if outcomes[name] else float("nan")
             for name in ("refusal_rate", "false_refusal_rate")}
 

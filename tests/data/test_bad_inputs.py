@@ -4,6 +4,7 @@ version stays in place; content rules that need the whole batch are Great Expect
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -138,6 +139,20 @@ def test_citation_of_a_missing_document_fails_validation(workspace, tmp_path):
     report = _validate_after(workspace, "generator.jsonl", 0, cite_ghost, tmp_path)
     failure = next(f for f in report.failures if f["column"] == "unknown_citations")
     assert failure["values"] == ["p-999"]
+
+
+def test_an_unanswerable_answer_evaluation_would_not_read_as_a_refusal_fails_validation(workspace, tmp_path):
+    """The refusals a domain trains on must be what evaluation counts as refusals: the usual
+    phrasings, or the sentence configured as generator.refusal_reply."""
+    raw, out = workspace
+    rows = [json.loads(line) for line in (raw / "generator.jsonl").read_text().splitlines()]
+    i = next(k for k, row in enumerate(rows) if not row["answerable"])
+    phrasing = "That is not covered by our FAQ."
+    report = _validate_after(workspace, "generator.jsonl", i, lambda row: row.update(answer=phrasing), tmp_path)
+    failure = next(f for f in report.failures if f["column"] == "refusal_mismatch")
+    assert failure["ids"] == [rows[i]["id"]] and "generator.refusal_reply" in failure["values"][0]
+    own = dataclasses.replace(Params(), generator=dataclasses.replace(Params().generator, refusal_reply=phrasing))
+    assert validate_frames(load_curated(out), own, tmp_path / "docs-own").success
 
 
 def test_router_class_balance_is_bounded(workspace, tmp_path):

@@ -198,3 +198,15 @@ def test_spread_keeps_the_mix_of_a_grouped_list():
     rows = ["answerable"] * 30 + ["unanswerable"] * 10
     assert spread(rows, 8).count("unanswerable") == 2 and len(spread(rows, 8)) == 8
     assert spread(rows, 0) == rows and spread(rows, 99) == rows
+
+
+def test_the_configured_refusal_sentence_counts_as_a_refusal():
+    """A domain's own refusal sentence (generator.refusal_reply) is a refusal to every metric that
+    reads refusals, beside the usual phrasings; an answer is not one just for sharing a word."""
+    sentence = "That is not covered by our FAQ."
+    golden = [{"id": "u", "intent": "policy", "answerable": False}, {"id": "a", "intent": "policy", "answerable": True}]
+    answers = ["Sorry: that is not covered by our  FAQ!", "Returns are covered for 30 days."]
+    assert answer_metrics(golden, answers)["refusal_accuracy"].value == 0.0
+    scored = answer_metrics(golden, answers, refusals=(sentence,))
+    assert scored["refusal_accuracy"].value == 1.0 and scored["false_refusal_rate"].value == 0.0
+    assert is_refusal("I don't know.", (sentence,)) and not is_refusal("Our FAQ covers it.", (sentence,))

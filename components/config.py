@@ -140,6 +140,7 @@ class GeneratorConfig:
     refusal_epochs: int = 2
     refusal_learning_rate: float = 5e-5
     refusal_hard_negatives: int = 3
+    refusal_unanswerable_repeats: int = 4
     refusal_reply: str = "I'm sorry, the documents I have do not contain that information."
     system_prompt: str = (
         "You are the store assistant. Answer only from the context documents. Cite the document id "
@@ -160,6 +161,8 @@ class GeneratorConfig:
         _check(self.refusal_epochs > 0, "generator.refusal_epochs", f"must be > 0, got {self.refusal_epochs}")
         _check(self.refusal_hard_negatives >= 0, "generator.refusal_hard_negatives",
                f"must be >= 0, got {self.refusal_hard_negatives}")
+        _check(self.refusal_unanswerable_repeats >= 1, "generator.refusal_unanswerable_repeats",
+               f"must be >= 1 (1 = each pair once), got {self.refusal_unanswerable_repeats}")
         _check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
         _check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
                f"must be > 0, got {self.replay_max_new_tokens}")

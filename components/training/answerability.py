@@ -14,7 +14,12 @@ Training pairs come from generator.jsonl alone (so a document change never retra
   finds closest to it, other than those of the cited documents. These are the near misses (the
   same brand and model line, another series) that make a name, not a topic, decide. Without them
   the check refused 0.55 of the unanswerable golden questions, with three per question 0.85,
-  false refusals 0.00 and 0.02 (demo data, one seed).
+  false refusals 0.00 and 0.02 (demo data, one seed);
+- the unanswerable examples' own pairs, repeated (`generator.refusal_unanswerable_repeats`): they
+  are the only pairs where a chunk about the right subject does not answer (an attribute no
+  document states), about 260 of 3,300. Seen once, the check took "Who designed the Vitalis
+  Kids Watch Plus?" as answered by the watch's chunk; it refused 0.74 of the unanswerable golden
+  questions with seed 1 (0.89 with seed 42). Seen four times: see params.yaml.
 
 It is trained in the generator step and saved inside the generator's adapter folder
 (`answerability/`), so a registered generator version carries its refusal decision with it.
@@ -84,10 +89,19 @@ def _cited(example: dict) -> set[str]:
     return set(CITATION.findall(example["answer"])) if example.get("answerable", True) else set()
 
 
-def training_pairs(examples: list[dict], embedder, hard_negatives: int) -> list[tuple[str, str, int]]:
+def training_pairs(examples: list[dict], embedder, hard_negatives: int,
+                   unanswerable_repeats: int = 1) -> list[tuple[str, str, int]]:
     """(question, chunk text, 1 if the chunk answers it) for the examples' own contexts, plus
-    `hard_negatives` mined per question from the chunks of all the examples' contexts."""
+    `hard_negatives` mined per question from the chunks of all the examples' contexts, plus the
+    unanswerable examples' own pairs `unanswerable_repeats - 1` more times."""
     pairs = [(ex["question"], c["text"], int(c["doc_id"] in _cited(ex))) for ex in examples for c in ex["context"]]
+    unanswerable = [(ex["question"], c["text"], 0) for ex in examples if not ex.get("answerable", True)
+                    for c in ex["context"]]
+    return pairs + _mined(examples, embedder, hard_negatives) + unanswerable * (unanswerable_repeats - 1)
+
+
+def _mined(examples: list[dict], embedder, hard_negatives: int) -> list[tuple[str, str, int]]:
+    pairs: list[tuple[str, str, int]] = []
     if not hard_negatives:
         return pairs
     pool = list({c["text"]: c["doc_id"] for ex in examples for c in ex["context"]}.items())
@@ -106,7 +120,8 @@ def train_answerability(train: list[dict], holdout: list[dict], encoder_path: st
     """Fine-tune the cross-encoder on `train` (generator examples); measure the refusal decision on
     `holdout` (the generator's held-out examples, never trained on by either)."""
     torch.manual_seed(seed)
-    pairs = training_pairs(train, load_embedder(encoder_path, device), config.refusal_hard_negatives)
+    pairs = training_pairs(train, load_embedder(encoder_path, device), config.refusal_hard_negatives,
+                           config.refusal_unanswerable_repeats)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     model = AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=2).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.refusal_learning_rate)

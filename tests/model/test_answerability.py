@@ -34,6 +34,11 @@ def test_hard_negatives_are_near_chunks_of_other_documents(split, encoder_path):
     for example in train[:40]:  # an answerable example's cited chunk is a positive, every chunk of the others not
         labels = [label for question, _, label in own if question == example["question"]]
         assert (max(labels) == 1) == example["answerable"], example
+    # repeated: the unanswerable examples' own pairs (a chunk on the subject that does not answer), and only those
+    once = training_pairs(train, None, hard_negatives=0)
+    repeated = training_pairs(train, None, hard_negatives=0, unanswerable_repeats=3)
+    unanswerable = [(ex["question"], c["text"], 0) for ex in train if not ex["answerable"] for c in ex["context"]]
+    assert repeated[: len(once)] == once and unanswerable and repeated[len(once):] == unanswerable * 2
 
 
 def test_the_check_separates_answering_chunks_on_held_out_examples_and_survives_a_save(split, encoder_path, tmp_path):

@@ -132,10 +132,11 @@ def register_pyfunc(name: str, kind: str, artifacts: dict[str, str], model_confi
     """Log the pyfunc of `kind` (bundle | router | generator) in the active run, as code
     (components/model_code/<kind>.py) with its signature, and register it as a new version of `name`.
 
-    `metrics` are logged to the run after the model, linked to it, in one request. (Logged before,
-    MLflow links each of the run's metrics to the new model itself with one history read per
-    metric: 105 requests for a bundle, ~5 s against an MLflow server here.) The version is created
-    with its tags in the same request, and only once the metrics are in."""
+    `metrics`, the run's summary figures, are logged after the model, linked to it, in one request.
+    (Logged before, MLflow links each of the run's metrics to the new model itself with one history
+    read per metric: 105 requests for a bundle, ~5 s against an MLflow server here; step histories
+    logged earlier still cost one read each.) The version is created with its tags in the same
+    request, and only once the metrics are in."""
     info = mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE_PATH / f"{kind}.py"), artifacts=artifacts,
                                    model_config=model_config or None, signature=SIGNATURES[kind],
                                    pip_requirements=PIP_REQUIREMENTS)

@@ -161,9 +161,9 @@ def _log_training_inputs(ctx: RunContext, data: DataVersions, section: str, mode
     log_data_versions({dataset: data.versions[dataset]}, ctx.curated_path, "training")
 
 
-def _log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+def _defined(metrics: dict[str, float]) -> dict[str, float]:
     """NaN means undefined (e.g. precision of an intent never predicted): it is left out, not logged as 0."""
-    mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=step)
+    return {k: v for k, v in metrics.items() if not math.isnan(v)}
 
 
 def _reuse_trained(ctx: RunContext, name: str, fingerprint: str) -> TrainedModel | None:
@@ -201,14 +201,14 @@ def router_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
                             f"router on {result.test_size} held-out queries", "charts/router_confusion.png")
         mlflow.log_dict({"intents": list(result.intents), "confusion": result.confusion, "metrics": result.metrics},
                         "evaluation/router_heldout.json")
-        _log_metrics({**result.metrics, "router_test_samples": result.test_size, "train_seconds": seconds})
         adapter = save_router(result, ctx.work_path / "router-adapter")
         description = router_description(result, p, data.versions["router.jsonl"], seconds, run.info.run_id)
         version = register_pyfunc(
             p.promotion.router_name, "router", {"adapter": str(adapter)},
             {"encoder": p.models.encoder, "intents": list(p.router.intents), "max_length": p.router.max_length},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "method": p.router.method,
-                          FINGERPRINT_TAG: fingerprint})
+                          FINGERPRINT_TAG: fingerprint},
+            _defined({**result.metrics, "router_test_samples": result.test_size, "train_seconds": seconds}))
     return TrainedModel(p.promotion.router_name, version.version, str(adapter), result.metrics, run.info.run_id)
 
 
@@ -250,9 +250,6 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             heldout.update({**check.metrics, "check_training_pairs": check.pairs})
             seconds = time.perf_counter() - tic
         mlflow.log_param("generator.resolved_precision", result.precision)
-        _log_metrics({**heldout,
-                      "best_eval_loss": result.best_eval_loss, "best_step": result.best_step, "train_seconds": seconds,
-                      "resumed_from_step": result.resumed_from_step, "skipped_too_long": result.skipped_too_long})
         adapter = save_generator(result, ctx.work_path / "generator-adapter")
         if check is not None:
             save_check(check.check, adapter)
@@ -262,7 +259,10 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
             p.promotion.generator_name, "generator", {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},
             description, {**lineage_tags(data.versions), "run_id": run.info.run_id, "base_model": p.models.generator,
-                          FINGERPRINT_TAG: fingerprint})
+                          FINGERPRINT_TAG: fingerprint},
+            _defined({**heldout, "best_eval_loss": result.best_eval_loss, "best_step": result.best_step,
+                      "train_seconds": seconds, "resumed_from_step": result.resumed_from_step,
+                      "skipped_too_long": result.skipped_too_long}))
     return TrainedModel(p.promotion.generator_name, version.version, str(adapter),
                         {"best_eval_loss": result.best_eval_loss, **heldout}, run.info.run_id)
 
@@ -418,11 +418,8 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
     p, result = ctx.params, evaluation.result
     manifest_path = ctx.work_path / "manifest.json"
     manifest_path.write_text(evaluation.manifest.to_json())
-    metrics = {}
-    for name, metric in evaluation.metrics.items():
-        if not math.isnan(metric.value):
-            metrics[name] = metric.value
-        metrics[f"{name}_samples"] = metric.samples
+    metrics = _defined({name: metric.value for name, metric in evaluation.metrics.items()})
+    metrics.update({f"{name}_samples": metric.samples for name, metric in evaluation.metrics.items()})
     for name, delta in (evaluation.deltas or {}).items():
         if delta.samples:
             metrics.update({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,

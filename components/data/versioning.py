@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from components.config import DataConfig, load_params
+
 
 class VersioningError(RuntimeError):
     """DVC failed; the message carries DVC's own output and what to check."""
@@ -60,8 +62,8 @@ def stage_file(project_path: Path, params_path: Path, curated_dir: str) -> Path:
     if folder == project or (params.name != "params.yaml" and (folder / "params.yaml").exists()):
         raise VersioningError(f"{params_path}: a params file other than the project's params.yaml needs a folder of "
                               f"its own, where ragops writes its DVC stage (e.g. examples/<name>/params.yaml)")
-    own = yaml.safe_load((project / "params.yaml").read_text()) if (project / "params.yaml").exists() else {}
-    if Path(curated_dir) == Path((own.get("data") or {}).get("curated_dir", "data/curated")):
+    own = load_params(project / "params.yaml").data if (project / "params.yaml").exists() else DataConfig()
+    if Path(curated_dir) == Path(own.curated_dir):
         raise VersioningError(f"{params_path}: data.curated_dir {curated_dir!r} is params.yaml's too; give this params "
                               f"file a folder of its own (e.g. {folder.relative_to(project).as_posix()}/curated): "
                               f"two data sets cannot share one DVC output")
@@ -69,14 +71,16 @@ def stage_file(project_path: Path, params_path: Path, curated_dir: str) -> Path:
     stage = {**curate, "wdir": os.path.relpath(project, folder),
              "cmd": curate["cmd"].replace("--params params.yaml", f"--params {relative}"),
              "params": [{relative: ["data"]}]}
-    text = STAGE_NOTE.format(params=relative) + yaml.safe_dump(
+    note = STAGE_NOTE.format(params=relative)
+    text = note + yaml.safe_dump(
         {**({"vars": [params.name]} if params.name != "params.yaml" else {}), "stages": {"curate": stage}},
         sort_keys=False)
     target = folder / "dvc.yaml"
-    if target.exists() and not target.read_text().startswith(STAGE_NOTE.format(params=relative)):
+    written = target.read_text() if target.exists() else None
+    if written is not None and not written.startswith(note):
         raise VersioningError(f"{target} exists and ragops did not write it for {relative}; move {relative} to a "
                               f"folder of its own")
-    if not target.exists() or target.read_text() != text:
+    if written != text:
         target.write_text(text)
     return target
 

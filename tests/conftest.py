@@ -42,9 +42,24 @@ from tests.support.project import ROOT  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `heavy` (minutes of work each) first: with `make test`'s two workers the longest
-    starts at once and the rest spreads over the other worker, instead of one ending alone."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+    """The longest test (`heavy(longest=True)`) opens the first worker's share and the other `heavy`
+    tests open the second's, so the longest runs beside everything else and nothing waits behind it.
+
+    xdist's worksteal scheduler hands each of the two workers a contiguous half of this order and
+    later moves tests from the tail of a busy worker's queue, but a worker always keeps the test
+    after the one it runs (it needs it for teardown). With every heavy test first, the second heavy
+    test (2.5 min) waited behind the 26-min trained e2e on one worker: the suite's wall time was the
+    two together, while the other worker ran out of work. Now the test after the longest is a
+    light one, which the other worker may take."""
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    longest = [item for item in heavy if item.get_closest_marker("heavy").kwargs.get("longest")]
+    others = [item for item in heavy if item not in longest]
+    light = [item for item in items if not item.get_closest_marker("heavy")]
+    # Workers collect (the scheduler takes their order); xdist tells each how many there are.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    second_share = len(items) // workers if workers >= 2 else 0
+    cut = max(0, second_share - len(longest))
+    items[:] = longest + light[:cut] + others + light[cut:]
 
 
 @pytest.fixture(scope="session")

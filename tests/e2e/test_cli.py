@@ -95,7 +95,7 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.heavy
+@pytest.mark.heavy(longest=True)
 @pytest.mark.timeout(3000)  # the real generator trained and evaluated, a served model: 29 min beside the other worker
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the

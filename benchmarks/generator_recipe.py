@@ -12,6 +12,11 @@ go to stderr. Runs take about 20 min each on 2 CPU cores; `--out` keeps the JSON
 and `--table that.json` prints it as the README's markdown table.
 Checked end to end with a tiny generator (a params file with `models.generator: tiny:llama`):
 one run in 89 s.
+
+`--check-only` trains only the answerability check (about 4-5 min a seed) and prints the refusal
+decision of the check alone on the golden catalog and policy questions, with the chunks the
+index retrieves for them (every such question, whatever the router would say: the served
+metrics route first). The quick loop for the refusal recipe; the gates read the whole bundle.
 bf16 runs on CPUs without native bf16 are emulated and slow; they still measure the recipe.
 """
 
@@ -23,6 +28,7 @@ import json
 import math
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +50,7 @@ def one_run(args: argparse.Namespace, seed: int, precision: str) -> dict:
     """Train and evaluate in a child process (a fresh heap: peak RSS per run, nothing shared)."""
     cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--precision", precision,
            "--params", str(args.params), "--work", str(args.work), "--ablation-questions", str(args.ablation_questions)]
+    cmd += ["--check-only"] if args.check_only else []
     tic = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,17 +86,25 @@ def child(args: argparse.Namespace) -> None:
     router_path = args.work / "router"
     if not router_path.exists():  # shared by every run: routing is not what the recipe changes
         save_router(train_router(rows["router.jsonl"], encoder, params.router, params.project.seed), router_path)
+    if args.check_only:
+        check_child(args, params, rows, encoder, settings)
+        return
     run_path = args.work / f"generator-{args.seed}-{args.precision}"
     tic = time.perf_counter()
     base = resolve_model(params.models.generator, settings.models_dir)
     result = train_generator(rows["generator.jsonl"], base, generator_config, args.seed)
     save_generator(result, run_path)
-    check_seconds = 0.0
+    check_seconds, check_reused = 0.0, False
     if generator_config.refusal_check:
-        check_tic = time.perf_counter()
-        train, holdout = split_holdout(rows["generator.jsonl"], generator_config.holdout_examples, args.seed)
-        save_check(train_answerability(train, holdout, encoder, generator_config, args.seed).check, run_path)
-        check_seconds = time.perf_counter() - check_tic
+        cached = check_cache(args, params, rows)
+        if not (cached / "answerability").is_dir():
+            check_tic = time.perf_counter()
+            train, holdout = split_holdout(rows["generator.jsonl"], generator_config.holdout_examples, args.seed)
+            save_check(train_answerability(train, holdout, encoder, generator_config, args.seed).check, cached)
+            check_seconds = time.perf_counter() - check_tic
+        else:
+            check_reused = True
+        shutil.copytree(cached / "answerability", run_path / "answerability", dirs_exist_ok=True)
     train_seconds = time.perf_counter() - tic
     with local_server_held(settings), connect_weaviate(settings) as client:
         index = build_index_version(client, rows["documents.jsonl"], load_embedder(encoder), params.index,
@@ -111,9 +126,66 @@ def child(args: argparse.Namespace) -> None:
                                      p.index)
     metrics = {name: m.value for name, m in evaluation.metrics.items()}
     print(json.dumps({"seed": args.seed, "precision": result.precision, "train_seconds": round(train_seconds, 1),
-                      "check_seconds": round(check_seconds, 1), "steps": len(result.history),
+                      "check_seconds": round(check_seconds, 1), "check_reused": check_reused, "steps": len(result.history),
                       "best_step": result.best_step, "peak_rss_gb": round(
                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2), "metrics": metrics}))
+
+
+def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, settings) -> None:
+    """The answerability check alone: trained with the seed, scored on the golden catalog/policy
+    questions against the chunks the index retrieves (retrieved once, shared by every seed)."""
+    from components.bundle import RETRIEVAL_INTENTS
+    from components.evaluation import answer_metrics
+    from components.index.build import build_index_version
+    from components.index.embedding import embed_texts, load_embedder
+    from components.index.search import search
+    from components.index.store import connect_weaviate, local_server_held
+    from components.training.answerability import save_check, train_answerability
+    from components.training.generator import split_holdout
+
+    golden = [r for r in rows["golden.jsonl"] if r.get("intent") in RETRIEVAL_INTENTS]
+    contexts_path = args.work / "golden-contexts.json"
+    if not contexts_path.exists():
+        with local_server_held(settings), connect_weaviate(settings) as client:
+            embedder = load_embedder(encoder)
+            index = build_index_version(client, rows["documents.jsonl"], embedder, params.index,
+                                        params.models.encoder, show_progress=False)
+            vectors = embed_texts(embedder, [r["question"] for r in golden], batch_size=32)
+            contexts = [[hit.text for hit in search(client, index.collection, r["question"], v, params.index.top_k,
+                                                     params.index.hybrid_alpha)] for r, v in zip(golden, vectors)]
+        contexts_path.write_text(json.dumps(contexts))
+    contexts = json.loads(contexts_path.read_text())
+    config = params.generator
+    tic = time.perf_counter()
+    train, holdout = split_holdout(rows["generator.jsonl"], config.holdout_examples, args.seed)
+    result = train_answerability(train, holdout, encoder, config, args.seed)
+    decided = result.check.answerable([r["question"] for r in golden], contexts)
+    texts = ["" if ok else result.check.refusal_reply for ok, _ in decided]
+    scored = answer_metrics(golden, texts, refusals=(result.check.refusal_reply,))
+    save_check(result.check, check_cache(args, params, rows))
+    wrong = [{"question": r["question"], "answerable": r.get("answerable", True), "score": round(score, 3)}
+             for r, (ok, score) in zip(golden, decided) if ok != r.get("answerable", True)]
+    print(json.dumps({"seed": args.seed, "precision": "fp32", "check_seconds": round(time.perf_counter() - tic, 1),
+                      "pairs": result.pairs, "peak_rss_gb": round(
+                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+                      "metrics": {f"{name}_check_only": scored[name].value
+                                  for name in ("refusal_accuracy", "false_refusal_rate")}
+                      | {f"heldout_{k}": v for k, v in result.metrics.items()},
+                      "samples": {name: scored[name].samples for name in ("refusal_accuracy", "false_refusal_rate")},
+                      "wrong": wrong}))
+
+
+def check_cache(args: argparse.Namespace, params, rows: dict) -> Path:
+    """Where the check of this seed is kept: it depends on generator.jsonl, the encoder, the
+    refusal_* params and the seed only, so generator variants (and --check-only runs before them)
+    share it instead of training it again (~10 min a seed on a 2-core AMD EPYC)."""
+    import hashlib
+
+    g = params.generator
+    settings = {k: getattr(g, k) for k in sorted(vars(g)) if k.startswith("refusal_") or k == "holdout_examples"}
+    key = hashlib.sha256(json.dumps([rows["generator.jsonl"], settings, params.models.encoder, args.seed],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return args.work / "checks" / key
 
 
 def summary(runs: list[dict], gates: dict[str, float]) -> dict:
@@ -161,6 +233,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here after every run")
     parser.add_argument("--ablation-questions", type=int, default=6,
                         help="questions in the (ungated) ablation table of each run")
+    parser.add_argument("--check-only", action="store_true",
+                        help="train only the answerability check per seed (fp32) and score it alone on the golden set")
     parser.add_argument("--table", type=Path, default=None,
                         help="print the markdown table of a JSON written by --out, and stop")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -183,11 +257,11 @@ def main() -> None:
         args.work = args.work or Path(tmp)
         runs: list[dict] = []
         for seed in args.seeds:
-            for precision in args.precisions:
+            for precision in (["fp32"] if args.check_only else args.precisions):
                 print(f"generator recipe: seed {seed}, {precision} ...", file=sys.stderr, flush=True)
                 runs.append(one_run(args, seed, precision))
                 report = {"cpu": cpu_name(), "cores": len(__import__("os").sched_getaffinity(0)), "runs": runs,
-                          "summary": summary(runs, gates)}
+                          "summary": summary(runs, {} if args.check_only else gates)}
                 if args.out:
                     args.out.write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))

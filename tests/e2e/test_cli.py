@@ -96,7 +96,11 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy(longest=True)
-@pytest.mark.timeout(3000)  # the real generator trained and evaluated, a served model: 29 min beside the other worker
+# The real generator trained and evaluated, a served model: 26.5 min for the run beside the other
+# worker on a 2-core Intel Xeon (bf16); on a 2-core AMD EPYC without AVX-512 (fp32, bf16 emulated)
+# the run was still in the generator step after 40 min. The limits are for the slow machine (the
+# CI limit is 90 min); the suite's 30-min budget is met by making the recipe cheaper, not here.
+@pytest.mark.timeout(5400)
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the
     champion answers `ragops ask` with the price and a citation of a retrieved document, and
@@ -113,7 +117,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
         "evaluation": {"freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
                        "ablation_questions": 6},
     })
-    run = succeeded(ragops(repo, "run", timeout=2400))  # 26.5 min beside the other worker in the last suite run
+    run = succeeded(ragops(repo, "run", timeout=4500))
     assert "champion" in run.stdout and "citations:" in run.stdout
 
     product = front_matter(documents(repo)[0])

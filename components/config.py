@@ -141,6 +141,7 @@ class GeneratorConfig:
     refusal_learning_rate: float = 5e-5
     refusal_hard_negatives: int = 3
     refusal_unanswerable_repeats: int = 4
+    refusal_train_layers: int = 3  # the encoder's top N layers (and the head) trained; 0 = all
     refusal_reply: str = "I'm sorry, the documents I have do not contain that information."
     system_prompt: str = (
         "You are the store assistant. Answer only from the context documents. Cite the document id "
@@ -163,6 +164,8 @@ class GeneratorConfig:
                f"must be >= 0, got {self.refusal_hard_negatives}")
         _check(self.refusal_unanswerable_repeats >= 1, "generator.refusal_unanswerable_repeats",
                f"must be >= 1 (1 = each pair once), got {self.refusal_unanswerable_repeats}")
+        _check(self.refusal_train_layers >= 0, "generator.refusal_train_layers",
+               f"must be >= 0 (0 = every layer), got {self.refusal_train_layers}")
         _check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
         _check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
                f"must be > 0, got {self.replay_max_new_tokens}")

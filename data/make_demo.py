@@ -117,7 +117,13 @@ GOLD_TEMPLATES = {
     "stock": "How many of the {name} are left in the shop?",
     "spec": "Which {spec} does the {name} come with?",
 }
-UNANSWERABLE_ASPECTS = ["colour", "country of manufacture", "release year", "energy label"]
+# Aspects no document states, asked in training (the golden set asks about others, GOLD_UNSTATED).
+# With the first four only, the answerability check learned those words as the cue to refuse and
+# took "Who designed the ...?" as answered by the product's chunk (refused 0.77-0.91 of the golden
+# unanswerable questions over three seeds); many aspects teach that the asked aspect must be stated.
+UNANSWERABLE_ASPECTS = ["colour", "country of manufacture", "release year", "energy label", "dimensions",
+                        "model number", "customer rating", "noise level", "charging time", "safety certification",
+                        "spare parts availability", "recommended age"]
 # Policy questions with the index of the policy sentence that answers each: the training answer is
 # that sentence, so the generator learns to pick the sentence that answers, not to recite the first.
 TRAIN_POLICY = {
@@ -372,7 +378,8 @@ def _distractors(p: dict, products: list[dict], rng: random.Random, n: int) -> l
     return [(o["id"], rng.choice(product_chunks(o))) for o in rng.sample(same, n)]
 
 
-def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
+def make_generator_set(products: list[dict], rng: random.Random, held_out_names: set[str] = frozenset()) -> list[dict]:
+    """RAFT examples; `held_out_names`: near-miss product names the golden set asks about, never trained on."""
     examples = []
 
     def add(question, context, answer, answerable):
@@ -406,7 +413,39 @@ def make_generator_set(products: list[dict], rng: random.Random) -> list[dict]:
                 f"{sentences[answer_index].rstrip('.')} [pol-{pid}].", True)
     rng.shuffle(examples)
     _add_absent_examples(examples, products, rng)
+    _add_near_miss_examples(examples, products, rng, held_out_names)
     return examples
+
+
+def near_miss_names(products: list[dict]) -> list[str]:
+    """Catalog brand + noun + series combinations the catalog does not sell: names that look real."""
+    names = {p["name"] for p in products}
+    return sorted({f"{p['brand']} {noun} {series}" for p in products for noun in CATEGORIES[p["category"]]["nouns"]
+                   for series in SERIES} - names)
+
+
+def _add_near_miss_examples(examples: list[dict], products: list[dict], rng: random.Random,
+                            held_out_names: set[str]) -> None:
+    """Questions about near-miss products (the brand and model line exist, that series does not),
+    asked as the catalog questions are; the context holds the line's real products, the answer is
+    a refusal. They teach the answerability check only (`check_only`): with them the check alone
+    refused 0.83-0.89 of the golden unanswerable questions over four seeds, without them 0.66 with
+    seed 1; the 135M generator trained on them refused 0.17 of the answerable golden questions
+    (seed 42), most of them stock questions about products that exist, where it had refused none."""
+    for name in rng.sample([n for n in near_miss_names(products) if n not in held_out_names], 24):
+        brand_line = name.rsplit(" ", 1)[0]
+        same_line = [p for p in products if p["name"].startswith(brand_line + " ")]
+        category = next(p["category"] for p in products if p["brand"] == name.split(" ", 1)[0])
+        near = same_line or [p for p in products if p["category"] == category]
+        shown = rng.sample(near, min(len(near), CONTEXT_CHUNKS))
+        others = rng.sample([p for p in products if p["category"] == category and p not in shown],
+                            CONTEXT_CHUNKS - len(shown))
+        context = [{"doc_id": o["id"], "text": product_chunks(o)[0]} for o in shown + others]
+        rng.shuffle(context)
+        aspect = rng.choice(["price", "stock", "warranty"])
+        example = {"id": f"gen-{len(examples) + 1:04d}", "question": rng.choice(TRAIN_TEMPLATES[aspect]).format(name=name),
+                   "context": context, "answer": REFUSAL, "answerable": False, "check_only": True}
+        examples.insert(rng.randrange(len(examples) + 1), example)
 
 
 def _add_absent_examples(examples: list[dict], products: list[dict], rng: random.Random) -> None:
@@ -550,10 +589,7 @@ def make_golden_set(products: list[dict], rng: random.Random) -> list[dict]:
 def _add_more_unanswerable(add, products: list[dict], rng: random.Random) -> None:
     """The four kinds of GOLD_NEAR_MISS_TEMPLATES .. GOLD_NO_POLICY, numbered after the first golden
     questions (their ids stay as they were)."""
-    names = {p["name"] for p in products}
-    absent = sorted({f"{p['brand']} {noun} {series}" for p in products for noun in CATEGORIES[p["category"]]["nouns"]
-                     for series in SERIES} - names)
-    for i, name in enumerate(rng.sample(absent, 12)):
+    for i, name in enumerate(rng.sample(near_miss_names(products), 12)):
         add(GOLD_NEAR_MISS_TEMPLATES[i % len(GOLD_NEAR_MISS_TEMPLATES)].format(name=name), "catalog", [], [], REFUSAL,
             False)
     for i, p in enumerate(rng.sample(products, 10)):
@@ -590,10 +626,13 @@ def main() -> None:
         (docs_path / f"pol-{pid}.md").write_text(render_policy(pid, title, text), encoding="utf-8")
     write_jsonl(args.out / "router.jsonl", make_router_set(products, rng))
     # One random stream per dataset from here on: changing how one is generated leaves the others as they are.
-    generator = make_generator_set(products, random.Random(f"{args.seed}-generator"))
+    golden = make_golden_set(products, random.Random(f"{args.seed}-golden"))
+    asked = {g["question"] for g in golden}
+    generator = make_generator_set(products, random.Random(f"{args.seed}-generator"),
+                                   {n for n in near_miss_names(products) if any(n in q for q in asked)})
     _inject_into_examples(generator, products, random.Random(f"{args.seed}-injection"))
     write_jsonl(args.out / "generator.jsonl", generator)
-    write_jsonl(args.out / "golden.jsonl", make_golden_set(products, random.Random(f"{args.seed}-golden")))
+    write_jsonl(args.out / "golden.jsonl", golden)
     write_jsonl(args.out / "general_prompts.jsonl", make_general_prompts())
     write_jsonl(args.out / "redteam.jsonl", make_redteam_set(random.Random(f"{args.seed}-redteam")))
 

@@ -38,6 +38,9 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "redteam.jsonl": {"id": str, "attack": str, "payload": str, "markers": list, "document": dict, "question": str,
                       "key_facts": list},
 }
+# Optional fields and their types: `check_only` marks a generator example that trains the
+# answerability check and not the generator (components/training/generator.py, split_for_generator).
+OPTIONAL: dict[str, dict[str, type]] = {"generator.jsonl": {"check_only": bool}}
 DOCUMENT_NUMBERS = {"price": (int, float), "stock": int}
 MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
 
@@ -163,11 +166,13 @@ def read_documents(docs_path: Path) -> list[dict]:
     return docs
 
 
-def check_schema(path: Path, rows: list[dict], schema: dict[str, type | tuple[type, ...]]) -> None:
-    """Every row has every required field with the right JSON type."""
+def check_schema(path: Path, rows: list[dict], schema: dict[str, type | tuple[type, ...]],
+                 optional: dict[str, type] | None = None) -> None:
+    """Every row has every required field, and the optional ones it has, with the right JSON type."""
     for row in rows:
         where = f"{path}:{row.get('_line', '?')} (id {row.get('id', '?')})"
-        for name, kind in schema.items():
+        present = {name: kind for name, kind in (optional or {}).items() if name in row}
+        for name, kind in {**schema, **present}.items():
             if name not in row or row[name] is None:
                 raise CurationError(f"{where}: field '{name}' is missing; add it (required: {sorted(schema)})")
             value = row[name]
@@ -274,7 +279,7 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]
     datasets = {}
     for name, schema in SCHEMAS.items():
         datasets[name] = read_jsonl(raw_path / name)
-        check_schema(raw_path / name, datasets[name], schema)
+        check_schema(raw_path / name, datasets[name], schema, OPTIONAL.get(name))
     training = {"router.jsonl": [r["text"] for r in datasets["router.jsonl"]],
                 "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]}
     check_leakage(datasets["golden.jsonl"], training)

@@ -18,8 +18,13 @@ Training pairs come from generator.jsonl alone (so a document change never retra
 - the unanswerable examples' own pairs, repeated (`generator.refusal_unanswerable_repeats`): they
   are the only pairs where a chunk about the right subject does not answer (an attribute no
   document states), about 260 of 3,300. Seen once, the check took "Who designed the Vitalis
-  Kids Watch Plus?" as answered by the watch's chunk; it refused 0.74 of the unanswerable golden
-  questions with seed 1 (0.89 with seed 42). Seen four times: see params.yaml.
+  Kids Watch Plus?" as answered by the watch's own chunk.
+
+Only the encoder's top layers train (`generator.refusal_train_layers`, 3 of 6): with every
+layer trained the check swung with the seed (false refusals 0.03 to 0.15 of the answerable
+golden questions over three seeds: one seed refused "How many of the ... are left in the shop?",
+a wording training never uses); with the lower layers kept as pretrained, 0.01 to 0.03 over four
+seeds, at 0.83-0.89 of the unanswerable refused, in 1.6x less time. params.yaml has the figures.
 
 It is trained in the generator step and saved inside the generator's adapter folder
 (`answerability/`), so a registered generator version carries its refusal decision with it.
@@ -115,6 +120,21 @@ def _mined(examples: list[dict], embedder, hard_negatives: int) -> list[tuple[st
     return pairs
 
 
+def freeze_below(model, top_layers: int) -> None:
+    """Train only the top `top_layers` encoder layers and the head (0: every weight). The lower
+    layers keep the pretrained encoder's sense of what a question asks, and the backward pass
+    stops where the trained layers start."""
+    if not top_layers:
+        return
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None or top_layers > len(layers):
+        raise ValueError(f"params.yaml: generator.refusal_train_layers is {top_layers}, but the encoder has "
+                         f"{len(layers) if layers is not None else 'no BERT-style'} layers; set it to at most "
+                         "that (0 = every layer)")
+    for module in [model.base_model.embeddings, *layers[: len(layers) - top_layers]]:
+        module.requires_grad_(False)
+
+
 def train_answerability(train: list[dict], holdout: list[dict], encoder_path: str, config: GeneratorConfig,
                         seed: int, device: str = "cpu") -> AnswerabilityResult:
     """Fine-tune the cross-encoder on `train` (generator examples); measure the refusal decision on
@@ -124,7 +144,8 @@ def train_answerability(train: list[dict], holdout: list[dict], encoder_path: st
                            config.refusal_unanswerable_repeats)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     model = AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=2).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.refusal_learning_rate)
+    freeze_below(model, config.refusal_train_layers)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.refusal_learning_rate)
     # Balanced classes: about one pair in six answers its question, and unweighted the head sat at
     # that prior (every score near 0.15) for the first few hundred steps.
     positives = sum(label for *_, label in pairs)

@@ -157,6 +157,15 @@ def split_holdout(examples: list[dict], n_holdout: int, seed: int) -> tuple[list
     return [e for e in examples if id(e) not in held and _question_key(e) not in held_questions], holdout
 
 
+def split_for_generator(examples: list[dict], n_holdout: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """`split_holdout`'s split (the one the answerability check trains on) without the examples
+    marked `check_only`: those teach the check what does not answer a question (near misses a small
+    generator cannot tell apart by name) and would teach the generator to refuse questions it can
+    answer."""
+    train, holdout = split_holdout(examples, n_holdout, seed)
+    return [e for e in train if not e.get("check_only")], [e for e in holdout if not e.get("check_only")]
+
+
 def _question_key(example: dict) -> str:
     return " ".join(example["question"].lower().split())
 
@@ -261,7 +270,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     base = load_base_generator(base_path, device)
     model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
     dtype = training_dtype(config.precision, device)
-    train, holdout = split_holdout(examples, config.holdout_examples, seed)
+    train, holdout = split_for_generator(examples, config.holdout_examples, seed)
     replay = replay_examples(model, tokenizer, config, seed)  # train only: evaluation loss is on RAG examples
     encoded_all = [encode_example(tokenizer, ex, config) for ex in train + replay]
     encoded = [e for e in encoded_all if e is not None]

@@ -60,6 +60,9 @@ CASES = {
                       r"router.jsonl:4 \(id r-0004\): field 'intent' is missing; add it"),
     "wrong type": (lambda raw: _edit_jsonl(raw / "golden.jsonl", 0, lambda r: r.update(answerable="yes")),
                    r"golden.jsonl:1 \(id g-001\): field 'answerable' must be bool, got str 'yes'"),
+    "optional field of the wrong type": (
+        lambda raw: _edit_jsonl(raw / "generator.jsonl", 0, lambda r: r.update(check_only="yes")),
+        r"generator.jsonl:1 \(id gen-\d+\): field 'check_only' must be bool, got str 'yes'"),
     "empty document": (lambda raw: (raw / "documents" / "empty.md").write_text("---\nid: p-empty\n---\n"),
                        r"empty.md \(id p-empty\): text has 0 characters, outside data.min_doc_chars"),
     "duplicate document id": (

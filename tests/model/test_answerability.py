@@ -3,10 +3,11 @@ cited document), that it learns to tell answering chunks from the rest on held-o
 that a saved check loads back with the same scores."""
 
 import pytest
+from transformers import AutoModelForSequenceClassification
 
 from components.config import GeneratorConfig
 from components.index.embedding import load_embedder
-from components.training.answerability import load_check, save_check, train_answerability, training_pairs
+from components.training.answerability import freeze_below, load_check, save_check, train_answerability, training_pairs
 from components.training.generator import split_holdout
 from tests.support.project import read_jsonl
 
@@ -63,3 +64,15 @@ def test_the_check_separates_answering_chunks_on_held_out_examples_and_survives_
     assert loaded.threshold == config.refusal_threshold and loaded.refusal_reply == config.refusal_reply
     assert loaded.scores(questions[:5], chunks[:5]) == pytest.approx(scores[:5], abs=1e-5)
     assert load_check(tmp_path / "none") is None  # a generator saved without a check: the generator decides
+
+
+def test_only_the_top_layers_and_the_head_train_when_asked(encoder_path):
+    model = AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=2)
+    layers = model.base_model.encoder.layer
+    freeze_below(model, 2)
+    trained = [i for i, layer in enumerate(layers) if any(p.requires_grad for p in layer.parameters())]
+    assert trained == [len(layers) - 2, len(layers) - 1]
+    assert all(p.requires_grad for p in model.classifier.parameters())
+    assert not any(p.requires_grad for p in model.base_model.embeddings.parameters())
+    with pytest.raises(ValueError, match="generator.refusal_train_layers is 7"):
+        freeze_below(model, 7)

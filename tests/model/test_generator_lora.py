@@ -17,7 +17,7 @@ from components.models import resolve_model
 from components.data.curate import normalize_question
 from components.training.generator import (IGNORE_INDEX, answer_loss, encode_example, evaluation_loss,
                                            generate_answers, load_generator, load_tokenizer, pad_batch, plan_batches,
-                                           replay_examples, save_generator, set_lora_merged, split_holdout,
+                                           replay_examples, save_generator, set_lora_merged, split_for_generator, split_holdout,
                                            train_generator, training_dtype)
 from tests.support.project import ROOT, read_jsonl
 
@@ -99,6 +99,12 @@ def test_holdout_is_disjoint_and_keeps_unanswerable_examples(project_root):
     assert not {r["id"] for r in train} & {r["id"] for r in holdout}
     assert not {r["question"] for r in train} & {r["question"] for r in holdout}  # RAFT twins stay out too
     assert 0 < sum(not r["answerable"] for r in holdout) < 24
+    # the generator trains on that split without the check-only examples (the check on all of it)
+    check_only = {r["id"] for r in rows if r.get("check_only")}
+    assert check_only
+    generator_train, generator_holdout = split_for_generator(rows, 24, seed=5)
+    assert generator_train == [r for r in train if r["id"] not in check_only]
+    assert generator_holdout == [r for r in holdout if r["id"] not in check_only]
 
 
 def test_training_changes_only_adapter_weights_and_merging_them_is_the_same_model(tiny_llama, examples, tmp_path):
@@ -109,7 +115,9 @@ def test_training_changes_only_adapter_weights_and_merging_them_is_the_same_mode
         return base_model(input_ids=ids).logits
     result = train_generator(examples, tiny_llama, _config(replay_examples=4, replay_max_new_tokens=6), seed=3)
     assert len(result.history) == 3 and all(h["tokens_per_s"] > 0 for h in result.history)
-    assert result.replay_examples == 4 and result.train_examples == len(examples) + 4 - result.skipped_too_long
+    trained = [e for e in examples if not e.get("check_only")]  # check-only examples teach the check alone
+    assert len(trained) < len(examples)
+    assert result.replay_examples == 4 and result.train_examples == len(trained) + 4 - result.skipped_too_long
     assert all(h["learning_rate"] > 0 for h in result.history)
 
     lora_b = {n: p for n, p in result.model.named_parameters() if "lora_B" in n}

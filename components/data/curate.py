@@ -171,7 +171,7 @@ def check_schema(path: Path, rows: list[dict], schema: dict[str, type | tuple[ty
     """Every row has every required field, and the optional ones it has, with the right JSON type."""
     for row in rows:
         where = f"{path}:{row.get('_line', '?')} (id {row.get('id', '?')})"
-        present = {name: kind for name, kind in (optional or {}).items() if name in row}
+        present = {name: kind for name, kind in (optional or {}).items() if row.get(name) is not None}  # null: unset
         for name, kind in {**schema, **present}.items():
             if name not in row or row[name] is None:
                 raise CurationError(f"{where}: field '{name}' is missing; add it (required: {sorted(schema)})")

@@ -83,7 +83,7 @@ def main() -> None:
     result: dict = {"benchmark": "index_reindex", "documents": len(docs), "chunks": len(texts),
                     "embed_batch_size": config.embed_batch_size, "raw_embedding_chunks_per_s": round(raw_chunks_per_s, 1)}
     with tempfile.TemporaryDirectory() as tmp, weaviate_server(Settings(), Path(tmp) / "data") as server:
-        settings = Settings(weaviate_url=server.url, weaviate_grpc_url=server.grpc_url)
+        settings = Settings(**server.connection())
         with connect_weaviate(settings) as client:
             tic = time.perf_counter()
             full = build_index_version(client, docs, embedder, config, encoder=encoder, show_progress=False)

@@ -17,6 +17,7 @@ and the fix, before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -436,6 +437,17 @@ def load_params(path: str | Path) -> Params:
 def params_as_dict(params: Any) -> dict:
     """Flatten a config section to {'key': value} for logging (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only this user can read (created with missing parents; an existing one of
+    ours is narrowed): RAGOPS_HOME holds the local Weaviate server's API key, the ledgers, the
+    checkpoints and the locks every ragops process waits on."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stat = path.stat()
+    if stat.st_mode & 0o077 and stat.st_uid == os.getuid():
+        path.chmod(0o700)
+    return path
 
 
 class Settings(BaseSettings):

@@ -32,9 +32,9 @@ console = Console()
 
 def _environment() -> None:
     """Quiet, offline-friendly defaults for the libraries, set before they are imported."""
-    from components.config import Settings
+    from components.config import Settings, private_dir
 
-    home = Settings().home.resolve()
+    home = private_dir(Settings().home).resolve()
     defaults = {
         "PREFECT_HOME": str(home / "prefect"),
         # The temporary server needs more than the default 20 s on a busy 2-core machine.

@@ -105,8 +105,7 @@ def weaviate_service(tmp_path_factory):
 def weaviate_client(weaviate_service):
     from components.index.store import connect_weaviate
 
-    with connect_weaviate(Settings(weaviate_url=weaviate_service.url,
-                                   weaviate_grpc_url=weaviate_service.grpc_url)) as client:
+    with connect_weaviate(Settings(**weaviate_service.connection())) as client:
         assert client.is_ready()
         yield client
 

@@ -19,16 +19,19 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from components.config import Settings
+import psutil
+
+from components.config import Settings, private_dir
 
 
 # Settings of every Weaviate server ragops starts (embedded or standalone). Weaviate 1.35.2's
@@ -45,6 +48,18 @@ from components.config import Settings
 SERVER_ENVIRONMENT = {"DISABLE_TELEMETRY": "true", "ENABLE_MODULES": "", "USE_INVERTED_SEARCHABLE": "false",
                       "LOG_LEVEL": "warning", "RAFT_TIMEOUTS_MULTIPLIER": "1"}
 
+# Nobody but the ragops processes of this machine's user may reach a server ragops starts. Weaviate
+# 1.35.2 binds REST to --host, gossip and Raft to CLUSTER_BIND_ADDR, and the profiling port (which
+# also serves /debug/* handlers) only when it is not disabled; but the client gRPC port and the
+# cluster data API always listen on every interface (`net.Listen(":port")`, no setting changes
+# it). So anonymous access is off: each start gets its own random API key (clients send it; the
+# shared server's record, readable by this user only, hands it to the other ragops processes) and
+# random basic-auth credentials for the cluster data API, which no client needs.
+# tests/security/test_local_server.py checks the listening sockets of a started server.
+LOOPBACK_ENVIRONMENT = {"CLUSTER_BIND_ADDR": "127.0.0.1", "GO_PROFILING_DISABLE": "true",
+                        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false", "AUTHENTICATION_APIKEY_ENABLED": "true",
+                        "AUTHENTICATION_APIKEY_USERS": "ragops"}
+
 
 # weaviate-client's embedded mode gives a server 30 s and only waits for the port to open; a
 # loaded 2-core CI machine once needed longer (WeaviateStartUpError right after a run's own
@@ -58,10 +73,12 @@ class WeaviateServerError(RuntimeError):
 
 
 class _Loopback:
-    """URLs and environment of a server on loopback, from its `http_port` and `grpc_port`."""
+    """URLs and environment of a server on loopback, from its `http_port`, `grpc_port` and the
+    `api_key` its clients send."""
 
     http_port: int
     grpc_port: int
+    api_key: str
 
     @property
     def url(self) -> str:
@@ -73,7 +90,12 @@ class _Loopback:
 
     def env(self) -> dict[str, str]:
         """Environment that points ragops at this server."""
-        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url}
+        return {"RAGOPS_WEAVIATE_URL": self.url, "RAGOPS_WEAVIATE_GRPC_URL": self.grpc_url,
+                "RAGOPS_WEAVIATE_API_KEY": self.api_key}
+
+    def connection(self) -> dict[str, str]:
+        """The Settings fields that point ragops at this server: `Settings(**server.connection())`."""
+        return {"weaviate_url": self.url, "weaviate_grpc_url": self.grpc_url, "weaviate_api_key": self.api_key}
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,8 @@ class ServerAddress(_Loopback):
     pid: int
     http_port: int
     grpc_port: int
+    api_key: str = field(repr=False)
+    started: float = 0.0  # the process's start time (psutil), which tells it from a later process with its pid
 
 
 @dataclass
@@ -90,6 +114,7 @@ class WeaviateServer(_Loopback):
     process: subprocess.Popen
     http_port: int
     grpc_port: int
+    api_key: str = field(repr=False)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -141,56 +166,75 @@ def _log_tail(log_path: Path | None, offset: int = 0, lines: int = 15) -> str:
     return f"; the last lines of {log_path}:\n" + "\n".join(tail) if tail else f"; {log_path} is empty"
 
 
+def _listens_on(pid: int, port: int) -> bool:
+    """The process `pid` itself holds the listening socket of `port`: a 200 from the port proves
+    nothing when another program took it."""
+    with contextlib.suppress(psutil.Error):
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                   for c in psutil.Process(pid).net_connections(kind="tcp"))
+    return False
+
+
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S,
                log_path: Path | None = None, log_offset: int = 0) -> None:
-    """Until /v1/.well-known/ready answers 200: the schema and shards are loaded, not just the port open."""
+    """Until /v1/.well-known/ready answers 200 from the port this process listens on: the schema
+    and shards are loaded, not just the port open."""
     deadline = time.monotonic() + timeout_s
+    port = int(url.rsplit(":", 1)[1])
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready"
                                       + _log_tail(log_path, log_offset))
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
+        if _answers_ready(url) and _listens_on(process.pid, port):
+            return
         time.sleep(0.2)
     raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path, log_offset))
 
 
+def _answers_ready(url: str) -> bool:
+    with contextlib.suppress(OSError):
+        with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=5) as response:
+            return response.status == 200
+    return False
+
+
 def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None,
-                          environment: dict[str, str] | None = None) -> WeaviateServer:
+                          environment: dict[str, str] | None = None, api_key: str | None = None) -> WeaviateServer:
     """Start the server on free loopback ports with its data in `data_path`; returns when ready.
-    `environment` adds or overrides server settings (e.g. API-key authentication instead of
-    anonymous access). Ports are free when picked but another process can take one before the
-    server binds it (seen with several servers starting in one test run): a start that fails on a
-    taken port is retried on new ports."""
+    Clients authenticate with `api_key` (a random one by default; see LOOPBACK_ENVIRONMENT);
+    `environment` adds or overrides server settings. Ports are free when picked but another
+    process can take one before the server binds it (seen with several servers starting in one test
+    run): a start that fails on a taken port is retried on new ports."""
+    api_key = api_key or secrets.token_urlsafe(32)
     for _ in range(START_ATTEMPTS - 1):
         try:
-            return _start_once(settings, data_path, log_path, environment or {})
+            return _start_once(settings, data_path, log_path, environment or {}, api_key)
         except WeaviateServerError as exc:
             if "address already in use" not in str(exc):
                 raise
-    return _start_once(settings, data_path, log_path, environment or {})
+    return _start_once(settings, data_path, log_path, environment or {}, api_key)
 
 
 def _start_once(settings: Settings, data_path: Path, log_path: Path | None,
-                environment: dict[str, str]) -> WeaviateServer:
-    http, grpc, profiling = _free_ports(3)
-    gossip = _gossip_port({http, grpc, profiling})
+                environment: dict[str, str], api_key: str) -> WeaviateServer:
+    http, grpc = _free_ports(2)
+    gossip = _gossip_port({http, grpc})
     data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
     data_path.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
-           "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true", **SERVER_ENVIRONMENT, **environment,
+           **SERVER_ENVIRONMENT, **LOOPBACK_ENVIRONMENT, "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+           "CLUSTER_BASIC_AUTH_USERNAME": secrets.token_hex(8), "CLUSTER_BASIC_AUTH_PASSWORD": secrets.token_urlsafe(32),
+           **environment,
            "CLUSTER_HOSTNAME": "ragops", "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
-           "RAFT_BOOTSTRAP_EXPECT": "1", "GO_PROFILING_PORT": str(profiling)}
+           "RAFT_BOOTSTRAP_EXPECT": "1"}
     binary = binary_of(settings)
     start = log_path.stat().st_size if log_path and log_path.exists() else 0
     with open(log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(http), "--scheme", "http"],
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = WeaviateServer(process, http, grpc)
+    server = WeaviateServer(process, http, grpc, api_key)
     try:
         wait_ready(server.url, process, log_path=log_path, log_offset=start)
     except WeaviateServerError:
@@ -225,9 +269,15 @@ def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None =
 _STARTED_HERE: dict[int, WeaviateServer] = {}
 
 
+def _open_private(path: Path):
+    """Open for appending, created 0600: a lock another local user could take would hang every
+    ragops process of this home."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+    with _open_private(path) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -238,14 +288,24 @@ def file_lock(path: Path) -> Iterator[None]:
 def _pid_alive(pid: int) -> bool:
     """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:
         return True
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+
+
+def _started_at(pid: int) -> float:
+    """When `pid` started: with the pid, what tells a server from a later process that reused its pid."""
+    return psutil.Process(pid).create_time()
+
+
+def _is_server_of(address: ServerAddress) -> bool:
+    """The process the record names is still that server: the same pid started at the recorded
+    time (a pid is reused, a start time with it is not) and alive."""
+    with contextlib.suppress(psutil.Error):
+        return _pid_alive(address.pid) and abs(_started_at(address.pid) - address.started) < 0.01
+    return False
 
 
 def _advertised(record: Path) -> ServerAddress | None:
@@ -254,11 +314,9 @@ def _advertised(record: Path) -> ServerAddress | None:
     for, never replaced: a second server on the same data path would corrupt it."""
     address = _read_address(record)
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while address is not None and _pid_alive(address.pid) and _is_weaviate(address.pid):
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{address.url}/v1/.well-known/ready", timeout=5) as response:
-                if response.status == 200:
-                    return address
+    while address is not None and _is_server_of(address):
+        if _answers_ready(address.url) and _listens_on(address.pid, address.http_port):
+            return address
         if time.monotonic() > deadline:
             raise WeaviateServerError(
                 f"the Weaviate server {record} names (pid {address.pid}, {address.url}) runs but was not ready after "
@@ -276,28 +334,40 @@ def _read_address(record: Path) -> ServerAddress | None:
         return None
 
 
-def _is_weaviate(pid: int) -> bool:
-    """The pid still belongs to a Weaviate server (not a process that reused the number)."""
-    with contextlib.suppress(OSError):
-        return b"weaviate" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    return True  # no /proc: trust the record
+def _write_address(record: Path, address: ServerAddress) -> None:
+    """Atomically (a reader never sees half a record), readable by this user only (it holds the key)."""
+    partial = record.with_suffix(f".{os.getpid()}.tmp")
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(json.dumps(asdict(address)))
+    partial.replace(record)
 
 
-def _stop_pid(pid: int) -> None:
-    started = _STARTED_HERE.pop(pid, None)
+def _stop(address: ServerAddress) -> None:
+    started = _STARTED_HERE.pop(address.pid, None)
     if started is not None:
         stop_weaviate_server(started)
         return
-    if not _is_weaviate(pid):
-        return
+    if not _is_server_of(address):
+        return  # gone, or the pid now belongs to another process: never signal that one
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(address.pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while _pid_alive(address.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if _is_server_of(address):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(address.pid, signal.SIGKILL)
+
+
+def stop_advertised(home: Path) -> None:
+    """SIGKILL the local server a home's record names, if that very process still runs (tests that
+    replace a home's data after a killed ragops process left its server up)."""
+    address = _read_address(home / "weaviate-server.json")
+    if address is not None and _is_server_of(address):
+        os.kill(address.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _pid_alive(address.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -309,20 +379,18 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
     lock exclusively is the last one and stops the server. Starting and stopping happen under
     <home>/weaviate-start.lock, so a user arriving never meets a server being stopped. A user
     killed with SIGKILL leaves the server running and advertised: the next user takes it over."""
-    home = settings.weaviate_data_path.parent
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(settings.weaviate_data_path.parent)
     record, start_lock = home / "weaviate-server.json", home / "weaviate-start.lock"
-    users = (home / "weaviate-users.lock").open("a")
+    users = _open_private(home / "weaviate-users.lock")
     try:
         with file_lock(start_lock):
             address = _advertised(record)
             if address is None:
                 server = start_weaviate_server(settings, settings.weaviate_data_path, log_path)
                 _STARTED_HERE[server.process.pid] = server
-                address = ServerAddress(server.process.pid, server.http_port, server.grpc_port)
-                partial = record.with_suffix(f".{os.getpid()}.tmp")
-                partial.write_text(json.dumps(asdict(address)))
-                partial.replace(record)  # atomic: a reader never sees half a record
+                address = ServerAddress(server.process.pid, server.http_port, server.grpc_port, server.api_key,
+                                        _started_at(server.process.pid))
+                _write_address(record, address)
             fcntl.flock(users, fcntl.LOCK_SH)
         try:
             yield address
@@ -338,7 +406,8 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
                     # replacement, which nobody would stop otherwise.
                     advertised = _read_address(record)
                     record.unlink(missing_ok=True)
-                    for pid in {address.pid, advertised.pid if advertised else address.pid}:
-                        _stop_pid(pid)
+                    _stop(address)
+                    if advertised is not None and advertised.pid != address.pid:
+                        _stop(advertised)
     finally:
         users.close()

@@ -69,7 +69,7 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
         else:
             server = _enter_local_server(stack, settings)
             client = weaviate.connect_to_local(host="127.0.0.1", port=server.http_port, grpc_port=server.grpc_port,
-                                               additional_config=timeout)
+                                               auth_credentials=Auth.api_key(server.api_key), additional_config=timeout)
         stack.callback(client.close)
         yield client
 

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from components.config import GeneratorConfig
-from components.prompting import build_messages
+from components.prompting import build_messages, render_chat, special_tokens, without_special_tokens
 from components.training.checkpoint import fingerprint, load_latest_checkpoint, save_checkpoint
 from components.training.replay import all_prompts, replay_messages, replay_prompts
 
@@ -75,11 +75,9 @@ def encode_example(tokenizer, example: dict, config: GeneratorConfig) -> dict[st
     """Token ids with labels on the answer only (prompt positions are IGNORE_INDEX).
     None when the example does not fit max_length: cutting it would drop the system prompt or
     the document holding the answer, and training on that teaches the wrong thing."""
-    prompt_ids = tokenizer.apply_chat_template(example_messages(example, config), add_generation_prompt=True,
-                                               tokenize=True)
-    if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "input_ids"):
-        prompt_ids = prompt_ids["input_ids"]
-    answer_ids = tokenizer(example["answer"], add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(render_chat(tokenizer, example_messages(example, config)), add_special_tokens=False)["input_ids"]
+    answer = without_special_tokens(example["answer"], special_tokens(tokenizer))
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if example.get("finished", True):  # a replay answer cut at its token limit does not end there
         answer_ids.append(tokenizer.eos_token_id)
     if len(prompt_ids) + len(answer_ids) > config.max_length:
@@ -369,8 +367,7 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_
     answers: list[str] = []
     starts = range(0, len(conversations), batch_size)
     for start in track(starts, description=progress, transient=True) if progress else starts:
-        prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                   for c in conversations[start : start + batch_size]]
+        prompts = [render_chat(tokenizer, c) for c in conversations[start : start + batch_size]]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -66,7 +66,7 @@ def test_a_burst_of_changes_makes_one_reindex_with_every_change_and_no_downtime(
         deploy = start_daemon([RAGOPS, "deploy"], repo, env, tmp_path / "deploy.log")
         embedder = load_embedder(encoder_path)
         try:
-            with connect_weaviate(Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)) as client:
+            with connect_weaviate(Settings(**weaviate.connection())) as client:
                 wait_for(lambda: deployment_exists(prefect_api, DEPLOYMENT), 300, "the reindex deployment")
                 time.sleep(3)  # the watcher takes its first snapshot (which holds the fed edits)
                 live_before = live_collection(client, "Catalog")
@@ -122,7 +122,7 @@ def test_a_burst_of_changes_makes_one_reindex_with_every_change_and_no_downtime(
                 texts = [o.properties["text"] for o in client.collections.get(newest).iterator()
                          if o.properties["doc_id"] == fed[1].stem]
                 assert any("Second edition" in t for t in texts)
-            served = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
+            served = Settings(**weaviate.connection())
             for version in (live_after, newest):
                 assert_every_chunk_once(served, version)
         finally:

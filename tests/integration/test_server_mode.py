@@ -124,7 +124,7 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
     prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-1.log")
     client = MlflowClient(mlflow_server)
     with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
-        weaviate_settings = Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url)
+        weaviate_settings = Settings(**weaviate.connection())
         env = ragops_env(repo, {**weaviate.env(), "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_server,
                                 "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"})
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state

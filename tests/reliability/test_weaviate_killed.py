@@ -45,13 +45,14 @@ def _reindex_in_background(repo: Path, env: dict) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _kill_when_building(url: str, pid: int, run: subprocess.Popen, version: str = "Catalog_v2") -> None:
+def _kill_when_building(url: str, api_key: str, pid: int, run: subprocess.Popen, version: str = "Catalog_v2") -> None:
     """SIGKILL the server at `pid` as soon as the new version's collection exists."""
+    auth = {"Authorization": f"Bearer {api_key}"}
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         assert run.poll() is None, "the reindex ended before the server could be killed: " + run.stdout.read()[-3000:]
         try:
-            classes = {c["class"] for c in httpx.get(f"{url}/v1/schema", timeout=5).json()["classes"]}
+            classes = {c["class"] for c in httpx.get(f"{url}/v1/schema", headers=auth, timeout=5).json()["classes"]}
         except httpx.HTTPError:
             classes = set()
         if version in classes:
@@ -74,7 +75,7 @@ def test_external_server_killed_fails_cleanly_and_the_next_run_completes(champio
     with weaviate_server(Settings(), data, log) as server:
         _touch_every_product(repo)
         run = _reindex_in_background(repo, server.env())
-        _kill_when_building(server.url, server.process.pid, run)
+        _kill_when_building(server.url, server.api_key, server.process.pid, run)
         said, _ = run.communicate(timeout=900)
     assert run.returncode != 0, said[-4000:]
     assert "the reindex stopped" in said and "a service did not answer" in said and "rerun" in said, said[-4000:]
@@ -83,7 +84,7 @@ def test_external_server_killed_fails_cleanly_and_the_next_run_completes(champio
     assert [(e["action"], e["version"]) for e in ledger(repo)] == [("promote", "1")]
 
     with weaviate_server(Settings(), data, log) as server:  # back, on the same data
-        settings = Settings(weaviate_url=server.url, weaviate_grpc_url=server.grpc_url)
+        settings = Settings(**server.connection())
         assert live_index(settings) == "Catalog_v1"  # the live alias never moved
         rerun = ragops(repo, "reindex", env=server.env())
         assert rerun.returncode == 0, output(rerun)[-4000:]
@@ -102,7 +103,7 @@ def test_local_server_killed_is_restarted_and_the_run_completes(champion_repo):
     while not record.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     advertised = json.loads(record.read_text())
-    _kill_when_building(f"http://127.0.0.1:{advertised['http_port']}", advertised["pid"], run)
+    _kill_when_building(f"http://127.0.0.1:{advertised['http_port']}", advertised["api_key"], advertised["pid"], run)
     said, _ = run.communicate(timeout=900)
     assert run.returncode == 0, said[-4000:]
     assert "transient failure, retrying" in said, said[-4000:]

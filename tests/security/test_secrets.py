@@ -73,11 +73,9 @@ def _needles(planted: dict[str, str]) -> dict[str, bytes]:
 
 @contextlib.contextmanager
 def _weaviate_with_api_key(tmp_path: Path, api_key: str) -> Iterator[WeaviateServer]:
-    """The standalone server of components.index.server, with API-key authentication and anonymous
+    """The standalone server of components.index.server, with the planted API key and anonymous
     access off (checked below: an anonymous request must be refused)."""
-    auth = {"AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false", "AUTHENTICATION_APIKEY_ENABLED": "true",
-            "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key, "AUTHENTICATION_APIKEY_USERS": "ragops"}
-    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log", auth) as server:
+    with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log", api_key=api_key) as server:
         assert httpx.get(f"{server.url}/v1/schema", timeout=10).status_code == 401
         assert httpx.get(f"{server.url}/v1/schema", headers={"Authorization": f"Bearer {api_key}"},
                          timeout=10).status_code == 200
@@ -185,8 +183,7 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", planted["MLFLOW_TRACKING_PASSWORD"])
         client = MlflowClient(tracking_uri)
         champion = client.get_model_version_by_alias(BUNDLE, "champion")
-        with connect_weaviate(Settings(weaviate_url=weaviate.url, weaviate_grpc_url=weaviate.grpc_url,
-                                       weaviate_api_key=planted["RAGOPS_WEAVIATE_API_KEY"])) as wv:
+        with connect_weaviate(Settings(**weaviate.connection())) as wv:
             assert wv.collections.exists(champion.tags["collection"])
         records = _registry_records(client, user)
 

@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.index.server import _is_weaviate, _pid_alive
+from components.index.server import stop_advertised
 from tests.support.cli import ragops, succeeded
 from tests.support.processes import wait_for
 from tests.support.project import tiny_project
@@ -66,9 +66,4 @@ def _reconnect_mlflow_stores(repo: Path) -> None:
 def _stop_leftover_weaviate(repo: Path) -> None:
     """A test that SIGKILLed a ragops process can leave the project's local Weaviate server running
     (it is in its own session); it must not serve the data folder the next test's copy replaces."""
-    record = repo / ".ragops" / "weaviate-server.json"
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        pid = int(json.loads(record.read_text())["pid"])
-        if _pid_alive(pid) and _is_weaviate(pid):
-            os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: not _pid_alive(pid), 30, f"the leftover Weaviate server {pid} to exit", interval=0.1)
+    stop_advertised(repo / ".ragops")

@@ -167,7 +167,9 @@ def move_champion(settings: Settings, params: Params, version: str, collection: 
                                  f"still {previous_collection}; rerun once the service answers") from exc
         append_ledger(ledger_path(settings), entry)
         pending_path(settings).unlink()
-        prune_versions(weaviate_client, params.index.alias, params.index.keep_versions)
+        history = champion_history(read_ledger(ledger_path(settings)), name)
+        rollback_target = [history[-2]["collection"]] if len(history) >= 2 else []
+        prune_versions(weaviate_client, params.index.alias, params.index.keep_versions, protect=rollback_target)
     return ChampionMove(previous_version, previous_collection)
 
 

@@ -221,7 +221,8 @@ def point_alias(client: weaviate.WeaviateClient, alias: str, collection: str) ->
 
 
 def prune_versions(client: weaviate.WeaviateClient, alias: str, keep: int, protect: Sequence[str] = ()) -> list[str]:
-    """Delete all but the newest `keep` versions, never the live one or any in `protect`."""
+    """Delete all but the newest `keep` versions, never the live one or any in `protect` (the
+    rollback target: held challengers, newer than it, must not push it out)."""
     live = live_collection(client, alias)
     versions = list_versions(client, alias)
     doomed = [v for v in versions[:-keep] if v != live and v not in protect]

@@ -83,6 +83,20 @@ def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore
     assert json.loads(ledger.read_text().splitlines()[-1])["previous_collection"] == f"{alias}_v3"
 
 
+def test_held_challengers_never_push_out_the_rollback_target(registry):
+    """keep_versions=3: the champion's index v1, two challengers held (v2, v3 built, never live),
+    then v4 promoted. The newest three stay, and so does the rollback target v1."""
+    settings, params, client, source = registry
+    name, alias = params.promotion.bundle_name, params.index.alias
+    first, second = (str(client.create_model_version(name, source=source).version) for _ in range(2))
+    promote(settings, params, first, f"{alias}_v1", ["gates passed"])
+    promote(settings, params, second, f"{alias}_v4", ["gates passed"])
+    with connect_weaviate(settings) as weaviate_client:
+        assert list_versions(weaviate_client, alias) == [f"{alias}_v{n}" for n in (1, 2, 3, 4)]
+    assert rollback(settings, params).collection == f"{alias}_v1"
+    assert _champion(settings, params) == (first, f"{alias}_v1")
+
+
 def _evaluated_version(client, name: str, source: str, collection: str, passed: bool, deltas: dict,
                        compared_with: str = "none") -> str:
     """A bundle version whose evaluation run logged paired differences (delta, low, high) from champion `compared_with`."""

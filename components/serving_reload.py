@@ -43,34 +43,35 @@ class NotReady(RuntimeError):
 class LoadedBundle:
     name: str
     version: str
-    model: Any  # mlflow.pyfunc.PyFuncModel wrapping components.bundle.BundleModel
+    model: Any  # components.bundle.BundleModel
     loaded_at: datetime
     in_flight: int = 0
     retired: bool = False
 
     @property
     def assistant(self) -> Any:  # components.bundle.Assistant
-        return self.model.unwrap_python_model().assistant
+        return self.model.assistant
 
     @property
     def collection(self) -> str:
         return self.assistant.manifest.collection
 
     def unload(self) -> None:
-        self.model.unwrap_python_model().unload()
+        self.model.unload()
         self.model = None
         gc.collect()  # the models are large; give their memory back now rather than at some later collection
 
 
 def load_bundle(name: str, version: str) -> LoadedBundle:
-    """`models:/<name>/<version>` loaded and asked one question, ready for traffic."""
-    import mlflow.pyfunc
+    """`models:/<name>/<version>` loaded (ragops' code, the version's data: components/model_loading.py)
+    and asked one question, ready for traffic."""
+    from components.model_loading import load_registered
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    model = load_registered(f"models:/{name}/{version}")
     try:
-        model.unwrap_python_model().assistant.answer([WARMUP_QUESTION])
+        model.assistant.answer([WARMUP_QUESTION])
     except Exception:
-        model.unwrap_python_model().unload()
+        model.unload()
         raise
     return LoadedBundle(name, str(version), model, datetime.now(UTC))
 

@@ -187,11 +187,11 @@ def no_champion_message(params, settings) -> str:
 
 def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), version: str = "") -> list[dict]:
     """Answers of the champion bundle, or of bundle `version` (a held candidate a reviewer tries)."""
-    import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
     from components.config import Settings
+    from components.model_loading import load_registered
     from components.registry import configure_mlflow, get_alias_version
 
     settings = Settings()
@@ -205,11 +205,11 @@ def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), ve
             _fail(f"{name} has no version {version!r} in {settings.tracking_uri}; `ragops review` lists the versions")
     elif get_alias_version(client, name, "champion") is None:
         _fail(no_champion_message(params, settings))
-    bundle = mlflow.pyfunc.load_model(f"models:/{name}/{version}" if version else f"models:/{name}@champion")
+    bundle = load_registered(f"models:/{name}/{version}" if version else f"models:/{name}@champion")
     try:
-        return bundle.predict(pd.DataFrame({"question": questions}))
+        return bundle.predict(None, pd.DataFrame({"question": questions}))
     finally:
-        bundle.unwrap_python_model().unload()
+        bundle.unload()
 
 
 @app.command()
@@ -276,7 +276,9 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
     from flows.deploy import deploy as serve_deployments
+    from flows.pipeline import PROJECT_VARIABLE
 
+    os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
     _stop_cleanly_on_signals()
     try:
         serve_deployments(project, str(params), loaded, work_pool or None)
@@ -297,11 +299,14 @@ def _stop_cleanly_on_signals() -> None:
 
 @app.command()
 def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flow runs from"),
-           pool_type: str = typer.Option("process", "--type", help="work pool type, created if missing")) -> None:
+           pool_type: str = typer.Option("process", "--type", help="work pool type, created if missing"),
+           project: Path = typer.Option(Path("."), help="the project whose flow runs this worker runs (the only one: "
+                                        "a run whose project_path names another fails)")) -> None:
     """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
     _environment()
     if not os.environ.get("PREFECT_API_URL"):
         _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
+    os.environ["RAGOPS_PROJECT"] = str(project.resolve())  # flows.pipeline.PROJECT_VARIABLE, without its imports
     prefect = Path(sys.executable).parent / "prefect"
     os.execv(prefect, [str(prefect), "worker", "start", "--pool", pool, "--type", pool_type])
 

@@ -20,9 +20,10 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import deployment
 
 from components import stages
-from components.config import Settings
+from components.config import ConfigError, Settings
 from components.index.server import file_lock
 from components.bundle import Manifest
 from components.evaluation import Metric
@@ -71,10 +72,34 @@ def global_lock(name: str, settings: Settings) -> Iterator[None]:
         yield
 
 
+PROJECT_VARIABLE = "RAGOPS_PROJECT"
+
+
+def run_project(project_path: str, params_path: str) -> tuple[Path, Path]:
+    """The project and params file a flow run may work on. A flow run of a deployment takes its
+    parameters from whoever reaches the Prefect API, and the project decides which dvc.yaml `dvc
+    repro` runs (commands): such a run works only on the project its worker serves
+    (RAGOPS_PROJECT, which `ragops worker` and `ragops deploy` set), whatever `project_path` says.
+    A flow called in-process (`ragops run`) works where its caller says. The params file must lie
+    inside the project either way."""
+    root = Path(project_path).resolve()
+    if deployment.id is not None:
+        served = os.environ.get(PROJECT_VARIABLE)
+        if not served:
+            raise ConfigError(f"a deployment's flow run needs {PROJECT_VARIABLE}, the project its worker serves; "
+                                    f"start workers with `ragops worker` (or set {PROJECT_VARIABLE} in the job's environment)")
+        if root != Path(served).resolve():
+            raise ConfigError(f"flow parameter project_path={project_path!r} is not the project this worker serves "
+                                    f"({PROJECT_VARIABLE}={served}); a deployment's runs work only on that project")
+    params = (root / params_path).resolve()
+    if not params.is_relative_to(root):
+        raise ConfigError(f"params_path={params_path!r} is outside the project {root}; pass a params file inside it")
+    return root, params
+
+
 def validated_data(project_path: str, params_path: str) -> tuple[stages.RunContext, Steps, stages.DataVersions]:
     """Every flow's start: the run context, its configured steps, and curated, validated data."""
-    root = Path(project_path)
-    ctx = stages.make_context(root, root / params_path)
+    ctx = stages.make_context(*run_project(project_path, params_path))
     step = configure_steps(ctx.params.orchestration)
     data = step.curate(ctx)
     step.validate(ctx, data)

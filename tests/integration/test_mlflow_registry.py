@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from components.config import RouterConfig
+from components.model_loading import load_registered
 from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history,
                                  log_loss_chart, register_pyfunc, set_alias)
 from components.training.router import save_router, train_router
@@ -47,11 +48,14 @@ def test_router_registers_with_lineage_and_loads_back_by_alias(settings, project
     set_alias(client, "test-router", "champion", version.version)
     assert get_alias_version(client, "test-router", "champion").version == version.version
 
-    loaded = mlflow.pyfunc.load_model("models:/test-router@champion")
-    out = loaded.predict(pd.DataFrame({"text": ["hi there", "how much is the kettle?"]}))
+    loaded = mlflow.pyfunc.load_model("models:/test-router@champion")  # MLflow's loader (mlflow models serve)
+    texts = pd.DataFrame({"text": ["hi there", "how much is the kettle?"]})
+    out = loaded.predict(texts)
     assert list(out.columns) == ["intent", "confidence"]
     assert set(out["intent"]) <= set(config.intents)
     assert out["confidence"].between(0, 1).all()
+    # ragops' own loader (no code from the registry) gives the same predictions
+    assert load_registered("models:/test-router@champion").predict(None, texts).equals(out)
 
 
 def _tiny_bert(settings):

@@ -40,7 +40,7 @@ from tests.support.registry import (BUNDLE, FINAL_STATES, deployment_exists, dep
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 POOL = "ragops-test-pool"
-RETRAIN, REINDEX = "ragops-retrain/retrain", "ragops-reindex/on-document-change"
+RETRAIN, REINDEX, EVALUATE = "ragops-retrain/retrain", "ragops-reindex/on-document-change", "ragops-evaluate/on-demand"
 
 
 def _held_slots(api: str) -> dict[str, int]:
@@ -52,6 +52,21 @@ def _trigger(env: dict) -> None:
     started = subprocess.run([str(BIN / "prefect"), "deployment", "run", RETRAIN], env=env, capture_output=True,
                              text=True, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
+
+
+def _start_hostile_run(env: dict, hostile: Path) -> Path:
+    """Whoever reaches the Prefect API runs the on-demand evaluation with project_path naming a DVC
+    project of theirs, whose curate stage is a command of their choice. Returns the file that
+    command would create."""
+    planted = hostile / "pwned"
+    hostile.mkdir()
+    (hostile / "params.yaml").write_text("{}\n")
+    (hostile / "dvc.yaml").write_text(f"stages:\n  curate:\n    cmd: touch {planted}\n    outs: [out]\n")
+    subprocess.run([str(BIN / "python"), "-m", "dvc", "init", "--no-scm", "-q"], cwd=hostile, check=True, timeout=120)
+    started = subprocess.run([str(BIN / "prefect"), "deployment", "run", EVALUATE, "-p", f"project_path={hostile}"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    return planted
 
 
 def _triggered(api: str) -> list[dict]:
@@ -134,10 +149,18 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
             wait_for(lambda: prefect_request("GET", f"{api}/work_pools/{POOL}").status_code == 200, 300,
                      "the worker to create its process work pool")
             deploy = start_daemon([RAGOPS, "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
-            for name in (RETRAIN, REINDEX, "ragops-evaluate/on-demand"):
+            for name in (RETRAIN, REINDEX, EVALUATE):
                 wait_for(lambda name=name: deployment_exists(api, name), 300, f"deployment {name}")
             retrain = prefect_request("GET", f"{api}/deployments/name/{RETRAIN}").json()
             assert retrain["work_pool_name"] == POOL and retrain["entrypoint"] == "flows.pipeline.retrain"
+
+            # A run whose project_path is not the worker's project fails before any command of it runs.
+            planted = _start_hostile_run(env, tmp_path / "hostile")
+            (hostile,) = wait_for(lambda: [r for r in deployment_runs(api, EVALUATE) if r["state_type"] in FINAL_STATES],
+                                  600, "the hostile run to end", interval=2)
+            assert hostile["state_type"] == "FAILED", hostile["state"]
+            assert "is not the project this worker serves" in hostile["state"]["message"], hostile["state"]["message"]
+            assert not planted.exists(), "a flow parameter made the worker run a command of the caller's choice"
 
             # The retrain deployment, run on demand by the worker, interrupted by a dying Prefect server.
             _trigger(env)

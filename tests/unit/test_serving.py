@@ -146,8 +146,7 @@ class FakeAssistant:
 
 def _bundle(version: str, assistant: FakeAssistant) -> LoadedBundle:
     python_model = SimpleNamespace(assistant=assistant, unload=lambda: setattr(assistant, "unloaded", True))
-    return LoadedBundle("ragops-assistant", version, SimpleNamespace(unwrap_python_model=lambda: python_model),
-                        datetime.now(UTC))
+    return LoadedBundle("ragops-assistant", version, python_model, datetime.now(UTC))
 
 
 class FakeRegistry:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -94,11 +95,35 @@ def check_body_size(size: int, config: ServeConfig, declared: bool = True) -> No
                                 f"send fewer or shorter questions")
 
 
+# A valid request nests three levels ({"questions": [{"question": ...}]}); deeper ones are refused
+# before validation, whose error messages would walk them.
+MAX_DEPTH = 4
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise RequestError(400, f"body is not valid JSON ({exc}); send a JSON object like {EXAMPLE}") from None
+    except RecursionError:  # the parser recurses once per level: ~1,000 levels exhaust the stack
+        raise RequestError(400, f"body nests arrays or objects over {MAX_DEPTH} levels deep; send a JSON object like "
+                                f"{EXAMPLE}") from None
+    if _depth(payload) > MAX_DEPTH:
+        raise RequestError(400, f"body nests arrays or objects over {MAX_DEPTH} levels deep; send a JSON object like "
+                                f"{EXAMPLE}")
+    return payload
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed body (iterative: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _where(loc: tuple) -> str:
@@ -203,10 +228,11 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
             return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
         except NotReady as exc:
             return _error(503, str(exc))
-        except Exception as exc:  # noqa: BLE001 (the HTTP boundary: a 500 with the message, the traceback only in the log)
-            log.exception("%s %s failed", request.method, request.url.path)
-            return _error(500, f"internal error: {type(exc).__name__}: {exc}; the server keeps running, "
-                               f"its log has the details")
+        except Exception:  # noqa: BLE001 (the HTTP boundary: a 500 with a reference, the details only in the log)
+            reference = uuid.uuid4().hex[:12]
+            log.exception("%s %s failed (reference %s)", request.method, request.url.path, reference)
+            return _error(500, f"internal error (reference {reference}); the server keeps running, its log has the "
+                               f"details under that reference")
         return JSONResponse({**result, "bundle_version": version})
 
     @app.get("/healthz")

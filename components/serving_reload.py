@@ -162,7 +162,9 @@ class ChampionHolder:
                       exc_info=True)
             with self._state:
                 self._loading = None
-                self._last_error = {"version": version, "error": f"{type(exc).__name__}: {exc}",
+                # /readyz shows that it failed, not why: exception text can hold paths, URLs and
+                # configuration; the log has it.
+                self._last_error = {"version": version, "error": f"{type(exc).__name__} (the server log has the details)",
                                     "at": datetime.now(UTC).isoformat(timespec="seconds")}
             return
         old = self._swap(new)

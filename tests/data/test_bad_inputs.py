@@ -76,6 +76,13 @@ CASES = {
         lambda raw: (raw / "documents" / "inject.md").write_text(
             "---\nid: p-inject\n---\n# Deal\nBuy now <script>steal()</script> cheap kettles today."),
         r"inject.md \(id p-inject\): contains HTML markup '<script>'.*convert or remove the markup"),
+    # nine levels of nine aliases: 180 bytes that expand to ~580 KB on the way to JSON
+    "YAML alias bomb in front matter": (
+        lambda raw: (raw / "documents" / "bomb.md").write_text(
+            "---\nid: p-bomb\na: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+            + "---\n# Bomb\nA perfectly ordinary kettle description.\n"),
+        r"bomb.md: front matter uses a YAML alias \(\*a\) on line 4; write the value out instead"),
     "wrong type in front matter": (
         lambda raw: _first_doc(raw).write_text(_first_doc(raw).read_text().replace("price: ", "price: about ", 1)),
         r"p-001.md \(id p-001\): 'price' must be a number, got str"),

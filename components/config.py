@@ -23,6 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import SecretStr
@@ -439,6 +440,26 @@ def params_as_dict(params: Any) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
 
 
+def redacted(url: str | None) -> str:
+    """`url` fit to print: a password in it (`https://user:pass@host`) reads `***`."""
+    if not url:
+        return str(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def scrubbed(text: str, *urls: str | None) -> str:
+    """`text` (a tool's output, an error) with the passwords of `urls` replaced by `***`."""
+    for url in urls:
+        password = urlsplit(url).password if url else None
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
 def private_dir(path: Path) -> Path:
     """`path` as a folder only this user can read (created with missing parents; an existing one of
     ours is narrowed): RAGOPS_HOME holds the local Weaviate server's API key, the ledgers, the
@@ -450,6 +471,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+# Variables ragops reads besides Settings' own: the project a worker's flow runs may work on
+# (flows/pipeline.py), and a folder of secret files, one per Settings variable, named like it
+# (Kubernetes mounts a Secret there; a file beats nothing, a variable beats a file).
+PROCESS_VARIABLES = ("RAGOPS_PROJECT", "RAGOPS_SECRETS_DIR")
+
+
 class Settings(BaseSettings):
     """Where services live and their secrets, from RAGOPS_* environment variables.
 
@@ -457,7 +484,8 @@ class Settings(BaseSettings):
     binary, MLflow on SQLite under `home`, Prefect's temporary local server.
     """
 
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_", frozen=True, extra="ignore",
+                                      secrets_dir=os.environ.get("RAGOPS_SECRETS_DIR") or None)
 
     home: Path = Path(".ragops")
     cache_dir: Path = Path.home() / ".cache" / "ragops"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import matplotlib
 
@@ -39,7 +40,7 @@ def configure_mlflow(settings: Settings, experiment: str) -> MlflowClient:
     settings.home (not ./mlruns of whatever directory we were started from)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(_without_credentials(settings.tracking_uri))
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -49,6 +50,18 @@ def configure_mlflow(settings: Settings, experiment: str) -> MlflowClient:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return client
+
+
+def _without_credentials(uri: str) -> str:
+    """A tracking URI with `user:password@` becomes MLflow's own credentials (MLFLOW_TRACKING_USERNAME
+    and _PASSWORD, unless already set) and the URI without them: MLflow prints its tracking URI
+    (run links) and stores it with runs, where a password must not be."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username or ""))
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def log_params_section(prefix: str, values: Mapping) -> None:

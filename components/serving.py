@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from components.config import ServeConfig, Settings
+from components.config import ServeConfig, Settings, redacted
 from components.index.search import SearchFilters
 from components.serving_reload import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 
@@ -278,8 +278,8 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
     previous = {sig: signal.signal(sig, _exit_cleanly) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with bundle_weaviate(settings) as weaviate_env:
-            log.info("bundles read Weaviate at %s; registry %s", weaviate_env.get("RAGOPS_WEAVIATE_URL"),
-                     settings.tracking_uri)
+            log.info("bundles read Weaviate at %s; registry %s", redacted(weaviate_env.get("RAGOPS_WEAVIATE_URL")),
+                     redacted(settings.tracking_uri))
             server = uvicorn.Server(uvicorn.Config(create_app(holder, config), host=host, port=port,
                                                    log_level="info", timeout_graceful_shutdown=30))
             try:

@@ -21,7 +21,7 @@ import mlflow
 import pandas as pd
 
 from components.bundle import Manifest, load_assistant
-from components.config import Params, Settings, load_params, params_as_dict
+from components.config import Params, Settings, load_params, params_as_dict, redacted
 from components.data.versioning import (keep_failed_batch, read_good_versions, record_good_versions,
                                         reproduce_and_push, stage_file)
 from components.bundle_evaluation import BundleEvaluation, evaluate_bundle, spread
@@ -281,7 +281,7 @@ def registered_models(ctx: RunContext, router_version: str = "champion",
     for name, (version, tag) in wanted.items():
         if version == "champion":
             if champion is None:
-                raise LookupError(f"no champion of {p.promotion.bundle_name} in {ctx.settings.tracking_uri} to take "
+                raise LookupError(f"no champion of {p.promotion.bundle_name} in {redacted(ctx.settings.tracking_uri)} to take "
                                   f"the {name} version from; run `ragops run` first or name a version")
             version = champion.tags[tag]
         adapter = download_model_artifact(name, version, "adapter", ctx.work_path / f"{name}-v{version}")

@@ -173,14 +173,15 @@ def _failed_gates(reasons: str) -> str:
 
 def no_champion_message(params, settings) -> str:
     """What to do when there is no champion: the newest held version, why, and how to try it."""
+    from components.config import redacted
     from components.promotion import review as candidates_of
 
     name = params.promotion.bundle_name
     _, candidates = candidates_of(params)
     if not candidates:
-        return f"no champion for {name} in {settings.tracking_uri}: no bundle version yet; run `ragops run` first"
+        return f"no champion for {name} in {redacted(settings.tracking_uri)}: no bundle version yet; run `ragops run` first"
     held = candidates[-1]
-    return (f"no champion for {name} in {settings.tracking_uri}: v{held.version} is held, failed gates: "
+    return (f"no champion for {name} in {redacted(settings.tracking_uri)}: v{held.version} is held, failed gates: "
             f"{_failed_gates(held.reasons)}. Try it with `ragops ask --version {held.version} QUESTION`; "
             f"`ragops review` compares the held versions")
 
@@ -190,7 +191,7 @@ def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), ve
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from components.config import Settings
+    from components.config import Settings, redacted
     from components.model_loading import load_registered
     from components.registry import configure_mlflow, get_alias_version
 
@@ -202,7 +203,7 @@ def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), ve
         try:
             client.get_model_version(name, version)
         except MlflowException:
-            _fail(f"{name} has no version {version!r} in {settings.tracking_uri}; `ragops review` lists the versions")
+            _fail(f"{name} has no version {version!r} in {redacted(settings.tracking_uri)}; `ragops review` lists the versions")
     elif get_alias_version(client, name, "champion") is None:
         _fail(no_champion_message(params, settings))
     bundle = load_registered(f"models:/{name}/{version}" if version else f"models:/{name}@champion")

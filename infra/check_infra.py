@@ -46,6 +46,7 @@ from infra.infra_rules import (  # noqa: E402
     env_example_rules,
     gpu_rules,
     kubernetes_rules,
+    namespace_rules,
     pod_containers,
 )
 
@@ -207,12 +208,12 @@ def kustomization_problems(path: Path, kustomization: dict, manifests: list[Path
             yield Problem(path, "resources", f"{manifest.name} is not listed, so `kubectl apply -k` skips it")
 
 
-def check_kubernetes(k8s_dir: Path, kubernetes_version: str) -> tuple[list[Problem], int]:
-    """Every YAML manifest under k8s_dir; returns the problems and the number of objects checked."""
+def check_kubernetes(k8s_dir: Path, kubernetes_version: str) -> tuple[list[Problem], list[tuple[Path, dict]]]:
+    """Every YAML manifest under k8s_dir; returns the problems and the objects checked."""
     files = sorted(p for p in k8s_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
     kustomizations = [p for p in files if p.stem == "kustomization"]
     manifests = [p for p in files if p.stem != "kustomization"]
-    problems, objects = [], 0
+    problems, objects = [], []
     for path in kustomizations:
         kustomization, load_problems = load_yaml(path)
         problems += load_problems or kustomization_problems(path, kustomization or {}, manifests)
@@ -220,10 +221,10 @@ def check_kubernetes(k8s_dir: Path, kubernetes_version: str) -> tuple[list[Probl
         documents, load_problems = load_yaml(path, all_documents=True)
         problems += load_problems
         for index, manifest in enumerate(d for d in documents or [] if d is not None):
-            objects += 1
             if not isinstance(manifest, dict):
                 problems.append(Problem(path, f"document {index}", "is not a mapping"))
                 continue
+            objects.append((path, manifest))
             where = f"{manifest.get('kind')}/{(manifest.get('metadata') or {}).get('name')}"
             # ragops' rules read the shapes the schema guarantees: only on a valid object.
             problems += (list(kubernetes_schema_problems(path, manifest, kubernetes_version, where))
@@ -267,18 +268,19 @@ def job_template_structure_problems(path: Path, template: Any) -> Iterator[Probl
         yield Problem(path, "job_configuration", "needs a job_manifest (a batch/v1 Job)")
 
 
-def check_job_template(path: Path, kubernetes_version: str) -> list[Problem]:
+def check_job_template(path: Path, kubernetes_version: str) -> tuple[list[Problem], dict | None]:
+    """The problems of the template, and its rendered Job (None when it cannot be rendered)."""
     try:
         template = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        return [Problem(path, "file", f"cannot be read as JSON: {exc}")]
+        return [Problem(path, "file", f"cannot be read as JSON: {exc}")], None
     problems = list(job_template_structure_problems(path, template))
     if problems:
-        return problems
+        return problems, None
     job = render_job_manifest(template)
     where = "job_manifest"
     if job.get("apiVersion") != "batch/v1" or job.get("kind") != "Job":
-        return [Problem(path, where, "must be apiVersion batch/v1, kind Job")]
+        return [Problem(path, where, "must be apiVersion batch/v1, kind Job")], None
     pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
     containers = pod_containers(job)
     if not containers or containers[0].get("name") != "prefect-job" or pod.get("restartPolicy") != "Never":
@@ -291,18 +293,20 @@ def check_job_template(path: Path, kubernetes_version: str) -> list[Problem]:
         checked["spec"]["template"]["spec"].pop(field, None)
     schema_problems = list(kubernetes_schema_problems(path, checked, kubernetes_version, where))
     problems += schema_problems or [*kubernetes_rules(path, checked, example=False), *gpu_rules(path, checked)]
-    return problems
+    return problems, None if schema_problems else checked
 
 
 def check_all(compose: Path = COMPOSE_PATH, k8s_dir: Path = K8S_DIR, job_template: Path | None = None,
               env_example: Path | None = None, kubernetes_version: str = KUBERNETES_VERSION) -> tuple[list[Problem], str]:
     """All checks; returns the problems and a one-line account of what was checked."""
     k8s_problems, objects = check_kubernetes(k8s_dir, kubernetes_version)
-    problems = [*check_compose(compose, env_example or compose.parent / ".env.example"), *k8s_problems,
-                *check_job_template(job_template or k8s_dir / JOB_TEMPLATE_NAME, kubernetes_version)]
+    job_path = job_template or k8s_dir / JOB_TEMPLATE_NAME
+    job_problems, job = check_job_template(job_path, kubernetes_version)
+    problems = [*check_compose(compose, env_example or compose.parent / ".env.example"), *k8s_problems, *job_problems,
+                *namespace_rules(objects, job_path, job)]
     problems = list(dict.fromkeys(problems))  # one wrong value can fail several branches of a schema alike
     summary = (f"{compose.name} (Compose Specification, check-jsonschema {version('check-jsonschema')}); "
-               f"{objects} Kubernetes objects in {k8s_dir.name}/ and the work-pool job template "
+               f"{len(objects)} Kubernetes objects in {k8s_dir.name}/ and the work-pool job template "
                f"(Kubernetes {kubernetes_version} schemas, kubernetes-validate {version('kubernetes-validate')})")
     return problems, summary
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import Settings
+from components.config import PROCESS_VARIABLES, Settings
 from components.index.server import SERVER_ENVIRONMENT
 
 # The settings ragops' own Weaviate servers get (components/index/server.py); LOG_LEVEL is left
@@ -27,6 +27,10 @@ WEAVIATE_IMAGE = "semitechnologies/weaviate"
 MIN_WEAVIATE_NODES = 3
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ALLOWED_KEYS|ACCESS_KEY|TOKEN|CREDENTIAL")
+# Names of where a secret is (RAGOPS_SECRETS_DIR, AWS_SHARED_CREDENTIALS_FILE), not of a secret.
+SECRET_PATH_NAME = re.compile(r"_(DIR|FILE)$")
+# A Kubernetes env value made only of $(NAME) references to variables defined above it.
+K8S_REFERENCES = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)(,\$\([A-Za-z_][A-Za-z0-9_]*\))*")
 URI_PASSWORD = re.compile(r"://[^/\s:@]+:([^@\s]*)@")
 # ${NAME}, ${NAME:?message} or ${NAME?message}: the value comes from the environment, no default.
 COMPOSE_FROM_ENV = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}")
@@ -47,7 +51,7 @@ class Problem:
 def known_settings_variables() -> set[str]:
     """The RAGOPS_* names Settings reads; anything else with the prefix is a typo ragops ignores."""
     prefix = Settings.model_config["env_prefix"]
-    return {f"{prefix}{name}".upper() for name in Settings.model_fields}
+    return {f"{prefix}{name}".upper() for name in Settings.model_fields} | set(PROCESS_VARIABLES)
 
 
 def as_text(value: Any) -> str | None:
@@ -126,14 +130,16 @@ def env_example_rules(path: Path, text: str, required: set[str]) -> Iterator[Pro
 def _container_secrets(path: Path, where: str, container: Mapping[str, Any]) -> Iterator[Problem]:
     for key, item in container_environment(container).items():
         value = as_text(item.get("value"))
-        if (SECRET_NAME.search(key) and value is not None) or (value and URI_PASSWORD.search(value)):
+        secret_name = SECRET_NAME.search(key) and not SECRET_PATH_NAME.search(key)
+        if (secret_name and value is not None and not K8S_REFERENCES.fullmatch(value)) or (value and URI_PASSWORD.search(value)):
             yield Problem(path, f"{where} env {key}", "a literal secret; use valueFrom.secretKeyRef (or envFrom a Secret)")
 
 
 def kubernetes_rules(path: Path, manifest: Mapping[str, Any], example: bool) -> Iterator[Problem]:
     """Secrets by reference only, ragops setting names, and the Weaviate cluster's consistency."""
     kind = manifest.get("kind")
-    where = f"{kind}/{(manifest.get('metadata') or {}).get('name')}"
+    metadata = manifest.get("metadata") or {}
+    where = f"{kind}/{metadata.get('name') or metadata.get('generateName')}"
     if kind == "Secret":
         values = {**(manifest.get("stringData") or {}), **(manifest.get("data") or {})}
         if not example:
@@ -146,8 +152,10 @@ def kubernetes_rules(path: Path, manifest: Mapping[str, Any], example: bool) -> 
         data = manifest.get("data") or {}
         yield from _settings_names(path, where, list(data))
         for key, value in data.items():
-            if SECRET_NAME.search(key) or URI_PASSWORD.search(str(value)):
+            if (SECRET_NAME.search(key) and not SECRET_PATH_NAME.search(key)) or URI_PASSWORD.search(str(value)):
                 yield Problem(path, f"{where} {key}", "a secret in a ConfigMap; move it to a Secret")
+    if pod_containers(manifest):
+        yield from hardening_rules(path, where, manifest)
     for container in pod_containers(manifest):
         cwhere = f"{where} container {container.get('name')}"
         yield from _container_secrets(path, cwhere, container)
@@ -155,6 +163,7 @@ def kubernetes_rules(path: Path, manifest: Mapping[str, Any], example: bool) -> 
         if WEAVIATE_IMAGE in str(container.get("image", "")):
             env = container_environment(container)
             yield from _weaviate_settings(path, cwhere, {k: as_text(v.get("value")) for k, v in env.items()})
+            yield from weaviate_exposure_rules(path, cwhere, env)
             if kind == "StatefulSet":
                 yield from _weaviate_cluster(path, where, manifest, env)
 
@@ -195,3 +204,126 @@ def gpu_rules(path: Path, job: Mapping[str, Any]) -> Iterator[Problem]:
         yield Problem(path, "job_manifest", "needs a toleration for the nvidia.com/gpu taint of GPU nodes")
     if not pod.get("nodeSelector"):
         yield Problem(path, "job_manifest", "needs a nodeSelector for the GPU node pool")
+
+
+# Every container ragops ships runs like this (issue 27, item 10); a pod that needs to write gets
+# an emptyDir or a volume for it.
+CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True}
+RAGOPS_IMAGE = "/ragops:"
+# Weaviate's cluster-internal ports (gossip, data API, Raft, Raft RPC) in infra/k8s/weaviate.yaml.
+WEAVIATE_CLUSTER_PORTS = {7100, 7101, 8300, 8301}
+
+
+def pod_spec(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = manifest.get("spec") or {}
+    return (spec.get("template") or {}).get("spec") or {}
+
+
+def pod_labels(manifest: Mapping[str, Any]) -> Mapping[str, str]:
+    return (((manifest.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+
+
+def hardening_rules(path: Path, where: str, manifest: Mapping[str, Any]) -> Iterator[Problem]:
+    """Non-root, read-only root filesystem, no privilege escalation, every capability dropped; and
+    a ragops container takes no secret as an environment variable (RAGOPS_SECRETS_DIR files)."""
+    pod = pod_spec(manifest)
+    pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot") is True
+    for container in pod_containers(manifest):
+        cwhere = f"{where} container {container.get('name')}"
+        context = container.get("securityContext") or {}
+        for key, wanted in CONTAINER_HARDENING.items():
+            if context.get(key) is not wanted:
+                yield Problem(path, cwhere, f"securityContext.{key} must be {str(wanted).lower()}")
+        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+            yield Problem(path, cwhere, "securityContext.capabilities.drop must include ALL")
+        if context.get("privileged") is True:
+            yield Problem(path, cwhere, "must not be privileged")
+        if not (pod_non_root or context.get("runAsNonRoot") is True):
+            yield Problem(path, cwhere, "must run as non-root (securityContext.runAsNonRoot: true on the pod or container)")
+        if RAGOPS_IMAGE in str(container.get("image", "")):
+            from_secret = [item["name"] for item in container_environment(container).values()
+                           if "secretKeyRef" in (item.get("valueFrom") or {})]
+            from_secret += [f"envFrom {source['secretRef'].get('name')}" for source in container.get("envFrom") or []
+                            if isinstance(source, dict) and "secretRef" in source]
+            if from_secret:
+                yield Problem(path, cwhere, f"secrets as environment variables ({', '.join(from_secret)}); mount the "
+                                            f"Secret as files at RAGOPS_SECRETS_DIR")
+
+
+def weaviate_exposure_rules(path: Path, where: str, env: Mapping[str, Mapping[str, Any]]) -> Iterator[Problem]:
+    """The profiling port off, the cluster data API behind basic auth, a read-only user for serving."""
+    value = {key: as_text(item.get("value")) for key, item in env.items()}
+    if value.get("GO_PROFILING_DISABLE") != "true":
+        yield Problem(path, where, "GO_PROFILING_DISABLE must be 'true': the profiling port (6060) serves /debug/* "
+                                   "handlers without auth")
+    for key in ("CLUSTER_BASIC_AUTH_USERNAME", "CLUSTER_BASIC_AUTH_PASSWORD"):
+        if "secretKeyRef" not in ((env.get(key) or {}).get("valueFrom") or {}):
+            yield Problem(path, where, f"{key} must come from a Secret (valueFrom.secretKeyRef): without it the "
+                                       f"cluster data API (7101) answers anyone")
+    if not value.get("AUTHORIZATION_ADMINLIST_READONLY_USERS"):
+        yield Problem(path, where, "AUTHORIZATION_ADMINLIST_READONLY_USERS must name the serving user: serving pods "
+                                   "hold a read-only key, not the flow runs' admin key")
+
+
+def _selects(policy: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    wanted = ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _from_only(rule: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    sources = rule.get("from") or []
+    return bool(sources) and all(set(s) == {"podSelector"} and
+                                 ((s["podSelector"] or {}).get("matchLabels") or {}).items() <= labels.items()
+                                 and (s["podSelector"] or {}).get("matchLabels") for s in sources)
+
+
+def namespace_rules(objects: list[tuple[Path, Mapping[str, Any]]], job_path: Path, job: Mapping[str, Any] | None
+                    ) -> Iterator[Problem]:
+    """Rules across files: a default-deny NetworkPolicy; Weaviate's cluster ports open to its nodes
+    only; the flow runs' RAGOPS_HOME on a claim that exists; serving and flow runs on different
+    Secrets (different Weaviate keys)."""
+    policies = [(p, m) for p, m in objects if m.get("kind") == "NetworkPolicy"]
+    if not any(not ((m.get("spec") or {}).get("podSelector") or {}) and "Ingress" in (m["spec"].get("policyTypes") or [])
+               and not m["spec"].get("ingress") for _, m in policies):
+        where = objects[0][0] if objects else job_path
+        yield Problem(where.parent / "network-policy.yaml", "NetworkPolicy",
+                      "no default-deny ingress policy (podSelector {}, policyTypes [Ingress], no rules): every pod "
+                      "would take traffic from anywhere")
+    weaviate = next((m for _, m in objects if m.get("kind") == "StatefulSet" and
+                     any(WEAVIATE_IMAGE in str(c.get("image", "")) for c in pod_containers(m))), None)
+    weaviate_labels = pod_labels(weaviate) if weaviate else {}
+    for path, policy in policies:
+        if not weaviate_labels or not _selects(policy, weaviate_labels):
+            continue
+        for rule in (policy.get("spec") or {}).get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []} or WEAVIATE_CLUSTER_PORTS
+            if ports & WEAVIATE_CLUSTER_PORTS and not _from_only(rule, weaviate_labels):
+                yield Problem(path, f"NetworkPolicy/{policy['metadata']['name']}",
+                              f"opens Weaviate's cluster ports {sorted(ports & WEAVIATE_CLUSTER_PORTS)} to more than "
+                              f"the Weaviate pods")
+    if job is None:
+        return
+    config = next((m.get("data") or {} for _, m in objects if m.get("kind") == "ConfigMap"), {})
+    home = config.get("RAGOPS_HOME")
+    pod = pod_spec(job)
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    mounts = {m.get("mountPath"): m.get("name") for c in pod_containers(job) for m in c.get("volumeMounts") or []}
+    claim = ((volumes.get(mounts.get(home)) or {}).get("persistentVolumeClaim") or {}).get("claimName")
+    claims = {m["metadata"]["name"] for _, m in objects if m.get("kind") == "PersistentVolumeClaim"}
+    if not home or claim is None or claim not in claims:
+        yield Problem(job_path, "job_manifest", f"RAGOPS_HOME ({home}) must be a PersistentVolumeClaim of the manifests "
+                                                f"(got {claim!r}): the ledger, checkpoints and the pending-move record "
+                                                f"would vanish with each Job")
+    if not any(k == "RAGOPS_PROJECT" for k in config) and not any(
+            "RAGOPS_PROJECT" in container_environment(c) for c in pod_containers(job)):
+        yield Problem(job_path, "job_manifest", "RAGOPS_PROJECT must be set (ConfigMap or env): a flow run of a "
+                                                "deployment works only on that project")
+    job_secrets = {v["secret"]["secretName"] for v in volumes.values() if "secret" in v}
+    for path, manifest in objects:
+        if manifest.get("kind") == "Deployment" and any(RAGOPS_IMAGE in str(c.get("image", ""))
+                                                          for c in pod_containers(manifest)):
+            serve_secrets = {v["secret"]["secretName"] for v in pod_spec(manifest).get("volumes") or [] if "secret" in v}
+            if serve_secrets & job_secrets:
+                yield Problem(path, f"Deployment/{manifest['metadata']['name']}",
+                              f"mounts the flow runs' Secret {sorted(serve_secrets & job_secrets)}: serving gets a "
+                              f"read-only Weaviate key of its own")

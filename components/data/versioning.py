@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from components.config import DataConfig, load_params
+from components.config import DataConfig, Settings, load_params, redacted, scrubbed
 
 
 class VersioningError(RuntimeError):
@@ -30,16 +30,25 @@ def run_dvc(project_path: Path, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_path, env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise VersioningError(f"`dvc {' '.join(args)}` failed in {project_path} (exit {proc.returncode}):\n"
-                              f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+        said = scrubbed(f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}", Settings().dvc_remote_url)
+        raise VersioningError(f"`dvc {' '.join(args)}` failed in {project_path} (exit {proc.returncode}):\n{said}")
     return proc.stdout
 
 
 def ensure_remote(project_path: Path, remote_url: str, name: str = "storage") -> None:
-    """Make `remote_url` the default remote, in .dvc/config.local (machine-specific, not committed)."""
+    """Make `remote_url` the default remote, in .dvc/config.local (machine-specific, not committed).
+    Written through DVC's Python API, not `dvc remote add`: a URL with credentials would be on a
+    command line every local user sees in `ps`; and the file is made readable by this user only."""
     if "://" not in remote_url:
         Path(remote_url).mkdir(parents=True, exist_ok=True)
-    run_dvc(project_path, "remote", "add", "--local", "--force", "--default", name, remote_url)
+    from dvc.repo import Repo  # imported here: a second or so, and only the pipeline's data step needs it
+
+    with Repo(str(project_path)) as repo, repo.config.edit("local") as config:
+        config["remote"][name] = {"url": remote_url}
+        config["core"]["remote"] = name
+    local = project_path / ".dvc" / "config.local"
+    if local.exists():
+        local.chmod(0o600)
 
 
 STAGE_NOTE = ("# Written by ragops for {params}: the curate stage of that params file, made from the project's\n"
@@ -109,10 +118,11 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
         run_dvc(project_path, "push")
     except VersioningError as exc:
         raise VersioningError(
-            f"the DVC remote {remote_url} did not take the curated data, so it has no data version yet: nothing was "
+            f"the DVC remote {redacted(remote_url)} did not take the curated data, so it has no data version yet: nothing was "
             f"trained, indexed or promoted. The curated files and DVC's local cache hold it (`dvc status` is clean); "
             f"the versions already on the remote are unchanged. Make the remote writable or free space on it (or "
-            f"point RAGOPS_DVC_REMOTE_URL elsewhere) and rerun: the rerun pushes without curating again.\n{exc}") from None
+            f"point RAGOPS_DVC_REMOTE_URL elsewhere) and rerun: the rerun pushes without curating again.\n"
+            f"{scrubbed(str(exc), remote_url)}") from None
     return data_versions(project_path, stage, stages_file), ran
 
 

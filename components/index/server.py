@@ -256,8 +256,8 @@ def stop_weaviate_server(server: WeaviateServer, kill: bool = False) -> None:
 
 @contextlib.contextmanager
 def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None,
-                    environment: dict[str, str] | None = None) -> Iterator[WeaviateServer]:
-    server = start_weaviate_server(settings, data_path, log_path, environment)
+                    environment: dict[str, str] | None = None, api_key: str | None = None) -> Iterator[WeaviateServer]:
+    server = start_weaviate_server(settings, data_path, log_path, environment, api_key)
     try:
         yield server
     finally:

@@ -5,7 +5,7 @@ one step when a version goes live. Nothing here ever edits the live collection. 
 sealed by its ledger (in the `<alias>Ledger` collection) once its checks passed; a version
 without one is an unfinished build.
 
-    >>> from components.config import Settings
+    >>> from components.config import Settings, redacted
     >>> with connect_weaviate(Settings()) as client:  # doctest: +SKIP
     ...     live_collection(client, "Catalog")
     'Catalog_v3'
@@ -26,7 +26,7 @@ from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
-from components.config import Settings
+from components.config import Settings, redacted
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
 from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate
@@ -60,6 +60,11 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
         if settings.weaviate_url:
             url = urlparse(settings.weaviate_url)
             grpc = urlparse(settings.weaviate_grpc_url or f"{url.scheme}://{url.hostname}:50051")
+            for variable, given in (("RAGOPS_WEAVIATE_URL", url), ("RAGOPS_WEAVIATE_GRPC_URL", grpc)):
+                if given.username or given.password:  # Weaviate takes no credentials in the URL; they would be dropped
+                    raise IndexError_(f"{variable} carries credentials ({redacted(given.geturl())}); Weaviate "
+                                      f"authenticates with an API key: set RAGOPS_WEAVIATE_API_KEY and remove them "
+                                      f"from the URL")
             auth = Auth.api_key(settings.weaviate_api_key.get_secret_value()) if settings.weaviate_api_key else None
             client = weaviate.connect_to_custom(
                 http_host=url.hostname, http_port=url.port or (443 if url.scheme == "https" else 80),

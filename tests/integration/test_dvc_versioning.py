@@ -1,11 +1,14 @@
 """Real DVC in a temporary git repository: repro, skip when unchanged, push, md5 data versions."""
 
 import hashlib
+import stat
+import uuid
 
 import pytest
 import yaml
 
 from components.data.versioning import VersioningError, data_versions, reproduce_and_push, stage_file
+from tests.support.processes import command_lines_watched, free_port
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.integration
@@ -39,6 +42,24 @@ def test_curation_error_surfaces_with_file_and_fix(project_root, tmp_path):
     (repo / "data" / "raw" / "documents" / "broken.md").write_text("no front matter here at all")
     with pytest.raises(VersioningError, match=r"broken.md: no YAML front matter"):
         reproduce_and_push(repo, str(tmp_path / "remote"))
+
+
+def test_a_remote_url_with_credentials_stays_off_command_lines_errors_and_readable_files(
+        project_root, tmp_path, monkeypatch):
+    """RAGOPS_DVC_REMOTE_URL with a password, on a remote that refuses connections (a closed port):
+    the push fails, and the password is on no process's command line while ragops runs DVC, in no
+    error message, and in a config file readable only by this user."""
+    password = f"planted{uuid.uuid4().hex}"
+    url = f"https://ragops:{password}@127.0.0.1:{free_port()}/dvc"
+    monkeypatch.setenv("RAGOPS_DVC_REMOTE_URL", url)
+    repo = copy_project(project_root, tmp_path / "repo")
+    with command_lines_watched({"password": password.encode()}) as seen, pytest.raises(VersioningError) as failed:
+        reproduce_and_push(repo, url)
+    assert "did not take the curated data" in str(failed.value)
+    assert password not in str(failed.value) and "ragops:***@127.0.0.1" in str(failed.value)
+    assert not seen, f"the remote's password was on a command line: {seen[:1]}"
+    local = repo / ".dvc" / "config.local"
+    assert stat.S_IMODE(local.stat().st_mode) == 0o600 and password in local.read_text()
 
 
 def test_versions_need_a_lock_file(tmp_path):

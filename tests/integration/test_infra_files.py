@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from infra.check_infra import check_all, render_job_manifest
+from infra.infra_rules import K8S_REFERENCES, SECRET_PATH_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +152,40 @@ YAML_BREAKS = {
                            lambda docs: pod_spec_of(docs, "Deployment")["containers"][0].update(
                                env=[{"name": "RAGOPS_WEAVIATE_API_KEY", "value": "s3cr3t-key"}]),
                            "Deployment/ragops-serve container ragops-serve env RAGOPS_WEAVIATE_API_KEY", "a literal secret"),
+    "privilege escalation": ("k8s/ragops-serve.yaml",
+                             lambda docs: pod_spec_of(docs, "Deployment")["containers"][0]["securityContext"].update(
+                                 allowPrivilegeEscalation=True),
+                             "Deployment/ragops-serve container ragops-serve",
+                             "securityContext.allowPrivilegeEscalation must be false"),
+    "a root container": ("k8s/mlflow.yaml", lambda docs: pod_spec_of(docs, "Deployment").pop("securityContext"),
+                         "Deployment/mlflow container mlflow", "must run as non-root"),
+    "capabilities kept": ("k8s/weaviate.yaml",
+                          lambda docs: pod_spec_of(docs, "StatefulSet")["containers"][0]["securityContext"].pop("capabilities"),
+                          "StatefulSet/weaviate container weaviate", "capabilities.drop must include ALL"),
+    "a ragops secret as a variable": ("k8s/ragops-serve.yaml",
+                                      lambda docs: pod_spec_of(docs, "Deployment")["containers"][0].update(env=[
+                                          {"name": "RAGOPS_WEAVIATE_API_KEY", "valueFrom": {"secretKeyRef": {
+                                              "name": "ragops-serve-secrets", "key": "RAGOPS_WEAVIATE_API_KEY"}}}]),
+                                      "Deployment/ragops-serve container ragops-serve", "secrets as environment variables"),
+    "weaviate profiling port on": ("k8s/weaviate.yaml",
+                                   lambda docs: set_env(weaviate_env(docs), "GO_PROFILING_DISABLE", "false"),
+                                   "StatefulSet/weaviate container weaviate", "GO_PROFILING_DISABLE must be 'true'"),
+    "weaviate cluster API without auth": (
+        "k8s/weaviate.yaml",
+        lambda docs: weaviate_env(docs).remove(next(e for e in weaviate_env(docs) if e["name"] == "CLUSTER_BASIC_AUTH_PASSWORD")),
+        "StatefulSet/weaviate container weaviate", "CLUSTER_BASIC_AUTH_PASSWORD must come from a Secret"),
+    "no default-deny network policy": ("k8s/network-policy.yaml", lambda docs: docs.pop(0),
+                                       "NetworkPolicy", "no default-deny ingress policy"),
+    "weaviate cluster ports open to serving": (
+        "k8s/network-policy.yaml",
+        lambda docs: next(d for d in docs if d["metadata"]["name"] == "weaviate-cluster")["spec"]["ingress"][0]["from"]
+        .append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ragops-serve"}}}),
+        "NetworkPolicy/weaviate-cluster", "opens Weaviate's cluster ports"),
+    "serving holds the flow runs' key": (
+        "k8s/ragops-serve.yaml",
+        lambda docs: next(v for v in pod_spec_of(docs, "Deployment")["volumes"] if "secret" in v)["secret"].update(
+            secretName="ragops-secrets"),
+        "Deployment/ragops-serve", "serving gets a read-only Weaviate key"),
     "real value in the secret example": ("k8s/secret.example.yaml",
                                          lambda docs: docs[0]["stringData"].update(AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI"),
                                          "Secret/ragops-secrets AWS_SECRET_ACCESS_KEY", "must be placeholders"),
@@ -177,6 +212,12 @@ TEMPLATE_BREAKS = {
     "without the worker's pod fields": (lambda t: job_pod(t).pop("parallelism"),
                                         "job_manifest", "requires spec.template.spec.parallelism"),
     "without variables": (lambda t: t.pop("variables"), "file", "job_configuration and variables"),
+    "RAGOPS_HOME not persistent": (lambda t: next(v for v in job_pod(t)["volumes"] if v["name"] == "ragops-home").update(
+                                       {"emptyDir": {}}) or next(v for v in job_pod(t)["volumes"]
+                                                                 if v["name"] == "ragops-home").pop("persistentVolumeClaim"),
+                                   "job_manifest", "RAGOPS_HOME (/var/lib/ragops) must be a PersistentVolumeClaim"),
+    "writable root filesystem": (lambda t: job_pod(t)["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False),
+                                 "Job/ragops-flow-run- container prefect-job", "readOnlyRootFilesystem must be true"),
 }
 
 
@@ -239,9 +280,13 @@ def test_no_literal_secrets():
             assert path.name.endswith(".example.yaml")
             assert all("change-me" in v for v in doc["stringData"].values())
         for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            from_secrets = {i["name"] for i in container.get("env", []) if "secretKeyRef" in i.get("valueFrom", {})}
             for item in container.get("env", []):
-                if SECRET_NAME.search(item["name"]):
-                    assert "secretKeyRef" in item.get("valueFrom", {}), f"{path.name} {item['name']}"
+                if SECRET_NAME.search(item["name"]) and not SECRET_PATH_NAME.search(item["name"]):
+                    references = set(re.findall(r"\$\((\w+)\)", str(item.get("value", ""))))
+                    assert item["name"] in from_secrets or (references and references <= from_secrets
+                                                            and K8S_REFERENCES.fullmatch(item["value"])), \
+                        f"{path.name} {item['name']}"
     for line in (COMPOSE.parent / ".env.example").read_text().splitlines():
         if "=" in line and not line.startswith("#") and SECRET_NAME.search(line.split("=")[0]):
             assert line.split("=", 1)[1].startswith("change-me"), line

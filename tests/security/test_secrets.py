@@ -7,8 +7,9 @@ Planted, each a fresh random value per test run, in the environment of `ragops r
 - MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, used for real: `mlflow server --app-name
   basic-auth` (the `mlflow[auth]` extra) whose admin user is created with them at its first start
   (from its environment, no password in its config file) and which refuses anonymous requests.
-  Their HTTP Basic form (base64 of "user:password", what an Authorization header carries) is
-  grepped for too.
+  The run gets them inside its tracking URI (`http://user:password@host:port`), which MLflow itself
+  would print and store; their HTTP Basic form (base64 of "user:password", what an Authorization
+  header carries) is grepped for too.
 - AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, planted only: the DVC remote stays a local folder
   (no S3 here), so they show that S3 keys in the environment are not copied anywhere either.
 
@@ -18,7 +19,8 @@ RAGOPS_HOME=.ragops with the DVC remote, run folders, ledgers, checkpoints, logs
 server's backend store and artifact folder, the run's own PREFECT_HOME (its SQLite database
 holds flow and task runs, parameters and logs), the run's TMPDIR and DVC site cache, the
 Weaviate server's data folder and log, and the run's captured stdout and stderr: every file
-under the test's folder. The MLflow username is an identity, not a secret: MLflow records it as
+under the test's folder. Every process's command line (what `ps` shows any local user) is
+sampled while the run goes. The MLflow username is an identity, not a secret: MLflow records it as
 the owner of each run and logged model (run user_id, `mlflow.user` tag), and the server's user
 store and log name the account; there, and only there, it may appear (the password never).
 Params, tags and descriptions of every experiment, run, logged model, registered model and
@@ -49,7 +51,7 @@ from components.config import Settings
 from components.index.server import WeaviateServer, weaviate_server
 from components.index.store import connect_weaviate
 from tests.support.cli import RAGOPS, ragops_env
-from tests.support.processes import start_mlflow_server
+from tests.support.processes import command_lines_watched, start_mlflow_server
 from tests.support.project import tiny_project
 
 pytestmark = pytest.mark.security
@@ -170,11 +172,17 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
             _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri:
         print(f"servers up after {time.monotonic() - tic:.0f} s")
         # the run starts its own temporary Prefect server in PREFECT_HOME
-        env = ragops_env(repo, {**weaviate.env(), **planted, "RAGOPS_MLFLOW_TRACKING_URI": tracking_uri,
+        # MLflow's credentials reach the run in the tracking URI (user:password@), not as variables.
+        with_credentials = tracking_uri.replace("http://", f"http://{user}:{planted['MLFLOW_TRACKING_PASSWORD']}@", 1)
+        in_environment = {k: v for k, v in planted.items() if not k.startswith("MLFLOW_TRACKING_")}
+        env = ragops_env(repo, {**weaviate.env(), **in_environment, "RAGOPS_MLFLOW_TRACKING_URI": with_credentials,
                                 "PREFECT_HOME": str(tmp_path / "prefect-home"), "TMPDIR": str(run_tmp),
                                 "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache")})
-        run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+        without_user = {k: v for k, v in _needles(planted).items() if k != "MLFLOW_TRACKING_USERNAME"}
+        with command_lines_watched(without_user) as on_command_lines:
+            run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert not on_command_lines, "planted secrets on command lines (`ps`):\n" + "\n".join(on_command_lines[:5])
         print(f"ragops run done after {time.monotonic() - tic:.0f} s")
 
         # The run went through both authenticated services: a champion is registered, owned by the

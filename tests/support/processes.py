@@ -3,11 +3,14 @@ waited for until they answer, stopped with their whole process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -113,3 +116,28 @@ def stop_daemon(process: subprocess.Popen, log_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     print(f"--- {log_path.name}\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+@contextlib.contextmanager
+def command_lines_watched(needles: dict[str, bytes]) -> Iterator[list[str]]:
+    """Every process's command line (what any local user sees in `ps`), sampled every 50 ms while
+    the block runs; yields the list of "<needle name>: <command line>" hits, filled on exit."""
+    hits: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for path in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    line = path.read_bytes()
+                    shown = line.replace(b"\0", b" ").decode(errors="replace")[:300]
+                    hits.extend(f"{name}: {shown}" for name, needle in needles.items() if needle in line)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, name="command-line-watch", daemon=True)
+    watcher.start()
+    try:
+        yield hits
+    finally:
+        done.set()
+        watcher.join(timeout=30)

@@ -313,6 +313,8 @@ def _advertised(record: Path) -> ServerAddress | None:
     is gone. A live server that is not ready yet (starting, or slow on a loaded machine) is waited
     for, never replaced: a second server on the same data path would corrupt it."""
     address = _read_address(record)
+    if address is None:
+        _refuse_legacy(record)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while address is not None and _is_server_of(address):
         if _answers_ready(address.url) and _listens_on(address.pid, address.http_port):
@@ -332,6 +334,16 @@ def _read_address(record: Path) -> ServerAddress | None:
         return ServerAddress(**json.loads(record.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def _refuse_legacy(record: Path) -> None:
+    """A record written by a ragops before API keys and start times names a server this one cannot
+    tell from a stranger nor authenticate to; a second server on its data path would corrupt it."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        pid = int(json.loads(record.read_text())["pid"])
+        if _pid_alive(pid):
+            raise WeaviateServerError(f"{record} names a Weaviate server (pid {pid}) started by an older ragops, "
+                                      f"which ragops cannot authenticate to; stop it (kill {pid}) and retry")
 
 
 def _write_address(record: Path, address: ServerAddress) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, Params, Settings, load_params, parse_params
+from components.config import ConfigError, Params, Settings, load_params, parse_params, redacted, scrubbed
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +87,24 @@ def test_settings_read_services_and_hide_secrets(monkeypatch):
     assert settings.weaviate_url == "http://weaviate:8080"
     assert settings.tracking_uri == "http://mlflow:5000"
     assert "s3cret" not in repr(settings)
+
+
+def test_passwords_in_urls_are_never_shown_and_weaviate_refuses_them(tmp_path):
+    from components.index.store import IndexError_, connect_weaviate
+    from components.registry import _without_credentials
+
+    assert redacted("https://alice:pl4nted@host:9000/dvc") == "https://alice:***@host:9000/dvc"
+    assert redacted("http://mlflow:5000") == "http://mlflow:5000"
+    assert scrubbed("push to https://alice:pl4nted@host failed", "https://alice:pl4nted@host") == \
+        "push to https://alice:***@host failed"
+    with pytest.raises(IndexError_) as refused:  # Weaviate takes an API key, never URL credentials
+        with connect_weaviate(Settings(home=tmp_path, weaviate_url="http://bob:pl4nted@127.0.0.1:1")):
+            pass
+    assert "pl4nted" not in str(refused.value) and "RAGOPS_WEAVIATE_API_KEY" in str(refused.value)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "RAGOPS_WEAVIATE_API_KEY").write_text("from-a-file")
+    assert Settings(_secrets_dir=tmp_path / "secrets").weaviate_api_key.get_secret_value() == "from-a-file"
+    assert _without_credentials("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 def test_orchestration_timeouts_naming_some_steps_keep_the_others():

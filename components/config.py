@@ -474,7 +474,8 @@ def private_dir(path: Path) -> Path:
 # Variables ragops reads besides Settings' own: the project a worker's flow runs may work on
 # (flows/pipeline.py), and a folder of secret files, one per Settings variable, named like it
 # (Kubernetes mounts a Secret there; a file beats nothing, a variable beats a file).
-PROCESS_VARIABLES = ("RAGOPS_PROJECT", "RAGOPS_SECRETS_DIR")
+PROJECT_VARIABLE = "RAGOPS_PROJECT"
+PROCESS_VARIABLES = (PROJECT_VARIABLE, "RAGOPS_SECRETS_DIR")
 
 
 class Settings(BaseSettings):

@@ -167,9 +167,9 @@ def move_champion(settings: Settings, params: Params, version: str, collection: 
                                  f"still {previous_collection}; rerun once the service answers") from exc
         append_ledger(ledger_path(settings), entry)
         pending_path(settings).unlink()
-        history = champion_history(read_ledger(ledger_path(settings)), name)
-        rollback_target = [history[-2]["collection"]] if len(history) >= 2 else []
-        prune_versions(weaviate_client, params.index.alias, params.index.keep_versions, protect=rollback_target)
+        target = rollback_target(champion_history(read_ledger(ledger_path(settings)), name))
+        prune_versions(weaviate_client, params.index.alias, params.index.keep_versions,
+                       protect=[target["collection"]] if target else [])
     return ChampionMove(previous_version, previous_collection)
 
 
@@ -177,6 +177,11 @@ def promote(settings: Settings, params: Params, version: str, collection: str, r
     """Make bundle `version` (serving `collection`) the champion and record it in the ledger."""
     version = str(version)  # the SQLite registry hands out ints where the API promises strings
     return move_champion(settings, params, version, collection, "promote", reasons)
+
+
+def rollback_target(history: list[dict]) -> dict | None:
+    """The champion a rollback restores (the one before the current), from `champion_history`."""
+    return history[-2] if len(history) >= 2 else None
 
 
 def champion_history(entries: list[dict], bundle: str) -> list[dict]:
@@ -214,10 +219,10 @@ def rollback(settings: Settings, params: Params) -> Rollback:
         recorded = history[-1]["version"] if history else "none"
         raise PromotionError(f"{name}@champion is v{current.version} but the ledger {path} says v{recorded}: the "
                              f"alias was moved outside ragops; move it back or promote with `ragops promote`")
-    if len(history) < 2:
+    target = rollback_target(history)
+    if target is None:
         raise PromotionError(f"{name} v{current.version} is the first champion in {path}; there is none to "
                              f"roll back to")
-    target = history[-2]
     moved = move_champion(settings, params, str(target["version"]), target["collection"], "rollback",
                           [f"rolled back from v{current.version}"])
     return Rollback(str(target["version"]), target["collection"], str(current.version), moved.previous_collection)

@@ -276,8 +276,8 @@ def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     if work_pool and not os.environ.get("PREFECT_API_URL"):
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
+    from components.config import PROJECT_VARIABLE
     from flows.deploy import deploy as serve_deployments
-    from flows.pipeline import PROJECT_VARIABLE
 
     os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
     _stop_cleanly_on_signals()
@@ -307,7 +307,9 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
     _environment()
     if not os.environ.get("PREFECT_API_URL"):
         _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
-    os.environ["RAGOPS_PROJECT"] = str(project.resolve())  # flows.pipeline.PROJECT_VARIABLE, without its imports
+    from components.config import PROJECT_VARIABLE
+
+    os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
     prefect = Path(sys.executable).parent / "prefect"
     os.execv(prefect, [str(prefect), "worker", "start", "--pool", pool, "--type", pool_type])
 

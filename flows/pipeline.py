@@ -23,7 +23,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
 
 from components import stages
-from components.config import ConfigError, Settings
+from components.config import PROJECT_VARIABLE, ConfigError, Settings
 from components.index.server import file_lock
 from components.bundle import Manifest
 from components.evaluation import Metric
@@ -72,9 +72,6 @@ def global_lock(name: str, settings: Settings) -> Iterator[None]:
         yield
 
 
-PROJECT_VARIABLE = "RAGOPS_PROJECT"
-
-
 def run_project(project_path: str, params_path: str) -> tuple[Path, Path]:
     """The project and params file a flow run may work on. A flow run of a deployment takes its
     parameters from whoever reaches the Prefect API, and the project decides which dvc.yaml `dvc
@@ -87,10 +84,10 @@ def run_project(project_path: str, params_path: str) -> tuple[Path, Path]:
         served = os.environ.get(PROJECT_VARIABLE)
         if not served:
             raise ConfigError(f"a deployment's flow run needs {PROJECT_VARIABLE}, the project its worker serves; "
-                                    f"start workers with `ragops worker` (or set {PROJECT_VARIABLE} in the job's environment)")
+                              f"start workers with `ragops worker` (or set {PROJECT_VARIABLE} in the job's environment)")
         if root != Path(served).resolve():
             raise ConfigError(f"flow parameter project_path={project_path!r} is not the project this worker serves "
-                                    f"({PROJECT_VARIABLE}={served}); a deployment's runs work only on that project")
+                              f"({PROJECT_VARIABLE}={served}); a deployment's runs work only on that project")
     params = (root / params_path).resolve()
     if not params.is_relative_to(root):
         raise ConfigError(f"params_path={params_path!r} is outside the project {root}; pass a params file inside it")

@@ -48,6 +48,11 @@ class Problem:
         return f"{shown}: {self.where}: {self.message}"
 
 
+def names_a_secret(key: str) -> bool:
+    """A variable or key name that holds a secret (not one naming where a secret is)."""
+    return bool(SECRET_NAME.search(key)) and not SECRET_PATH_NAME.search(key)
+
+
 def known_settings_variables() -> set[str]:
     """The RAGOPS_* names Settings reads; anything else with the prefix is a typo ragops ignores."""
     prefix = Settings.model_config["env_prefix"]
@@ -130,8 +135,7 @@ def env_example_rules(path: Path, text: str, required: set[str]) -> Iterator[Pro
 def _container_secrets(path: Path, where: str, container: Mapping[str, Any]) -> Iterator[Problem]:
     for key, item in container_environment(container).items():
         value = as_text(item.get("value"))
-        secret_name = SECRET_NAME.search(key) and not SECRET_PATH_NAME.search(key)
-        if (secret_name and value is not None and not K8S_REFERENCES.fullmatch(value)) or (value and URI_PASSWORD.search(value)):
+        if (names_a_secret(key) and value is not None and not K8S_REFERENCES.fullmatch(value)) or (value and URI_PASSWORD.search(value)):
             yield Problem(path, f"{where} env {key}", "a literal secret; use valueFrom.secretKeyRef (or envFrom a Secret)")
 
 
@@ -152,7 +156,7 @@ def kubernetes_rules(path: Path, manifest: Mapping[str, Any], example: bool) -> 
         data = manifest.get("data") or {}
         yield from _settings_names(path, where, list(data))
         for key, value in data.items():
-            if (SECRET_NAME.search(key) and not SECRET_PATH_NAME.search(key)) or URI_PASSWORD.search(str(value)):
+            if names_a_secret(key) or URI_PASSWORD.search(str(value)):
                 yield Problem(path, f"{where} {key}", "a secret in a ConfigMap; move it to a Secret")
     if pod_containers(manifest):
         yield from hardening_rules(path, where, manifest)

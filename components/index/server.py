@@ -175,27 +175,29 @@ def _listens_on(pid: int, port: int) -> bool:
     return False
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S,
-               log_path: Path | None = None, log_offset: int = 0) -> None:
-    """Until /v1/.well-known/ready answers 200 from the port this process listens on: the schema
-    and shards are loaded, not just the port open."""
+def _is_ready(server: _Loopback, pid: int) -> bool:
+    """/v1/.well-known/ready answers 200 (the schema and shards are loaded, not just the port open)
+    from a port the process `pid` itself listens on."""
+    with contextlib.suppress(OSError):
+        with urllib.request.urlopen(f"{server.url}/v1/.well-known/ready", timeout=5) as response:
+            return response.status == 200 and _listens_on(pid, server.http_port)
+    return False
+
+
+def wait_ready(server: WeaviateServer, timeout_s: float = READY_TIMEOUT_S, log_path: Path | None = None,
+               log_offset: int = 0) -> None:
+    """Until the server just started is ready, or raise if it exits first or takes too long."""
     deadline = time.monotonic() + timeout_s
-    port = int(url.rsplit(":", 1)[1])
+    process = server.process
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise WeaviateServerError(f"Weaviate exited with code {process.returncode} before it was ready"
                                       + _log_tail(log_path, log_offset))
-        if _answers_ready(url) and _listens_on(process.pid, port):
+        if _is_ready(server, process.pid):
             return
         time.sleep(0.2)
-    raise WeaviateServerError(f"Weaviate at {url} was not ready after {timeout_s:.0f} s" + _log_tail(log_path, log_offset))
-
-
-def _answers_ready(url: str) -> bool:
-    with contextlib.suppress(OSError):
-        with urllib.request.urlopen(f"{url}/v1/.well-known/ready", timeout=5) as response:
-            return response.status == 200
-    return False
+    raise WeaviateServerError(f"Weaviate at {server.url} was not ready after {timeout_s:.0f} s"
+                              + _log_tail(log_path, log_offset))
 
 
 def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | None = None,
@@ -236,7 +238,7 @@ def _start_once(settings: Settings, data_path: Path, log_path: Path | None,
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = WeaviateServer(process, http, grpc, api_key)
     try:
-        wait_ready(server.url, process, log_path=log_path, log_offset=start)
+        wait_ready(server, log_path=log_path, log_offset=start)
     except WeaviateServerError:
         stop_weaviate_server(server)
         raise
@@ -269,10 +271,11 @@ def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None =
 _STARTED_HERE: dict[int, WeaviateServer] = {}
 
 
-def _open_private(path: Path):
-    """Open for appending, created 0600: a lock another local user could take would hang every
-    ragops process of this home."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+def _open_private(path: Path, truncate: bool = False):
+    """Open for writing (appending unless `truncate`), created 0600: the server record holds its
+    key, and a lock another local user could take would hang every ragops process of this home."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    return os.fdopen(os.open(path, flags, 0o600), "w" if truncate else "a")
 
 
 @contextlib.contextmanager
@@ -300,6 +303,12 @@ def _started_at(pid: int) -> float:
     return psutil.Process(pid).create_time()
 
 
+def _wait_gone(pid: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _is_server_of(address: ServerAddress) -> bool:
     """The process the record names is still that server: the same pid started at the recorded
     time (a pid is reused, a start time with it is not) and alive."""
@@ -317,7 +326,7 @@ def _advertised(record: Path) -> ServerAddress | None:
         _refuse_legacy(record)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while address is not None and _is_server_of(address):
-        if _answers_ready(address.url) and _listens_on(address.pid, address.http_port):
+        if _is_ready(address, address.pid):
             return address
         if time.monotonic() > deadline:
             raise WeaviateServerError(
@@ -349,7 +358,7 @@ def _refuse_legacy(record: Path) -> None:
 def _write_address(record: Path, address: ServerAddress) -> None:
     """Atomically (a reader never sees half a record), readable by this user only (it holds the key)."""
     partial = record.with_suffix(f".{os.getpid()}.tmp")
-    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+    with _open_private(partial, truncate=True) as fh:
         fh.write(json.dumps(asdict(address)))
     partial.replace(record)
 
@@ -363,9 +372,7 @@ def _stop(address: ServerAddress) -> None:
         return  # gone, or the pid now belongs to another process: never signal that one
     with contextlib.suppress(ProcessLookupError):
         os.kill(address.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _pid_alive(address.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_gone(address.pid)
     if _is_server_of(address):
         with contextlib.suppress(ProcessLookupError):
             os.kill(address.pid, signal.SIGKILL)
@@ -377,9 +384,7 @@ def stop_advertised(home: Path) -> None:
     address = _read_address(home / "weaviate-server.json")
     if address is not None and _is_server_of(address):
         os.kill(address.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while _pid_alive(address.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_gone(address.pid)
 
 
 @contextlib.contextmanager

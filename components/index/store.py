@@ -5,7 +5,7 @@ one step when a version goes live. Nothing here ever edits the live collection. 
 sealed by its ledger (in the `<alias>Ledger` collection) once its checks passed; a version
 without one is an unfinished build.
 
-    >>> from components.config import Settings, redacted
+    >>> from components.config import Settings
     >>> with connect_weaviate(Settings()) as client:  # doctest: +SKIP
     ...     live_collection(client, "Catalog")
     'Catalog_v3'

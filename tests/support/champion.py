@@ -9,17 +9,13 @@ project exactly as that run left it, as if the test had just run it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from components.index.server import stop_advertised
 from tests.support.cli import ragops, succeeded
-from tests.support.processes import wait_for
 from tests.support.project import tiny_project
 from tests.support.registry import champion, ledger, mlflow_client
 

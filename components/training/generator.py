@@ -155,13 +155,24 @@ def split_holdout(examples: list[dict], n_holdout: int, seed: int) -> tuple[list
     return [e for e in examples if id(e) not in held and _question_key(e) not in held_questions], holdout
 
 
-def split_for_generator(examples: list[dict], n_holdout: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """`split_holdout`'s split (the one the answerability check trains on) without the examples
-    marked `check_only`: those teach the check what does not answer a question (near misses a small
-    generator cannot tell apart by name) and would teach the generator to refuse questions it can
-    answer."""
+def split_for_generator(examples: list[dict], n_holdout: int, seed: int,
+                        check_refuses: bool) -> tuple[list[dict], list[dict]]:
+    """`split_holdout`'s split (the one the answerability check trains on) with what the generator
+    does not learn left out: the examples marked `check_only` (near misses a small generator cannot
+    tell apart by name), and every unanswerable example when the answerability check makes the
+    refusal decision (`check_refuses`, generator.refusal_check). The generator then learns to answer
+    from its context, and its evaluation loss and held-out behaviour measure that.
+    Why: the 135M generator learns refusal from wordings, not from what its context holds. Trained
+    on the demo's unanswerable examples (seed 1, fp32, 96 steps), it refused "How many of the
+    <product> are left in the shop?" with the product's chunk in its context on 14 of the 28 golden
+    stock questions, and 26 of the 53 unanswerable ones. Served after the check, its refusals raised
+    the false-refusal rate from 0.03 (check alone) to 0.20 and the refusal accuracy by 0.006."""
     train, holdout = split_holdout(examples, n_holdout, seed)
-    return [e for e in train if not e.get("check_only")], [e for e in holdout if not e.get("check_only")]
+
+    def learnt(example: dict) -> bool:
+        return not example.get("check_only") and (example.get("answerable", True) or not check_refuses)
+
+    return [e for e in train if learnt(e)], [e for e in holdout if learnt(e)]
 
 
 def _question_key(example: dict) -> str:
@@ -268,7 +279,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     base = load_base_generator(base_path, device)
     model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
     dtype = training_dtype(config.precision, device)
-    train, holdout = split_for_generator(examples, config.holdout_examples, seed)
+    train, holdout = split_for_generator(examples, config.holdout_examples, seed, config.refusal_check)
     replay = replay_examples(model, tokenizer, config, seed)  # train only: evaluation loss is on RAG examples
     encoded_all = [encode_example(tokenizer, ex, config) for ex in train + replay]
     encoded = [e for e in encoded_all if e is not None]

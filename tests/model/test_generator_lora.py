@@ -102,9 +102,13 @@ def test_holdout_is_disjoint_and_keeps_unanswerable_examples(project_root):
     # the generator trains on that split without the check-only examples (the check on all of it)
     check_only = {r["id"] for r in rows if r.get("check_only")}
     assert check_only
-    generator_train, generator_holdout = split_for_generator(rows, 24, seed=5)
+    generator_train, generator_holdout = split_for_generator(rows, 24, seed=5, check_refuses=False)
     assert generator_train == [r for r in train if r["id"] not in check_only]
     assert generator_holdout == [r for r in holdout if r["id"] not in check_only]
+    # with the check making the refusal decision, the generator learns (and is measured) answering only
+    answering_train, answering_holdout = split_for_generator(rows, 24, seed=5, check_refuses=True)
+    assert answering_train == [r for r in generator_train if r["answerable"]]
+    assert answering_holdout == [r for r in generator_holdout if r["answerable"]] and answering_holdout
 
 
 def test_training_changes_only_adapter_weights_and_merging_them_is_the_same_model(tiny_llama, examples, tmp_path):

@@ -32,8 +32,10 @@ def behaviour_sentence(behaviour: BehaviourComparison | None) -> str:
         return "not measured (generator.holdout_examples is 0)"
     parts = []
     for name, delta in behaviour.delta.items():
-        interval = (f"{delta.value:+.2f}, 95% CI {delta.low:+.2f}..{delta.high:+.2f}"
-                    if delta.samples else "no samples")
+        if not delta.samples:  # e.g. refusal rate when the answerability check decides refusals
+            parts.append(f"{name.replace('_', ' ')} not measured (no held-out example for it)")
+            continue
+        interval = f"{delta.value:+.2f}, 95% CI {delta.low:+.2f}..{delta.high:+.2f}"
         parts.append(f"{name.replace('_', ' ')} {behaviour.tuned[name].value:.2f} (base model "
                      f"{behaviour.base[name].value:.2f}; {interval}, n={delta.samples})")
     return "; ".join(parts)

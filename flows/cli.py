@@ -115,7 +115,8 @@ def print_summary(result, gates: dict[str, float]) -> None:
     generator = result.generator.metrics
     behaviour = "".join(
         f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
-        for name in ("citation_accuracy", "refusal_rate") if f"heldout_{name}_tuned" in generator)
+        for name in ("citation_accuracy", "refusal_rate", "false_refusal_rate")
+        if generator.get(f"heldout_{name}_samples", 0) > 0)  # none unanswerable when the check decides refusals
     if "check_refusal_rate" in generator:
         behaviour += (f"; answerability check: refuses {_fmt(generator['check_refusal_rate'])} of unanswerable, "
                       f"{_fmt(generator['check_false_refusal_rate'])} of answerable")

@@ -136,6 +136,17 @@ def test_generator_behaviour_splits_answerable_and_unanswerable():
     assert metrics["refusal_rate"].samples == 1
 
 
+def test_a_behaviour_without_samples_reads_not_measured():
+    """With the answerability check deciding refusals the generator's held-out split has no
+    unanswerable example: its description says so instead of printing NaN."""
+    from components.reports import behaviour_sentence
+
+    examples = [{"answer": "It costs 5 USD [p-1].", "answerable": True}]
+    said = behaviour_sentence(compare_behaviour(examples, ["It is 5 USD [p-1]."], ["5 USD"]))
+    assert "citation accuracy 1.00 (base model 0.00" in said and "n=1" in said
+    assert "refusal rate not measured" in said and "nan" not in said.lower()
+
+
 def test_behaviour_outcomes_pair_up_across_generators():
     examples = [{"answerable": True, "answer": "It costs 5 USD [p-1]."},
                 {"answerable": False, "answer": "I'm sorry, the documents do not contain that."}]

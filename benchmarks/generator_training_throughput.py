@@ -28,7 +28,8 @@ from peft import get_peft_model
 from components.config import Settings, load_params
 from components.models import resolve_model
 from components.training.generator import (IGNORE_INDEX, encode_example, load_base_generator, load_tokenizer,
-                                           lora_config_for_generator, train_generator)
+                                           lora_config_for_generator, split_for_generator,
+                                           train_generator)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,10 +67,13 @@ def main() -> None:
     params = load_params(args.params)
     base = resolve_model(params.models.generator, Settings().models_dir)
     examples = [json.loads(line) for line in (ROOT / params.data.curated_dir / "generator.jsonl").read_text().splitlines()]
+    # no replay: both loops train on the same examples (and the base model's replay answers,
+    # generated before training, would only add minutes)
     config = dataclasses.replace(params.generator, max_steps=args.steps + 1, warmup_steps=0, holdout_examples=0,
-                                 early_stopping_patience=0, checkpoint_every=0)
+                                 early_stopping_patience=0, checkpoint_every=0, replay_examples=0)
     tokenizer = load_tokenizer(base)
-    encoded = [e for e in (encode_example(tokenizer, ex, config) for ex in examples) if e is not None]
+    trained_on, _ = split_for_generator(examples, 0, params.project.seed, config.refusal_check)  # as train_generator
+    encoded = [e for e in (encode_example(tokenizer, ex, config) for ex in trained_on) if e is not None]
     lengths = [len(e["input_ids"]) for e in encoded]
 
     def ragops_loop(precision: str) -> tuple[float, str]:

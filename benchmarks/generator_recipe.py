@@ -178,7 +178,7 @@ def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, sett
 def check_cache(args: argparse.Namespace, params, rows: dict) -> Path:
     """Where the check of this seed is kept: it depends on generator.jsonl, the encoder, the
     refusal_* params and the seed only, so generator variants (and --check-only runs before them)
-    share it instead of training it again (~10 min a seed on a 2-core AMD EPYC)."""
+    share it instead of training it again (3.5-6 min a seed on a 2-core AMD EPYC)."""
     import hashlib
 
     g = params.generator

@@ -37,29 +37,33 @@ import pytest  # noqa: E402
 
 from components.config import Settings  # noqa: E402
 from tests.support.champion import ChampionSnapshot, build_champion  # noqa: E402
-from tests.support.processes import free_port, start_mlflow_server, start_prefect_server  # noqa: E402
+from tests.support.cli import shared_prefect_api  # noqa: E402
+from tests.support.processes import start_mlflow_server  # noqa: E402
 from tests.support.project import ROOT  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest test (`heavy(longest=True)`) opens the first worker's share and the other `heavy`
-    tests open the second's, so the longest runs beside everything else and nothing waits behind it.
+    """The longest test (`heavy(longest=True)`) opens the first worker's share; the other `heavy`
+    tests and those starting from the tiny champion open the second's, so the longest runs beside
+    everything else, nothing waits behind it, and one worker builds the tiny champion (~75 s).
 
     xdist's worksteal scheduler hands each of the two workers a contiguous half of this order and
     later moves tests from the tail of a busy worker's queue, but a worker always keeps the test
     after the one it runs (it needs it for teardown). With every heavy test first, the second heavy
     test (2.5 min) waited behind the 26-min trained e2e on one worker: the suite's wall time was the
     two together, while the other worker ran out of work. Now the test after the longest is a
-    light one, which the other worker may take."""
+    light one, which the other worker may take; and the tails of both shares, which the workers
+    steal from each other, are light tests that need no champion."""
     heavy = [item for item in items if item.get_closest_marker("heavy")]
     longest = [item for item in heavy if item.get_closest_marker("heavy").kwargs.get("longest")]
     others = [item for item in heavy if item not in longest]
-    light = [item for item in items if not item.get_closest_marker("heavy")]
+    champion = [item for item in items if item not in heavy and "champion_repo" in getattr(item, "fixturenames", ())]
+    light = [item for item in items if item not in heavy and item not in champion]
     # Workers collect (the scheduler takes their order); xdist tells each how many there are.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     second_share = len(items) // workers if workers >= 2 else 0
     cut = max(0, second_share - len(longest))
-    items[:] = longest + light[:cut] + others + light[cut:]
+    items[:] = longest + light[:cut] + others + champion + light[cut:]
 
 
 @pytest.fixture(scope="session")
@@ -141,15 +145,10 @@ def champion_repo(tiny_champion) -> Path:
     return tiny_champion.restore()
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """`prefect server start` on a free loopback port (SQLite in a temp PREFECT_HOME) for the
-    test module; yields the API URL."""
-    folder = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    server = start_prefect_server(folder / "home", port, folder / "prefect-server.log")
-    yield f"http://127.0.0.1:{port}/api"
-    server.stop()
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """The API URL of the Prefect server the session's `ragops` commands use (tests/support/cli.py)."""
+    return shared_prefect_api()
 
 
 @pytest.fixture(scope="module")

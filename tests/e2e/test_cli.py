@@ -117,7 +117,7 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
         "evaluation": {"freshness_probes": 4, "latency_questions": 4, "injection_attacks": 8,
                        "ablation_questions": 6},
     })
-    run = succeeded(ragops(repo, "run", timeout=4500))
+    run = succeeded(ragops(repo, "run", timeout=4500, temporary_prefect=True))  # as `make run` runs it
     assert "champion" in run.stdout and "citations:" in run.stdout
 
     product = front_matter(documents(repo)[0])

@@ -24,8 +24,10 @@ STEPS = 40
 def test_a_killed_training_resumes_from_its_checkpoint(champion_repo):
     repo = champion_repo
     update_params(repo, {"generator": {"max_steps": STEPS, "checkpoint_every": 4, "eval_every": 20}})
-    run = subprocess.Popen([RAGOPS, "run"], cwd=repo, env=ragops_env(repo), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    # its own temporary Prefect server, which dies with it (a running server would keep the killed
+    # run's concurrency slot until the lease expired)
+    run = subprocess.Popen([RAGOPS, "run"], cwd=repo, env=ragops_env(repo, temporary_prefect=True),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     jobs = repo / ".ragops" / "checkpoints" / "generator"
     before = set(jobs.glob("*/step-*")) if jobs.is_dir() else set()  # the champion's finished job
     deadline = time.monotonic() + 900

@@ -177,7 +177,7 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
         in_environment = {k: v for k, v in planted.items() if not k.startswith("MLFLOW_TRACKING_")}
         env = ragops_env(repo, {**weaviate.env(), **in_environment, "RAGOPS_MLFLOW_TRACKING_URI": with_credentials,
                                 "PREFECT_HOME": str(tmp_path / "prefect-home"), "TMPDIR": str(run_tmp),
-                                "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache")})
+                                "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache")}, temporary_prefect=True)
         without_user = {k: v for k, v in _needles(planted).items() if k != "MLFLOW_TRACKING_USERNAME"}
         with command_lines_watched(without_user) as on_command_lines:
             run = subprocess.run([RAGOPS, "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)

@@ -9,7 +9,6 @@ project exactly as that run left it, as if the test had just run it.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ class ChampionSnapshot:
 def build_champion(project_root: Path, folder: Path) -> ChampionSnapshot:
     """One tiny `ragops run` from a fresh copy: bundle v1 promoted, its index `Catalog_v1` live."""
     repo = tiny_project(project_root, folder / "repo")
-    succeeded(ragops(repo, "run"))
+    succeeded(ragops(repo, "run", temporary_prefect=True))  # as `make run` runs it
     assert champion(mlflow_client(repo)) == "1" and [e["action"] for e in ledger(repo)] == ["promote"]
     assert not (repo / ".ragops" / "weaviate-server.json").exists(), "the run left its Weaviate server running"
     saved = folder / "saved"

@@ -376,6 +376,8 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_
     SmolLM2-135M on 2 CPU cores (benchmarks/generation_throughput.py). Batches hold prompts of
     similar length, so little padding is computed: 64 RAG prompts of 174-301 tokens took 59.9 s
     instead of 65.0 (2-core AMD EPYC, fp32), the same answers."""
+    if not conversations:
+        return []
     tokenizer.padding_side = "left"
     prompts = [render_chat(tokenizer, c) for c in conversations]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]

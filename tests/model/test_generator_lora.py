@@ -141,6 +141,11 @@ def test_training_changes_only_adapter_weights_and_merging_them_is_the_same_mode
     reloaded, tokenizer = load_generator(str(adapter), tiny_llama)
     assert generate_answers(reloaded, tokenizer, conversation, 8) == generate_answers(result.model, result.tokenizer,
                                                                                      conversation, 8)
+    # batches run in order of prompt length; the answers come back in the callers' order (none for none)
+    longest_first = [[{"role": "user", "content": q}] for q in sorted({ex["question"] for ex in examples[:4]}, key=len)[::-1]]
+    one_by_one = [generate_answers(reloaded, tokenizer, [c], 8)[0] for c in longest_first]
+    assert generate_answers(reloaded, tokenizer, longest_first, 8, batch_size=1) == one_by_one
+    assert generate_answers(reloaded, tokenizer, [], 8) == []
 
     # Answering with the adapter merged into the weights is the same model, and unmerging gives
     # the base weights back (the base-model answers and a later training see the original).

@@ -12,28 +12,27 @@ expired; the temporary server dies with the run)."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.processes import Server, free_port, start_prefect_server
+from tests.support.processes import free_port, start_prefect_server
 from tests.support.project import BIN
 
 RAGOPS = str(BIN / "ragops")
-_shared: dict[str, Server | str] = {}
 
 
+@functools.cache
 def shared_prefect_api() -> str:
     """The API URL of this pytest process's Prefect server (`prefect server start`, leases on disk),
     started on first use and stopped at exit."""
-    if "api" not in _shared:
-        folder = Path(tempfile.mkdtemp(prefix="ragops-test-prefect-server-"))
-        port = free_port()
-        server = start_prefect_server(folder / "home", port, folder / "prefect-server.log")
-        atexit.register(server.stop)
-        _shared.update(server=server, api=f"http://127.0.0.1:{port}/api")
-    return str(_shared["api"])
+    folder = Path(tempfile.mkdtemp(prefix="ragops-test-prefect-server-"))
+    port = free_port()
+    server = start_prefect_server(folder / "home", port, folder / "prefect-server.log")
+    atexit.register(server.stop)
+    return f"http://127.0.0.1:{port}/api"
 
 
 def ragops_env(repo: Path, env: dict | None = None, temporary_prefect: bool = False) -> dict:

@@ -100,16 +100,18 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
     return cells
 
 
-def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, retrieved: list[list[Retrieved]]
-                      ) -> dict[str, Metric]:
+def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, retrieved: list[list[Retrieved]],
+                      generator_questions: int = 0) -> dict[str, Metric]:
     """The refusal decision three ways on the golden catalog/policy questions: as served (the
-    gated refusal_accuracy and false_refusal_rate), by the answerability check alone (refuse when
-    its score is under the threshold) and by the generator alone (the questions the check refused
-    generated anyway). Empty for a bundle without a check: served is the generator alone."""
+    gated refusal_accuracy and false_refusal_rate, every question), and on the same
+    `generator_questions` of them evenly spread (0 = all) by the answerability check alone (refuse
+    when its score is under the threshold) and by the generator alone (what the check refused is
+    generated anyway, the one cost here). Not gated: they say what the check adds. Empty for a
+    bundle without a check: served is the generator alone."""
     if assistant.check is None:
         return {}
-    rows = [i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS
-            and answers[i].answerability is not None]
+    rows = spread([i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS
+                   and answers[i].answerability is not None], generator_questions)
     refused = [i for i in rows if answers[i].answerability < assistant.check.threshold]
     prompt = assistant.manifest.system_prompt
     generated = dict(zip(refused, assistant.generate(
@@ -215,7 +217,7 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
         **answer_outcomes(golden, [a.answer for a in answers], [[c["text"] for c in a.chunks] for a in answers],
                           assistant.refusal_sentences)}
     metrics = {**aggregate(outcomes), "router_macro_f1": router_metrics(golden, [a.route for a in answers])["router_macro_f1"]}
-    metrics.update(refusal_decisions(assistant, golden, answers, retrieved))
+    metrics.update(refusal_decisions(assistant, golden, answers, retrieved, config.generator_alone_questions))
     for mode in ("vector", "bm25"):  # beside the served hybrid, same questions and k
         metrics.update(retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in
                                                   assistant.retrieve(questions, mode=mode)], mode))

@@ -233,6 +233,7 @@ class EvaluationConfig:
     freshness_probes: int = 16  # questions built from changed documents (0 = off)
     latency_questions: int = 16  # questions answered one at a time for latency p50/p95
     injection_attacks: int = 0  # redteam.jsonl attacks, evenly spread (0 = all)
+    generator_alone_questions: int = 48  # golden catalog/policy questions for the generator-alone refusal decision (0 = all)
 
     def __post_init__(self) -> None:
         _check(bool(self.gates), "evaluation.gates", "must define at least one gate")
@@ -255,7 +256,8 @@ class EvaluationConfig:
                    f"evaluation.non_inferiority.{name}", f"must be a margin in [0, 1], got {margin!r}")
         _check(self.bootstrap_resamples >= 200, "evaluation.bootstrap_resamples",
                f"must be >= 200 for a usable 95% interval, got {self.bootstrap_resamples}")
-        for key in ("max_questions", "ablation_questions", "general_prompts", "freshness_probes", "injection_attacks"):
+        for key in ("max_questions", "ablation_questions", "general_prompts", "freshness_probes", "injection_attacks",
+                    "generator_alone_questions"):
             _check(getattr(self, key) >= 0, f"evaluation.{key}", f"must be >= 0, got {getattr(self, key)}")
         _check(self.latency_questions > 0, "evaluation.latency_questions",
                f"must be > 0 (latency p50/p95 are always measured), got {self.latency_questions}")

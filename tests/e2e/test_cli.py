@@ -138,11 +138,14 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     for arm in ("base_no_rag", "base_rag", "fine_tuned_no_rag", "fine_tuned_rag"):
         assert evaluated.data.metrics[f"ablation_{arm}_key_fact_accuracy_samples"] > 0
     assert evaluated.data.metrics["latency_answer_p95_ms_samples"] == 4
-    # the refusal decision measured both ways, as served (answerability check first) and generator alone
+    # the refusal decision as served (answerability check first) on every question, and both ways
+    # alone (the check, the generator) on the same 48 (evaluation.generator_alone_questions)
     assert evaluated.data.metrics["refusal_accuracy_samples"] == 53
     for way in ("check_only", "generator_only"):
         assert 0 <= evaluated.data.metrics[f"refusal_accuracy_{way}"] <= 1
         assert 0 <= evaluated.data.metrics[f"false_refusal_rate_{way}"] <= 1
+        assert (evaluated.data.metrics[f"refusal_accuracy_{way}_samples"]
+                + evaluated.data.metrics[f"false_refusal_rate_{way}_samples"]) == 48
     artifacts = {a.path for folder in ("report", "charts", "evaluation")
                  for a in client.list_artifacts(first.tags["run_id"], folder)}
     assert {"report/report.html", "charts/ablation.png", "evaluation/outcomes.json", "evaluation/ablation.json"} <= artifacts

@@ -95,7 +95,11 @@ def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env
                "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{database}",
                "--artifacts-destination", str(store / "artifacts")]
     uri = f"http://127.0.0.1:{port}"
-    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    # As the README's server mode runs it: without MLflow's job execution (a job runner and seven
+    # huey consumer processes, ~24 s of CPU and ~2 GB at each start, for server-side jobs ragops
+    # never submits).
+    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     return Server(command, full, log_path, f"{uri}/health", f"the MLflow server ({app or 'tracking'})"), uri
 
 

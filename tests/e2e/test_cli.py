@@ -96,8 +96,9 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy(longest=True)
-# The real generator trained and evaluated, a served model: 25.3 min beside the other worker on a
-# 2-core AMD EPYC without AVX-512 (fp32, 48 steps); 48.5 min with the 96-step recipe before. The
+# The real generator trained and evaluated, a served model: 25.3-31.6 min beside the other worker
+# on a 2-core AMD EPYC without AVX-512 (fp32, 48 steps; its `ragops run` alone 16.8 min); 48.5 min
+# with the 96-step recipe before. The
 # limits are for a slow machine (the CI limit is 90 min); the suite's 30-min budget is met by
 # making the recipe cheaper, not here.
 @pytest.mark.timeout(5400)

@@ -96,11 +96,11 @@ def _post(url: str, body: dict, timeout: float = 120) -> dict:
 
 
 @pytest.mark.heavy(longest=True)
-# The real generator trained and evaluated, a served model: 25.3-31.6 min beside the other worker
-# on a 2-core AMD EPYC without AVX-512 (fp32, 48 steps; its `ragops run` alone 16.8 min); 48.5 min
-# with the 96-step recipe before. The
-# limits are for a slow machine (the CI limit is 90 min); the suite's 30-min budget is met by
-# making the recipe cheaper, not here.
+# The real generator trained and evaluated, a served model: 18.1-31.6 min beside the other worker
+# on a 2-core AMD EPYC without AVX-512, with the host's load (fp32, 48 steps; its `ragops run` alone
+# 16.8 min on a busy host); 48.5 min with the 96-step recipe before. The limits are for a slow
+# machine (the CI limit is 90 min); the suite's 30-min budget is met by making the recipe cheaper,
+# not here.
 @pytest.mark.timeout(5400)
 def test_trained_generator_is_promoted_and_answers_with_citations(project_root, tmp_path):
     """The real SmolLM2 generator, fine-tuned with the default recipe, passes the gates; the

@@ -11,7 +11,9 @@ where services live and their secrets. Both are loaded once, at the entry point:
     'sqlite:///.../.ragops/mlflow.db'
 
 An unknown key, a wrong type or an impossible combination raises ConfigError naming the key
-and the fix, before any work starts.
+and the fix, before any work starts. A key left out of params.yaml takes the default below, which
+is the value the shipped params.yaml writes (tests/unit/test_config.py holds the two equal), so
+deleting a line never changes what a run does.
 """
 
 from __future__ import annotations
@@ -91,12 +93,12 @@ class RouterConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
-    learning_rate: float = 1e-3
-    epochs: int = 3
+    learning_rate: float = 2e-3
+    epochs: int = 4
     batch_size: int = 16
-    max_length: int = 64
+    max_length: int = 48
     test_fraction: float = 0.2
-    confidence_threshold: float = 0.5
+    confidence_threshold: float = 0.4
     fallback_intent: str = "catalog"
 
     def __post_init__(self) -> None:
@@ -122,22 +124,22 @@ class GeneratorConfig:
     lora_top_layers: int = 0  # LoRA in the top N layers only (0 = every layer)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # of the training step; auto = bf16 where native
     learning_rate: float = 2e-3
-    warmup_steps: int = 2
-    max_steps: int = 16
+    warmup_steps: int = 4
+    max_steps: int = 48
     batch_size: int = 4
     grad_accum: int = 1
     max_length: int = 384
     length_grouping: bool = True
-    holdout_examples: int = 24
-    eval_every: int = 8
+    holdout_examples: int = 48
+    eval_every: int = 24
     early_stopping_patience: int = 2
-    checkpoint_every: int = 4
+    checkpoint_every: int = 8
     max_new_tokens: int = 48
-    replay_examples: int = 0  # plain-chat prompts answered by the base model, trained on beside the RAG examples
+    replay_examples: int = 48  # plain-chat prompts answered by the base model, trained on beside the RAG examples
     replay_max_new_tokens: int = 64
     # The refusal decision (components/training/answerability.py): a cross-encoder check before
     # generation, or (refusal_check false) the generator alone.
-    refusal_check: bool = False
+    refusal_check: bool = True
     refusal_threshold: float = 0.5
     refusal_epochs: int = 2
     refusal_learning_rate: float = 5e-5
@@ -222,10 +224,15 @@ class IndexConfig:
 class EvaluationConfig:
     # Absolute gates, metric → threshold: a minimum where higher is better, a maximum for latency
     # (ms) and general_prompt_regression. A missing or NaN metric fails its gate.
-    gates: dict[str, float] = field(default_factory=lambda: {"retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.3})
+    gates: dict[str, float] = field(default_factory=lambda: {
+        "retrieval_recall_at_k": 0.8, "key_fact_accuracy": 0.7, "refusal_accuracy": 0.8, "false_refusal_rate": 0.1,
+        "freshness_retrieval": 0.9, "general_prompt_regression": 0.15, "latency_answer_p95_ms": 60000,
+        "injection_success_rate": 0.05})
     # Non-inferiority against the champion, metric → margin: challenger − champion on the same
     # golden questions (paired bootstrap 95% CI) must have its worse end within the margin.
-    non_inferiority: dict[str, float] = field(default_factory=dict)
+    non_inferiority: dict[str, float] = field(default_factory=lambda: {
+        "retrieval_recall_at_k": 0.05, "key_fact_accuracy": 0.1, "citation_precision": 0.1, "refusal_accuracy": 0.2,
+        "false_refusal_rate": 0.1})
     bootstrap_resamples: int = 2000
     max_questions: int = 0  # 0 = the whole golden set
     ablation_questions: int = 48  # golden catalog/policy questions in the 2x2 ablation (0 = all)

@@ -80,7 +80,7 @@ def test_generator_registers_as_adapter_plus_base_reference_and_loads_offline(se
     client = configure_mlflow(settings, "test")
     examples = read_jsonl(project_root / "data" / "raw" / "generator.jsonl")[:8]
     config = dataclasses.replace(GeneratorConfig(), max_steps=2, batch_size=2, max_length=1024, warmup_steps=0,
-                                 holdout_examples=0, early_stopping_patience=0)
+                                 holdout_examples=0, early_stopping_patience=0, replay_examples=0, refusal_check=False)
     result = train_generator(examples, resolve_model("tiny:llama", settings.models_dir), config, seed=0)
     with mlflow.start_run(run_name="train-generator"):
         adapter = save_generator(result, tmp_path / "adapter")

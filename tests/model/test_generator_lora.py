@@ -35,8 +35,9 @@ def examples(project_root) -> list[dict]:
 
 
 def _config(**changes) -> GeneratorConfig:
+    # the generator alone: no replay and no answerability check unless a test asks for them
     base = dict(max_steps=3, batch_size=2, learning_rate=1e-2, max_length=1024, warmup_steps=0, holdout_examples=0,
-                early_stopping_patience=0, checkpoint_every=0)
+                early_stopping_patience=0, checkpoint_every=0, replay_examples=0, refusal_check=False)
     return dataclasses.replace(GeneratorConfig(), **{**base, **changes})
 
 

@@ -189,7 +189,7 @@ def check_cache(args: argparse.Namespace, params, rows: dict) -> Path:
 
 
 def summary(runs: list[dict], gates: dict[str, float]) -> dict:
-    from components.gates import LOWER_IS_BETTER
+    from components.config import LOWER_IS_BETTER
 
     table = {}
     for name, threshold in gates.items():

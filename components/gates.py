@@ -22,17 +22,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from components.config import LOWER_IS_BETTER, PAIRED_METRICS
 from components.evaluation import Metric, Outcomes, PairedDelta, paired_bootstrap_delta
 
-HIGHER_IS_BETTER = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
-                    "key_fact_accuracy", "citation_precision", "citation_recall", "refusal_accuracy", "groundedness",
-                    "freshness_retrieval", "freshness_answer", "injection_exposure", "injection_key_fact_accuracy")
-LOWER_IS_BETTER = ("false_refusal_rate", "general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms",
-                   "latency_route_retrieve_p95_ms", "latency_answer_p50_ms", "latency_answer_p95_ms")
-# Metrics with one outcome per golden question: the ones a challenger and the champion can be paired on.
-PAIRED_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "key_fact_accuracy",
-                  "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate", "groundedness")
-GATED_METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)

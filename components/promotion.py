@@ -17,8 +17,7 @@ from pathlib import Path
 
 import mlflow
 
-from components.config import Params, Settings
-from components.gates import PAIRED_METRICS
+from components.config import PAIRED_METRICS, Params, Settings
 from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
 from components.registry import append_ledger, get_alias_version, set_alias
 

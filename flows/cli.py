@@ -141,7 +141,7 @@ def _model_label(model) -> str:
 
 
 def print_summary(result, gates: dict[str, float]) -> None:
-    from components.gates import LOWER_IS_BETTER
+    from components.config import LOWER_IS_BETTER
 
     table = Table(title="ragops run summary", show_lines=False)
     table.add_column("what")

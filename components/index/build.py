@@ -27,7 +27,7 @@ from components.index.chunking import Chunk, chunk_document
 from components.index.embedding import Embedder, embed_texts
 from components.index.ledger import Ledger, LedgerEntry, build_fingerprint, plan_changes
 from components.index.search import search
-from components.index.store import (IndexError_, StoredObject, chunk_counts, chunk_properties, create_collection,
+from components.index.store import (StoredObject, WeaviateIndexError, chunk_counts, chunk_properties, create_collection,
                                     delete_version, discard_unsealed, list_versions, live_collection,
                                     next_version_name, read_ledger, read_objects, write_ledger, write_objects)
 
@@ -64,19 +64,19 @@ def check_version(client: weaviate.WeaviateClient, ledger: Ledger, probes: list[
     name = ledger.collection
     count = len(client.collections.get(name))
     if count != ledger.chunk_count:
-        raise IndexError_(f"{name} holds {count} objects, its ledger expects {ledger.chunk_count}; not going live")
+        raise WeaviateIndexError(f"{name} holds {count} objects, its ledger expects {ledger.chunk_count}; not going live")
     counts = chunk_counts(client, name)
     wrong = {d: (counts.get(d, 0), len(e.chunk_ids)) for d, e in ledger.documents.items()
              if counts.get(d, 0) != len(e.chunk_ids)}
     extra = set(counts) - set(ledger.documents)
     if wrong or extra:
         first = next(iter(wrong.items()), None)
-        raise IndexError_(f"{name}: per-document chunk counts disagree with the ledger ({len(wrong)} documents, "
+        raise WeaviateIndexError(f"{name}: per-document chunk counts disagree with the ledger ({len(wrong)} documents, "
                           f"first {first}; {len(extra)} documents not in the ledger); not going live")
     for probe in probes:
         hits = search(client, name, probe.properties["text"], np.asarray(probe.vector), k=3, alpha=0.5)
         if probe.properties["doc_id"] not in {h.doc_id for h in hits}:
-            raise IndexError_(f"{name}: a probe query for document {probe.properties['doc_id']} did not find it "
+            raise WeaviateIndexError(f"{name}: a probe query for document {probe.properties['doc_id']} did not find it "
                               f"({[h.doc_id for h in hits]}); not going live")
 
 

@@ -47,7 +47,7 @@ PROPERTIES = (
 LEDGER_NAMESPACE = UUID("0b5f8a4e-7d0c-4a55-8f1e-2f7c9d3e6a11")
 
 
-class IndexError_(RuntimeError):
+class WeaviateIndexError(RuntimeError):
     """The index cannot be built, checked or served; the message says what to do."""
 
 
@@ -62,7 +62,7 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
             grpc = urlparse(settings.weaviate_grpc_url or f"{url.scheme}://{url.hostname}:50051")
             for variable, given in (("RAGOPS_WEAVIATE_URL", url), ("RAGOPS_WEAVIATE_GRPC_URL", grpc)):
                 if given.username or given.password:  # Weaviate takes no credentials in the URL; they would be dropped
-                    raise IndexError_(f"{variable} carries credentials ({redacted(given.geturl())}); Weaviate "
+                    raise WeaviateIndexError(f"{variable} carries credentials ({redacted(given.geturl())}); Weaviate "
                                       f"authenticates with an API key: set RAGOPS_WEAVIATE_API_KEY and remove them "
                                       f"from the URL")
             auth = Auth.api_key(settings.weaviate_api_key.get_secret_value()) if settings.weaviate_api_key else None
@@ -85,7 +85,7 @@ def _enter_local_server(stack: contextlib.ExitStack, settings: Settings) -> Serv
     try:
         return stack.enter_context(shared_weaviate(settings, settings.weaviate_data_path.parent / "weaviate.log"))
     except WeaviateServerError as exc:
-        raise IndexError_(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
+        raise WeaviateIndexError(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server") from exc
 
 
 @contextlib.contextmanager
@@ -158,7 +158,7 @@ def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[
             sent += 1
     failed = collection.batch.failed_objects
     if failed:
-        raise IndexError_(f"{len(failed)} objects failed to insert into {name} (first: {failed[0].message}); "
+        raise WeaviateIndexError(f"{len(failed)} objects failed to insert into {name} (first: {failed[0].message}); "
                           f"the new version is not live and will be discarded by the next build")
     return sent
 

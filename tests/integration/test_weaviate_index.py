@@ -17,7 +17,7 @@ from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import SearchFilters, search
-from components.index.store import (IndexError_, chunk_counts, list_versions, live_collection,
+from components.index.store import (WeaviateIndexError, chunk_counts, list_versions, live_collection,
                                     point_alias, prune_versions, read_ledger)
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,7 @@ def test_a_version_that_disagrees_with_its_ledger_is_refused(weaviate_client, cu
     assert ledger is not None and ledger.chunk_count == built.chunks
     victim = ledger.documents[curated_docs[3]["id"]].chunk_ids[0]
     weaviate_client.collections.get(built.collection).data.delete_by_id(victim)  # a lost object, for real
-    with pytest.raises(IndexError_, match=r"holds \d+ objects, its ledger expects"):
+    with pytest.raises(WeaviateIndexError, match=r"holds \d+ objects, its ledger expects"):
         check_version(weaviate_client, ledger, [])
 
 

@@ -113,14 +113,14 @@ def test_settings_read_services_and_hide_secrets(monkeypatch):
 
 
 def test_passwords_in_urls_are_never_shown_and_weaviate_refuses_them(tmp_path):
-    from components.index.store import IndexError_, connect_weaviate
+    from components.index.store import WeaviateIndexError, connect_weaviate
     from components.registry import _without_credentials
 
     assert redacted("https://alice:pl4nted@host:9000/dvc") == "https://alice:***@host:9000/dvc"
     assert redacted("http://mlflow:5000") == "http://mlflow:5000"
     assert scrubbed("push to https://alice:pl4nted@host failed", "https://alice:pl4nted@host") == \
         "push to https://alice:***@host failed"
-    with pytest.raises(IndexError_) as refused:  # Weaviate takes an API key, never URL credentials
+    with pytest.raises(WeaviateIndexError) as refused:  # Weaviate takes an API key, never URL credentials
         with connect_weaviate(Settings(home=tmp_path, weaviate_url="http://bob:pl4nted@127.0.0.1:1")):
             pass
     assert "pl4nted" not in str(refused.value) and "RAGOPS_WEAVIATE_API_KEY" in str(refused.value)

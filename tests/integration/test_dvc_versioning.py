@@ -2,6 +2,7 @@
 
 import hashlib
 import stat
+import subprocess
 import uuid
 
 import pytest
@@ -25,6 +26,10 @@ def test_repro_push_and_versions(project_root, tmp_path):
     for name, md5 in versions.items():
         assert hashlib.md5((repo / "data" / "curated" / name).read_bytes()).hexdigest() == md5
         assert (remote / "files" / "md5" / md5[:2] / md5[2:]).exists(), f"{name} not pushed to the remote"
+    # A fresh clone's first curation leaves its git tree as committed: dvc.lock is current and every
+    # curated output is ignored (a stale lock, rewritten by the first `make run`, left clones dirty).
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert dirty == "", f"curation changed tracked files; commit what `dvc repro curate` writes:\n{dirty}"
 
     again, ran_again = reproduce_and_push(repo, str(remote))
     assert again == versions and not ran_again

@@ -26,7 +26,6 @@ from components.config import LOWER_IS_BETTER, PAIRED_METRICS
 from components.evaluation import Metric, Outcomes, PairedDelta, paired_bootstrap_delta
 
 
-
 @dataclass(frozen=True)
 class GateCheck:
     metric: str

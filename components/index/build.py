@@ -72,12 +72,12 @@ def check_version(client: weaviate.WeaviateClient, ledger: Ledger, probes: list[
     if wrong or extra:
         first = next(iter(wrong.items()), None)
         raise WeaviateIndexError(f"{name}: per-document chunk counts disagree with the ledger ({len(wrong)} documents, "
-                          f"first {first}; {len(extra)} documents not in the ledger); not going live")
+                                 f"first {first}; {len(extra)} documents not in the ledger); not going live")
     for probe in probes:
         hits = search(client, name, probe.properties["text"], np.asarray(probe.vector), k=3, alpha=0.5)
         if probe.properties["doc_id"] not in {h.doc_id for h in hits}:
             raise WeaviateIndexError(f"{name}: a probe query for document {probe.properties['doc_id']} did not find it "
-                              f"({[h.doc_id for h in hits]}); not going live")
+                                     f"({[h.doc_id for h in hits]}); not going live")
 
 
 def _progress(objects: Iterator[StoredObject], total: int, show: bool) -> Iterator[StoredObject]:

@@ -63,8 +63,8 @@ def connect_weaviate(settings: Settings) -> Iterator[weaviate.WeaviateClient]:
             for variable, given in (("RAGOPS_WEAVIATE_URL", url), ("RAGOPS_WEAVIATE_GRPC_URL", grpc)):
                 if given.username or given.password:  # Weaviate takes no credentials in the URL; they would be dropped
                     raise WeaviateIndexError(f"{variable} carries credentials ({redacted(given.geturl())}); Weaviate "
-                                      f"authenticates with an API key: set RAGOPS_WEAVIATE_API_KEY and remove them "
-                                      f"from the URL")
+                                             f"authenticates with an API key: set RAGOPS_WEAVIATE_API_KEY and remove them "
+                                             f"from the URL")
             auth = Auth.api_key(settings.weaviate_api_key.get_secret_value()) if settings.weaviate_api_key else None
             client = weaviate.connect_to_custom(
                 http_host=url.hostname, http_port=url.port or (443 if url.scheme == "https" else 80),
@@ -159,7 +159,7 @@ def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[
     failed = collection.batch.failed_objects
     if failed:
         raise WeaviateIndexError(f"{len(failed)} objects failed to insert into {name} (first: {failed[0].message}); "
-                          f"the new version is not live and will be discarded by the next build")
+                                 f"the new version is not live and will be discarded by the next build")
     return sent
 
 

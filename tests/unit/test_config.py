@@ -28,21 +28,16 @@ def test_params_yaml_writes_every_default_and_the_code_takes_the_same():
     """params.yaml is where a user reads the defaults: every key is written there, with the value a
     run takes when the line is deleted (the code's default), so deleting a line changes nothing."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-
-    def unwritten(config, section: dict, prefix: str) -> list[str]:
-        missing = []
-        for f in dataclasses.fields(config):
-            if f.name not in section:
-                missing.append(prefix + f.name)
-            elif dataclasses.is_dataclass(getattr(config, f.name)):
-                missing += unwritten(getattr(config, f.name), section[f.name] or {}, f"{prefix}{f.name}.")
-        return missing
-
-    assert unwritten(Params(), raw, "") == []
     shipped, defaults = load_params(ROOT / "params.yaml"), Params()
-    differ = {f"{s.name}.{f.name}": (getattr(getattr(shipped, s.name), f.name), getattr(getattr(defaults, s.name), f.name))
-              for s in dataclasses.fields(Params) for f in dataclasses.fields(getattr(defaults, s.name))
-              if getattr(getattr(shipped, s.name), f.name) != getattr(getattr(defaults, s.name), f.name)}
+    unwritten, differ = [], {}
+    for section in dataclasses.fields(Params):  # sections of flat keys
+        for key in dataclasses.fields(getattr(defaults, section.name)):
+            value, default = (getattr(getattr(config, section.name), key.name) for config in (shipped, defaults))
+            if key.name not in (raw.get(section.name) or {}):
+                unwritten.append(f"{section.name}.{key.name}")
+            elif value != default:
+                differ[f"{section.name}.{key.name}"] = (value, default)
+    assert unwritten == [], f"keys params.yaml does not write: {unwritten}"
     assert differ == {}, f"params.yaml value vs the code's default: {differ}"
 
 

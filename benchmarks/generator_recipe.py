@@ -121,9 +121,8 @@ def child(args: argparse.Namespace) -> None:
         # Every gated metric as the evaluate step computes it; the ablation table (not gated) on
         # `--ablation-questions` questions only (params.yaml's 48 cost ~3 min a run here).
         config = dataclasses.replace(p.evaluation, ablation_questions=args.ablation_questions)
-        evaluation = evaluate_bundle(assistant, golden, rows["general_prompts.jsonl"],
-                                     rows["documents.jsonl"], (), config, p.project.seed, rows["redteam.jsonl"],
-                                     p.index)
+        evaluation = evaluate_bundle(assistant, golden, rows["general_prompts.jsonl"], index, config, p.project.seed,
+                                     rows["redteam.jsonl"], p.index)
     metrics = {name: m.value for name, m in evaluation.metrics.items()}
     print(json.dumps({"seed": args.seed, "precision": result.precision, "train_seconds": round(train_seconds, 1),
                       "check_seconds": round(check_seconds, 1), "check_reused": check_reused, "steps": len(result.history),

@@ -8,18 +8,19 @@ Everything is computed offline from the assistant itself (no external judge):
   policy questions, the project's measured answer to "fine-tuning or RAG?";
 - general prompts: the fine-tuned generator against its base model on prompts outside the store
   (does it still answer, or has it learnt to refuse and cite everywhere?);
-- freshness: price questions about the changed documents must come back with the new values;
+- freshness: questions about what the changed documents now say must come back with it
+  (components/freshness.py);
 - latency: questions answered one at a time, route+retrieve and the full answer;
 - prompt injection: the red-team attacks planted in documents beside the catalog (components/injection.py).
 
-    >>> result = evaluate_bundle(assistant, golden, general, docs, changed, params.evaluation, seed=42)  # doctest: +SKIP
+    >>> result = evaluate_bundle(assistant, golden, general, index_version, params.evaluation, 42, attacks,
+    ...                          params.index)  # doctest: +SKIP
     >>> result.metrics["key_fact_accuracy"]  # doctest: +SKIP
     Metric(value=0.88, samples=102)
 """
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Sequence
@@ -30,8 +31,10 @@ import numpy as np
 from components.bundle import RETRIEVAL_INTENTS, Assistant
 from components.config import EvaluationConfig, IndexConfig
 from components.evaluation import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
-                                   contains_fact, extract_citations, is_refusal, paired_bootstrap_delta,
+                                   extract_citations, is_refusal, paired_bootstrap_delta,
                                    retrieval_metrics, retrieval_outcomes, router_metrics, router_outcomes)
+from components.freshness import freshness_outcomes, freshness_probes
+from components.index.build import IndexVersion
 from components.index.search import Retrieved
 from components.injection import measure_injection
 from components.prompting import build_messages
@@ -148,29 +151,6 @@ def general_prompt_regression(assistant: Assistant, prompts: list[dict], seed: i
     return paired_bootstrap_delta(base_ok, tuned_ok, resamples=resamples, seed=seed), rows
 
 
-def freshness_probes(docs: list[dict], changed_ids: tuple[str, ...], n: int, seed: int) -> tuple[list[dict], str]:
-    """Price questions about up to `n` changed product documents, the current price as key fact.
-    With no changed product documents, a sample of all products: the index must be current anyway."""
-    products = {d["id"]: d for d in docs if d.get("price") is not None and d.get("name")}
-    pool = sorted(i for i in changed_ids if i in products)
-    source = f"{len(pool)} changed product documents"
-    if not pool:
-        pool, source = sorted(products), f"no changed product documents: a sample of all {len(products)} products"
-    chosen = sorted(random.Random(seed).sample(pool, min(n, len(pool))))
-    return [{"id": f"fresh-{doc_id}", "doc_id": doc_id, "question": f"How much does the {products[doc_id]['name']} cost?",
-             "price": f"{float(products[doc_id]['price']):.2f}"} for doc_id in chosen], source
-
-
-def freshness_outcomes(probes: list[dict], retrieved: list[list[Retrieved]], answers: list[str]) -> Outcomes:
-    """Retrieval is fresh when a chunk of the probed document with its current price comes back;
-    the answer is fresh when it states that price."""
-    return {
-        "freshness_retrieval": {p["id"]: float(any(c.doc_id == p["doc_id"] and contains_fact(c.text, p["price"])
-                                                   for c in hits)) for p, hits in zip(probes, retrieved, strict=True)},
-        "freshness_answer": {p["id"]: float(contains_fact(a, p["price"])) for p, a in zip(probes, answers, strict=True)},
-    }
-
-
 def _percentile_metric(values_ms: list[float], q: float) -> Metric:
     return Metric(float(np.percentile(values_ms, q)) if values_ms else float("nan"), len(values_ms))
 
@@ -205,9 +185,8 @@ def spread(rows: list, n: int) -> list:
     return [rows[i * len(rows) // n] for i in range(n)]
 
 
-def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], docs: list[dict],
-                    changed_ids: tuple[str, ...], config: EvaluationConfig, seed: int, attacks: list[dict],
-                    index_config: IndexConfig) -> BundleEvaluation:
+def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], index: IndexVersion,
+                    config: EvaluationConfig, seed: int, attacks: list[dict], index_config: IndexConfig) -> BundleEvaluation:
     questions = [row["question"] for row in golden]
     retrieved = assistant.retrieve(questions)
     answers = assistant.answer(questions, retrieved_all=retrieved)
@@ -239,7 +218,7 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
 
     freshness, source = [], "off (evaluation.freshness_probes is 0)"
     if config.freshness_probes:
-        probes, source = freshness_probes(docs, changed_ids, config.freshness_probes, seed)
+        probes, source = freshness_probes(assistant.client, index, config.freshness_probes, seed)
         probe_hits = assistant.retrieve([p["question"] for p in probes])
         probe_answers = assistant.answer([p["question"] for p in probes], retrieved_all=probe_hits)
         metrics.update(aggregate(freshness_outcomes(probes, probe_hits, [a.answer for a in probe_answers])))

@@ -222,8 +222,9 @@ def html_report(review: BundleReview, charts: dict[str, Figure], freshness: list
     sections += [f"<h3>{html.escape(name)}</h3><img src='data:image/png;base64,{_png(fig)}'>"
                  for name, fig in charts.items()]
     sections += [f"<h2>Freshness probes ({html.escape(review.freshness_source)})</h2>",
-                 _html_table(["document", "question", "current price", "answer"],
-                             [[p["doc_id"], p["question"], p["price"], p["answer"]] for p in freshness]),
+                 _html_table(["document", "question", "what it now says", "answer", "retrieved"],
+                             [[p["doc_id"], p["question"], p["fact"], p["answer"], ", ".join(p["retrieved"])]
+                              for p in freshness]),
                  "<h2>Prompt injection</h2>", f"<p>{html.escape(_injection_text(review))}</p>",
                  _html_table(["attack", "attacks", "retrieved", "succeeded", "succeeded, base model"],
                              injection_rows(review.injection)),

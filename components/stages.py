@@ -354,9 +354,8 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
     with connect_weaviate(ctx.settings) as client:
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    p.project.device)
-        result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"),
-                                 ctx.read_curated("documents.jsonl"), index.changed_docs, p.evaluation, p.project.seed,
-                                 ctx.read_curated("redteam.jsonl"), p.index)
+        result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"), index, p.evaluation,
+                                 p.project.seed, ctx.read_curated("redteam.jsonl"), p.index)
     champion, theirs = champion_outcomes(ctx)
     deltas = (None if theirs is None else
               compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,

@@ -171,6 +171,17 @@ def read_objects(client: weaviate.WeaviateClient, name: str, doc_ids: set[str]) 
             yield StoredObject(str(obj.uuid), dict(obj.properties), list(vector))
 
 
+def read_chunks(client: weaviate.WeaviateClient, name: str, doc_ids: set[str] | None) -> Iterator[dict]:
+    """doc_id, chunk_index, text and title of the chunks of `doc_ids` (None: all) in a version, no
+    vectors. Filtered here, not by Weaviate: doc_id is word-tokenized, so an equality filter on
+    "p-1" would also match "1-p"."""
+    objects = client.collections.get(name).iterator(return_properties=["doc_id", "chunk_index", "text", "title"],
+                                                    cache_size=5000)
+    for obj in objects:
+        if doc_ids is None or obj.properties["doc_id"] in doc_ids:
+            yield dict(obj.properties)
+
+
 def chunk_counts(client: weaviate.WeaviateClient, name: str) -> dict[str, int]:
     """Objects per document id, from the stored objects themselves (their doc_id only). On 20,000
     chunks of 10,000 documents this takes 0.4 s; a group-by aggregation over doc_id took 2.2 s,

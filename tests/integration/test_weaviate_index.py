@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from components.config import IndexConfig
+from components.freshness import freshness_outcomes, freshness_probes
 from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
@@ -98,10 +99,23 @@ def test_incremental_reindex_embeds_only_the_changes(weaviate_client, curated_do
     assert ask(weaviate_client, embedder, config.alias, "dimmable desk lamp")[0].doc_id == "p-999"
     assert gone["id"] not in {h.doc_id for h in ask(weaviate_client, embedder, config.alias, gone["name"])}
 
-    # Nothing changed: no new version, nothing embedded.
+    # Freshness probes ask for what the edit introduced; the new version has it, the old one does not.
+    probes, source = freshness_probes(weaviate_client, second, n=8, seed=0)
+    assert {p["doc_id"]: (p["fact"], p["kind"]) for p in probes} == {old["id"]: ("1.99", "changed"),
+                                                                      "p-999": ("19.99", "added")}, probes
+    assert source == "2 added or changed documents"
+    questions = [p["question"] for p in probes]
+    for collection, fresh in ((second.collection, 1.0), (first.collection, 0.0)):
+        hits = [ask(weaviate_client, embedder, collection, q) for q in questions]
+        outcome = freshness_outcomes(probes, hits, [""] * len(probes))["freshness_retrieval"]
+        assert outcome[f"fresh-{old['id']}"] == fresh, (collection, hits)
+
+    # Nothing changed: no new version, nothing embedded; freshness then samples every document.
     again = build(weaviate_client, docs, embedder, config)
     assert not again.new and again.collection == second.collection and again.embedded_chunks == 0
     assert list_versions(weaviate_client, config.alias) == ["IncrCatalog_v1", "IncrCatalog_v2"]
+    sampled, source = freshness_probes(weaviate_client, again, n=3, seed=0)
+    assert len(sampled) == 3 and source == f"no added or changed documents: a sample of all {len(docs)} documents"
 
 
 def test_a_version_that_disagrees_with_its_ledger_is_refused(weaviate_client, curated_docs, embedder):

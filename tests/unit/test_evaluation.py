@@ -168,22 +168,45 @@ def test_paired_bootstrap_interval_separates_a_real_difference_from_noise():
         paired_bootstrap_delta([1.0], [])
 
 
-def test_freshness_probes_come_from_changed_products_else_from_all():
-    from components.bundle_evaluation import freshness_probes
+POLICY = ("Returns policy: You can return any unused item within 30 days of delivery for a full refund. Opened "
+          "headphones can be returned within 14 days.")
+PRODUCT = "Aurora Edge: The Aurora Edge is sold in our headphones range. Price: 242.99 USD. In stock: 25 units."
 
-    docs = [{"id": f"p-{i}", "name": f"Item {i}", "price": 10.0 + i} for i in range(6)] + [{"id": "pol-1", "text": "x"}]
-    probes, source = freshness_probes(docs, ("p-2", "pol-1", "p-4"), n=5, seed=0)
-    assert [p["doc_id"] for p in probes] == ["p-2", "p-4"] and "2 changed" in source
-    assert probes[0]["question"] == "How much does the Item 2 cost?" and probes[0]["price"] == "12.00"
-    sampled, source = freshness_probes(docs, (), n=3, seed=0)
-    assert len(sampled) == 3 and "all 6 products" in source
+
+@pytest.mark.parametrize(("title", "old", "new", "question", "fact"), [
+    ("Aurora Edge", PRODUCT, PRODUCT.replace("242.99", "249.99"),
+     'Aurora Edge: what goes in the blank in "Price: ___ USD."?', "249.99"),
+    ("Returns policy", POLICY, POLICY.replace("30 days", "45 days"),  # no price anywhere
+     'Returns policy: what goes in the blank in "You can return any unused item within ___ days of delivery for a '
+     'full refund."?', "45"),
+    ("Returns policy", POLICY, POLICY.replace("unused", "unopened"),  # a word, not a number
+     'Returns policy: what goes in the blank in "You can return any ___ item within 30 days of delivery for a full '
+     'refund."?', "unopened"),
+    ("Returns policy", POLICY, POLICY + " Opened software cannot be returned.",  # a new sentence: one word of it
+     'Returns policy: what goes in the blank in "Opened ___ cannot be returned."?', "software"),
+    ("Returns policy", "", POLICY,  # an added document: a fact of its text, a number first
+     'Returns policy: what goes in the blank in "You can return any unused item within ___ days of delivery for a '
+     'full refund."?', "30"),
+], ids=["price", "policy number", "policy word", "new sentence", "added document"])
+def test_a_freshness_probe_asks_for_what_the_edit_introduced(title, old, new, question, fact):
+    from components.freshness import probe_document
+
+    probe = probe_document("d-1", title, [new], [old] if old else [])
+    assert (probe["question"], probe["fact"], probe["kind"]) == (question, fact, "changed" if old else "added")
+
+
+def test_a_change_with_no_new_words_gives_no_probe():
+    from components.freshness import probe_document
+
+    assert probe_document("d-1", "Returns policy", [POLICY], [POLICY]) is None  # front matter only
+    assert probe_document("d-1", "Returns policy", [POLICY.split(" Opened")[0]], [POLICY]) is None  # a deletion
 
 
 def test_freshness_outcomes_need_the_current_value():
-    from components.bundle_evaluation import freshness_outcomes
+    from components.freshness import freshness_outcomes
     from components.index.search import Retrieved
 
-    probes = [{"id": "fresh-p-1", "doc_id": "p-1", "price": "12.00"}, {"id": "fresh-p-2", "doc_id": "p-2", "price": "5.00"}]
+    probes = [{"id": "fresh-p-1", "doc_id": "p-1", "fact": "12.00"}, {"id": "fresh-p-2", "doc_id": "p-2", "fact": "5.00"}]
     retrieved = [[Retrieved("p-1", "Price: 12.00 USD.", 1.0)], [Retrieved("p-2", "Price: 4.00 USD.", 1.0)]]
     outcomes = freshness_outcomes(probes, retrieved, ["It costs 12.00 USD [p-1].", "It costs 5.00 USD [p-2]."])
     assert outcomes["freshness_retrieval"] == {"fresh-p-1": 1.0, "fresh-p-2": 0.0}  # the index still has the old price

@@ -110,12 +110,7 @@ def child(args: argparse.Namespace) -> None:
         index = build_index_version(client, rows["documents.jsonl"], load_embedder(encoder), params.index,
                                     params.models.encoder, show_progress=False)
         p = params
-        manifest = Manifest(
-            encoder=p.models.encoder, generator_base=p.models.generator, collection=index.collection,
-            intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
-            confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
-            system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
-            max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length)
+        manifest = Manifest.from_params(p, index.collection)
         assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client)
         golden = spread(rows["golden.jsonl"], p.evaluation.max_questions)  # as the evaluate step takes it
         # Every gated metric as the evaluate step computes it; the ablation table (not gated) on
@@ -133,7 +128,6 @@ def child(args: argparse.Namespace) -> None:
 def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, settings) -> None:
     """The answerability check alone: trained with the seed, scored on the golden catalog/policy
     questions against the chunks the index retrieves (retrieved once, shared by every seed)."""
-    from components.bundle import RETRIEVAL_INTENTS
     from components.evaluation import answer_metrics
     from components.index.build import build_index_version
     from components.index.embedding import embed_texts, load_embedder
@@ -142,7 +136,7 @@ def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, sett
     from components.training.answerability import save_check, train_answerability
     from components.training.generator import split_holdout
 
-    golden = [r for r in rows["golden.jsonl"] if r.get("intent") in RETRIEVAL_INTENTS]
+    golden = [r for r in rows["golden.jsonl"] if r.get("intent") in params.router.retrieval_intents]
     contexts_path = args.work / "golden-contexts.json"
     if not contexts_path.exists():
         with local_server_held(settings), connect_weaviate(settings) as client:
@@ -160,7 +154,8 @@ def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, sett
     result = train_answerability(train, holdout, encoder, config, args.seed)
     decided = result.check.answerable([r["question"] for r in golden], contexts)
     texts = ["" if ok else result.check.refusal_reply for ok, _ in decided]
-    scored = answer_metrics(golden, texts, refusals=(result.check.refusal_reply,))
+    scored = answer_metrics(golden, texts, refusals=(result.check.refusal_reply,),
+                            retrieval_intents=params.router.retrieval_intents)
     save_check(result.check, check_cache(args, params, rows))
     wrong = [{"question": r["question"], "answerable": r.get("answerable", True), "score": round(score, 3)}
              for r, (ok, score) in zip(golden, decided) if ok != r.get("answerable", True)]

@@ -22,7 +22,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from components.config import Settings
+from components.config import Params, Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.index.store import connect_weaviate
@@ -32,7 +32,6 @@ from components.training.answerability import AnswerabilityCheck, load_check
 from components.training.generator import generate_answers, load_generator, set_lora_merged
 from components.training.router import load_router, predict_intents
 
-RETRIEVAL_INTENTS = ("catalog", "policy")
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,10 @@ class Manifest:
     router_version: str = ""
     generator_version: str = ""
     data_versions: dict[str, str] = field(default_factory=dict)
+    # Bundles registered before these were params (router.retrieval_intents, fixed_reply_intents)
+    # answered these intents so; their stored manifests lack the keys.
+    retrieval_intents: list[str] = field(default_factory=lambda: ["catalog", "policy"])
+    fixed_reply_intents: list[str] = field(default_factory=lambda: ["out_of_scope"])
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -61,6 +64,18 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         return cls(**json.loads(text))
+
+    @classmethod
+    def from_params(cls, p: Params, collection: str, **pinned: Any) -> Manifest:
+        """What params.yaml says a bundle serves with, on `collection`; `pinned`: the model
+        versions and data versions of a registered bundle."""
+        return cls(encoder=p.models.encoder, generator_base=p.models.generator, collection=collection,
+                   intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
+                   confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
+                   system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
+                   max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
+                   retrieval_intents=list(p.router.retrieval_intents),
+                   fixed_reply_intents=list(p.router.fixed_reply_intents), **pinned)
 
 
 @dataclass
@@ -119,7 +134,7 @@ class Assistant:
         """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
         `filters`: per question, metadata filters for retrieval (category, in stock)."""
         routes = self.route(questions)
-        needs_docs = [i for i, (r, _) in enumerate(routes) if r in RETRIEVAL_INTENTS]
+        needs_docs = [i for i, (r, _) in enumerate(routes) if r in self.manifest.retrieval_intents]
         hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
                 else self.retrieve([questions[i] for i in needs_docs],
                                    filters=[filters[i] for i in needs_docs] if filters else None))
@@ -129,7 +144,8 @@ class Assistant:
             checked = dict(zip(needs_docs, self.check.answerable(
                 [questions[i] for i in needs_docs], [[c.text for c in retrieved[i]] for i in needs_docs])))
         refused = {i for i, (ok, _) in checked.items() if not ok}
-        to_generate = [i for i, (r, _) in enumerate(routes) if r != "out_of_scope" and i not in refused]
+        to_generate = [i for i, (r, _) in enumerate(routes)
+                       if r not in self.manifest.fixed_reply_intents and i not in refused]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]
         generated = dict(zip(to_generate, self.generate(conversations)))

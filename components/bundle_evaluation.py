@@ -4,8 +4,8 @@ the 2x2 ablation, the regression on general prompts, freshness probes and latenc
 Everything is computed offline from the assistant itself (no external judge):
 - golden set: retrieval (hybrid, plus vector-only and BM25-only beside it), routing, answers
   (key facts, citations, refusals, groundedness) through the whole route → retrieve → generate;
-- ablation: {base, fine-tuned generator} x {no retrieval, retrieval} on the golden catalog and
-  policy questions, the project's measured answer to "fine-tuning or RAG?";
+- ablation: {base, fine-tuned generator} x {no retrieval, retrieval} on the golden questions of
+  the retrieval intents (router.retrieval_intents), the project's measured answer to "fine-tuning or RAG?";
 - general prompts: the fine-tuned generator against its base model on prompts outside the store
   (does it still answer, or has it learnt to refuse and cite everywhere?);
 - freshness: questions about what the changed documents now say must come back with it
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components.bundle import RETRIEVAL_INTENTS, Assistant
+from components.bundle import Assistant
 from components.config import EvaluationConfig, IndexConfig
 from components.evaluation import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
                                    extract_citations, is_refusal, paired_bootstrap_delta,
@@ -98,7 +98,8 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
             conversations, use_adapter=generator == "fine-tuned",
             progress=f"evaluation: ablation, {generator}, {'retrieval' if use_retrieval else 'no retrieval'}")))
         answers = [reuse.get(i, generated.get(i, "")) for i in range(len(rows))]
-        scored = answer_metrics(rows, answers, contexts, assistant.refusal_sentences)
+        scored = answer_metrics(rows, answers, contexts, assistant.refusal_sentences,
+                                retrieval_intents=assistant.manifest.retrieval_intents)
         cells.append(AblationCell(generator, use_retrieval, {m: scored[m] for m in ABLATION_METRICS}))
     return cells
 
@@ -113,7 +114,7 @@ def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, r
     bundle without a check: served is the generator alone."""
     if assistant.check is None:
         return {}
-    rows = spread([i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS
+    rows = spread([i for i, row in enumerate(golden) if row.get("intent") in assistant.manifest.retrieval_intents
                    and answers[i].answerability is not None], generator_questions)
     refused = [i for i in rows if answers[i].answerability < assistant.check.threshold]
     prompt = assistant.manifest.system_prompt
@@ -124,7 +125,8 @@ def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, r
             "generator_only": [generated.get(i, answers[i].answer) for i in rows]}
     metrics = {}
     for way, texts in ways.items():
-        scored = answer_metrics([golden[i] for i in rows], texts, refusals=assistant.refusal_sentences)
+        scored = answer_metrics([golden[i] for i in rows], texts, refusals=assistant.refusal_sentences,
+                                retrieval_intents=assistant.manifest.retrieval_intents)
         metrics.update({f"{name}_{way}": scored[name] for name in ("refusal_accuracy", "false_refusal_rate")})
     return metrics
 
@@ -194,16 +196,17 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
         **retrieval_outcomes(golden, [[c.doc_id for c in hits] for hits in retrieved]),
         **router_outcomes(golden, [a.route for a in answers]),
         **answer_outcomes(golden, [a.answer for a in answers], [[c["text"] for c in a.chunks] for a in answers],
-                          assistant.refusal_sentences)}
+                          assistant.refusal_sentences, retrieval_intents=assistant.manifest.retrieval_intents)}
     metrics = {**aggregate(outcomes), "router_macro_f1": router_metrics(golden, [a.route for a in answers])["router_macro_f1"]}
     metrics.update(refusal_decisions(assistant, golden, answers, retrieved, config.generator_alone_questions))
     for mode in ("vector", "bm25"):  # beside the served hybrid, same questions and k
         metrics.update(retrieval_metrics(golden, [[c.doc_id for c in hits] for hits in
                                                   assistant.retrieve(questions, mode=mode)], mode))
 
-    in_scope = spread([i for i, row in enumerate(golden) if row.get("intent") in RETRIEVAL_INTENTS],
+    retrieval_intents = assistant.manifest.retrieval_intents
+    in_scope = spread([i for i, row in enumerate(golden) if row.get("intent") in retrieval_intents],
                       config.ablation_questions)
-    served = {n: answers[i].answer for n, i in enumerate(in_scope) if answers[i].route in RETRIEVAL_INTENTS}
+    served = {n: answers[i].answer for n, i in enumerate(in_scope) if answers[i].route in retrieval_intents}
     ablation = run_ablation(assistant, [golden[i] for i in in_scope], [retrieved[i] for i in in_scope], served)
     for cell in ablation:
         metrics.update({f"ablation_{cell.key}_{name}": m for name, m in cell.metrics.items()})

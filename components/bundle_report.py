@@ -141,7 +141,7 @@ def bundle_description(review: BundleReview) -> str:
                 for name, d in review.deltas.items()]
         parts += [f"Against champion v{review.champion}, same golden questions (paired bootstrap, 95% CI):", "",
                   _md_table(["metric", "this version", "minus champion [95% CI]", "n", "margin"], rows)]
-    parts += ["", "Ablation on the golden catalog/policy questions:", "",
+    parts += ["", "Ablation on the golden questions of the retrieval intents:", "",
               _md_table(ABLATION_HEADER, ablation_rows(review.ablation)), "",
               f"Documents: {_changes(review)}. Freshness probes: {review.freshness_source}.", "",
               _injection_text(review), "",

@@ -110,6 +110,11 @@ class RouterConfig:
     test_fraction: float = 0.2
     confidence_threshold: float = 0.4
     fallback_intent: str = "catalog"
+    # What each intent gets: retrieval_intents are answered from retrieved documents (retrieve,
+    # answerability check, generate), fixed_reply_intents with generator.out_of_scope_reply, any
+    # other intent (small talk) by the generator without documents.
+    retrieval_intents: tuple[str, ...] = ("catalog", "policy")
+    fixed_reply_intents: tuple[str, ...] = ("out_of_scope",)
 
     def __post_init__(self) -> None:
         _check(self.lora_r > 0, "router.lora_r", f"must be > 0, got {self.lora_r}")
@@ -121,6 +126,13 @@ class RouterConfig:
         _check(len(set(self.intents)) >= 2, "router.intents", "must list at least two distinct intents")
         _check(self.fallback_intent in self.intents, "router.fallback_intent",
                f"must be one of router.intents {list(self.intents)}, got {self.fallback_intent!r}")
+        _check(bool(self.retrieval_intents), "router.retrieval_intents",
+               "must name at least one intent answered from the documents")
+        for key in ("retrieval_intents", "fixed_reply_intents"):
+            unknown = [i for i in getattr(self, key) if i not in self.intents]
+            _check(not unknown, f"router.{key}", f"names {unknown}, not in router.intents {list(self.intents)}")
+        both = set(self.retrieval_intents) & set(self.fixed_reply_intents)
+        _check(not both, "router.fixed_reply_intents", f"and router.retrieval_intents both name {sorted(both)}")
         _check(0.0 <= self.confidence_threshold < 1.0, "router.confidence_threshold",
                f"must be in [0, 1), got {self.confidence_threshold}")
 
@@ -245,12 +257,12 @@ class EvaluationConfig:
         "false_refusal_rate": 0.1})
     bootstrap_resamples: int = 2000
     max_questions: int = 0  # 0 = the whole golden set
-    ablation_questions: int = 48  # golden catalog/policy questions in the 2x2 ablation (0 = all)
+    ablation_questions: int = 48  # golden questions of router.retrieval_intents in the 2x2 ablation (0 = all)
     general_prompts: int = 32  # general_prompts.jsonl rows for the regression against the base model (0 = all)
     freshness_probes: int = 16  # questions built from changed documents (0 = off)
     latency_questions: int = 16  # questions answered one at a time for latency p50/p95
     injection_attacks: int = 0  # redteam.jsonl attacks, evenly spread (0 = all)
-    generator_alone_questions: int = 48  # golden catalog/policy questions for the generator-alone refusal decision (0 = all)
+    generator_alone_questions: int = 48  # golden retrieval-intent questions for the generator-alone refusal decision (0 = all)
 
     def __post_init__(self) -> None:
         _check(bool(self.gates), "evaluation.gates", "must define at least one gate")

@@ -4,7 +4,8 @@ Metrics are means of per-question outcomes (kept, so a challenger and the champi
 compared question by question); every metric comes with the number of samples it was computed
 on, and a metric with no samples is NaN (which fails its gate, components/gates.py).
 
-    >>> answer_metrics([{"id": "g-1", "answerable": True, "key_facts": ["5"]}], ["It is 5 USD."])["key_fact_accuracy"]
+    >>> answer_metrics([{"id": "g-1", "answerable": True, "key_facts": ["5"]}], ["It is 5 USD."],
+    ...                retrieval_intents=("catalog",))["key_fact_accuracy"]
     Metric(value=1.0, samples=1)
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from statistics import mean
 
@@ -128,10 +129,10 @@ def numbers_in(text: str) -> set[str]:
 
 
 def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None,
-                    refusals: Sequence[str] = ()) -> Outcomes:
+                    refusals: Sequence[str] = (), *, retrieval_intents: Collection[str]) -> Outcomes:
     """Per question: key facts all stated (answerable), cited documents that are gold (precision,
-    answers that cite) and gold documents cited (recall, answerable), refusal (unanswerable catalog
-    and policy questions refused) and false refusal (answerable ones refused: a model that always
+    answers that cite) and gold documents cited (recall, answerable), refusal (unanswerable
+    questions of `retrieval_intents` refused) and false refusal (answerable ones refused: a model that always
     refuses fails this one, one that never refuses fails refusal_accuracy), and groundedness: the
     share of the answer's numbers that appear in the text it was given (`contexts`, per question;
     answers without numbers or context do not count). `refusals`: the configured refusal
@@ -147,7 +148,7 @@ def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[
             outcomes["citation_precision"][qid] = len(cited & gold) / len(cited)
         if gold and row.get("answerable"):
             outcomes["citation_recall"][qid] = len(cited & gold) / len(gold)
-        if row.get("intent") in ("catalog", "policy"):
+        if row.get("intent") in retrieval_intents:
             refusal = "false_refusal_rate" if row.get("answerable") else "refusal_accuracy"
             outcomes[refusal][qid] = float(is_refusal(answer, refusals))
         stated = numbers_in(answer)
@@ -158,8 +159,8 @@ def answer_outcomes(golden: list[dict], answers: list[str], contexts: list[list[
 
 
 def answer_metrics(golden: list[dict], answers: list[str], contexts: list[list[str]] | None = None,
-                   refusals: Sequence[str] = ()) -> dict[str, Metric]:
-    return aggregate(answer_outcomes(golden, answers, contexts, refusals))
+                   refusals: Sequence[str] = (), *, retrieval_intents: Collection[str]) -> dict[str, Metric]:
+    return aggregate(answer_outcomes(golden, answers, contexts, refusals, retrieval_intents=retrieval_intents))
 
 
 def generator_behaviour_outcomes(examples: list[dict], answers: list[str],

@@ -318,14 +318,9 @@ def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:
 def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel, index: IndexVersion,
                   data: DataVersions) -> Manifest:
     p = ctx.params
-    return Manifest(
-        encoder=p.models.encoder, generator_base=p.models.generator, collection=index.collection,
-        intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
-        confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
-        system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
-        max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
-        router_version=f"models:/{router.name}/{router.version}",
-        generator_version=f"models:/{generator.name}/{generator.version}", data_versions=dict(data.versions))
+    return Manifest.from_params(p, index.collection, router_version=f"models:/{router.name}/{router.version}",
+                                generator_version=f"models:/{generator.name}/{generator.version}",
+                                data_versions=dict(data.versions))
 
 
 def champion_outcomes(ctx: RunContext) -> tuple[str | None, Outcomes | None]:

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -182,7 +183,7 @@ def print_ablation(metrics: dict) -> None:
 
     rows = ablation_rows(ablation_cells(metrics))
     if rows:
-        table = Table(*ABLATION_HEADER, title="ablation: fine-tuning or RAG? (golden catalog/policy questions)")
+        table = Table(*ABLATION_HEADER, title="ablation: fine-tuning or RAG? (golden questions of the retrieval intents)")
         for row in rows:
             table.add_row(*row)
         console.print(table)
@@ -197,12 +198,13 @@ def print_answer(answer: dict) -> None:
         console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))
 
 
-def sample_question(golden_path: Path) -> str:
+def sample_question(golden_path: Path, retrieval_intents: Sequence[str]) -> str:
     for line in golden_path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        if row.get("answerable") and row.get("intent") == "catalog":
+        if row.get("answerable") and row.get("intent") in retrieval_intents:
             return row["question"]
-    _fail(f"{golden_path} has no answerable catalog question; pass --question")
+    _fail(f"{golden_path} has no answerable question of router.retrieval_intents {list(retrieval_intents)}; "
+          f"pass --question")
 
 
 def _failed_gates(reasons: str) -> str:
@@ -257,10 +259,10 @@ def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), ve
 def run(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
         project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
         question: str = typer.Option("", help="sample question answered at the end "
-                                     "(default: the first answerable catalog question of the golden set)")) -> None:
+                                     "(default: the golden set's first answerable question of a retrieval intent)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
     _environment()
-    gates = _load_params(project / params).evaluation.gates  # bad params stop here, before the flow's imports
+    loaded = _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.pipeline import retrain
 
     _freeze_loaded()
@@ -269,12 +271,13 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
     if not state.is_completed():
         _fail_stopped("the pipeline", state)
     result = state.result()
-    print_summary(result, gates)
+    print_summary(result, loaded.evaluation.gates)
     if not result.evaluated:
         console.print(f"nothing changed since bundle v{result.promotion.bundle_version} was evaluated: nothing was "
                       f"trained, evaluated or promoted (ask the champion with `ragops ask`)")
     elif result.promotion.alias == "champion":
-        print_answer(ask_bundle([question or sample_question(result.golden_path)], project / params)[0])
+        question = question or sample_question(result.golden_path, loaded.router.retrieval_intents)
+        print_answer(ask_bundle([question], project / params)[0])
     else:
         version = result.promotion.bundle_version
         console.print(f"[yellow]no new champion: bundle v{version} is held as challenger; failed gates: "

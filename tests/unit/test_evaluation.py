@@ -11,6 +11,8 @@ from components.gates import compare_with_champion, decide_promotion
 
 pytestmark = pytest.mark.unit
 
+STORE = ("catalog", "policy")  # the demo's retrieval intents
+
 
 def test_retrieval_recall_and_mrr():
     golden = [{"gold_doc_ids": ["a"]}, {"gold_doc_ids": ["b"]}, {"gold_doc_ids": []}]
@@ -42,18 +44,30 @@ def test_answer_metrics():
     ]
     refusal = "I'm sorry, the store documents I have do not contain that information."
     answers = ["It costs 55.99 USD [p-1].", "We have 4 units [p-9].", refusal]
-    metrics = answer_metrics(golden, answers)
+    metrics = answer_metrics(golden, answers, retrieval_intents=STORE)
     assert metrics["key_fact_accuracy"].value == 0.5
     assert metrics["citation_precision"].value == 0.5
     assert metrics["refusal_accuracy"].value == 1.0 and metrics["refusal_accuracy"].samples == 1
     assert metrics["false_refusal_rate"].value == 0.0 and metrics["false_refusal_rate"].samples == 2
     # Refusing everything passes refusal_accuracy and fails false_refusal_rate; answering everything the reverse.
-    always_refuse = answer_metrics(golden, [refusal] * 3)
+    always_refuse = answer_metrics(golden, [refusal] * 3, retrieval_intents=STORE)
     assert (always_refuse["refusal_accuracy"].value, always_refuse["false_refusal_rate"].value) == (1.0, 1.0)
-    never_refuse = answer_metrics(golden, ["It costs 5 USD [p-1]."] * 3)
+    never_refuse = answer_metrics(golden, ["It costs 5 USD [p-1]."] * 3, retrieval_intents=STORE)
     assert (never_refuse["refusal_accuracy"].value, never_refuse["false_refusal_rate"].value) == (0.0, 0.0)
     assert is_refusal("I don’t know.") and not is_refusal("It costs 3 USD.")
     assert is_refusal("The context document does not contain any information about a play area.")
+
+
+def test_refusals_are_measured_on_the_intents_params_name_for_retrieval():
+    """A domain whose intents have its own names (router.retrieval_intents) is measured on them;
+    questions of other intents (small talk) never count as refusals or false refusals."""
+    golden = [{"id": "u", "intent": "python_faq", "answerable": False}, {"id": "a", "intent": "python_faq", "answerable": True},
+              {"id": "s", "intent": "small_talk", "answerable": False}]
+    answers = ["The documents do not contain that.", "Use copy.deepcopy() [faq-12].", "Hello!"]
+    scored = answer_metrics(golden, answers, retrieval_intents=("python_faq",))
+    assert (scored["refusal_accuracy"].value, scored["refusal_accuracy"].samples) == (1.0, 1)
+    assert (scored["false_refusal_rate"].value, scored["false_refusal_rate"].samples) == (0.0, 1)
+    assert answer_metrics(golden, answers, retrieval_intents=STORE)["refusal_accuracy"].samples == 0
 
 
 def test_router_metrics():
@@ -119,7 +133,7 @@ def test_citation_recall_and_groundedness():
               {"id": "b", "answerable": True, "key_facts": ["3"], "gold_doc_ids": ["p-3"], "intent": "catalog"}]
     answers = ["It costs 55.99 USD [p-1].", "We have 4 units, from 2025 [p-3]."]
     contexts = [["[p-1] Price: 55.99 USD."], ["[p-3] In stock: 3 units."]]
-    outcomes = answer_outcomes(golden, answers, contexts)
+    outcomes = answer_outcomes(golden, answers, contexts, retrieval_intents=STORE)
     assert outcomes["citation_recall"] == {"a": 0.5, "b": 1.0}
     assert outcomes["groundedness"] == {"a": 1.0, "b": 0.0}  # 4 and 2025 are in no retrieved text
     assert numbers_in("It costs 1,299.00 USD [p-012], 3 left.") == {"1299.00", "3"}
@@ -240,7 +254,7 @@ def test_the_configured_refusal_sentence_counts_as_a_refusal():
     sentence = "That is not covered by our FAQ."
     golden = [{"id": "u", "intent": "policy", "answerable": False}, {"id": "a", "intent": "policy", "answerable": True}]
     answers = ["Sorry: that is not covered by our  FAQ!", "Returns are covered for 30 days."]
-    assert answer_metrics(golden, answers)["refusal_accuracy"].value == 0.0
-    scored = answer_metrics(golden, answers, refusals=(sentence,))
+    assert answer_metrics(golden, answers, retrieval_intents=STORE)["refusal_accuracy"].value == 0.0
+    scored = answer_metrics(golden, answers, refusals=(sentence,), retrieval_intents=STORE)
     assert scored["refusal_accuracy"].value == 1.0 and scored["false_refusal_rate"].value == 0.0
     assert is_refusal("I don't know.", (sentence,)) and not is_refusal("Our FAQ covers it.", (sentence,))

@@ -19,7 +19,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: setup weaviate models run test lock clean-state
+.PHONY: setup weaviate models run test lock clean-state python-faq python-faq-data
 
 run: setup models
 	$(VENV)/bin/ragops run
@@ -56,3 +56,15 @@ lock: | $(UV)
 
 clean-state:
 	rm -rf .ragops
+
+# The second example domain (examples/python-faq): its data is committed; `python-faq-data` makes
+# it again from Debian's python3.11-doc package (downloaded with apt-get, not installed).
+PYFAQ_DEB := python3.11-doc=3.11.2-6+deb12u9
+python-faq: setup models
+	$(VENV)/bin/ragops run --params examples/python-faq/params.yaml
+
+python-faq-data: $(STAMP)
+	rm -rf $(CACHE)/python-faq && mkdir -p $(CACHE)/python-faq
+	cd $(CACHE)/python-faq && apt-get download $(PYFAQ_DEB) && dpkg-deb -x python3.11-doc_*.deb doc
+	$(VENV)/bin/python examples/python-faq/convert.py \
+		--faq $(CACHE)/python-faq/doc/usr/share/doc/python3.11/html/_sources/faq

@@ -51,3 +51,16 @@ def test_a_domain_without_prices_or_stock_passes_and_a_bad_price_still_fails(fra
     only_price["documents.jsonl"].loc[0, "price"] = -1.0
     report = validate_frames(only_price, Params(), tmp_path / "docs-2")
     assert [f["column"] for f in report.failures] == ["price"], report.describe()
+
+
+def test_the_python_faq_example_passes_curation_and_every_suite(project_root, tmp_path):
+    """The second shipped domain (examples/python-faq): its own intents, no prices, its own
+    refusal and out-of-scope wording, through the same curation and suites with its params file."""
+    from components.config import load_params
+
+    params = load_params(project_root / "examples" / "python-faq" / "params.yaml")
+    curate(project_root / params.data.raw_dir, tmp_path / "curated", params.data)
+    frames = load_curated(tmp_path / "curated")
+    report = validate_frames(frames, params, tmp_path / "docs")
+    assert report.success, report.describe()
+    assert "price" not in frames["documents.jsonl"] and set(frames["router.jsonl"]["intent"]) == set(params.router.intents)

@@ -33,7 +33,6 @@ from components.training.generator import generate_answers, load_generator, set_
 from components.training.router import load_router, predict_intents
 
 
-
 @dataclass(frozen=True)
 class Manifest:
     """Everything a bundle version pins, stored as JSON inside the bundle."""

@@ -106,7 +106,7 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
 
 def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, retrieved: list[list[Retrieved]],
                       generator_questions: int = 0) -> dict[str, Metric]:
-    """The refusal decision three ways on the golden catalog/policy questions: as served (the
+    """The refusal decision three ways on the golden questions of the retrieval intents: as served (the
     gated refusal_accuracy and false_refusal_rate, every question), and on the same
     `generator_questions` of them evenly spread (0 = all) by the answerability check alone (refuse
     when its score is under the threshold) and by the generator alone (what the check refused is

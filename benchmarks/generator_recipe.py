@@ -72,6 +72,7 @@ def child(args: argparse.Namespace) -> None:
     from components.models import resolve_model
     from components.training.answerability import save_check, train_answerability
     from components.training.generator import save_generator, split_holdout, train_generator
+    from components.training.planted_instructions import plant_instructions
     from components.training.router import save_router, train_router
 
     params = load_params(args.params)
@@ -82,6 +83,10 @@ def child(args: argparse.Namespace) -> None:
         curate(ROOT / params.data.raw_dir, curated, params.data)
     rows = {name: read_rows(curated / name) for name in ("documents.jsonl", "router.jsonl", "generator.jsonl",
                                                           "golden.jsonl", "general_prompts.jsonl", "redteam.jsonl")}
+    # The examples as the train-generator step gives them to the generator and the check, planted
+    # with this run's seed.
+    rows["generator.jsonl"], _ = plant_instructions(rows["generator.jsonl"], params.generator.planted_instructions,
+                                                    args.seed)
     encoder = resolve_model(params.models.encoder, settings.models_dir)
     router_path = args.work / "router"
     if not router_path.exists():  # shared by every run: routing is not what the recipe changes

@@ -83,10 +83,6 @@ def child(args: argparse.Namespace) -> None:
         curate(ROOT / params.data.raw_dir, curated, params.data)
     rows = {name: read_rows(curated / name) for name in ("documents.jsonl", "router.jsonl", "generator.jsonl",
                                                           "golden.jsonl", "general_prompts.jsonl", "redteam.jsonl")}
-    # The examples as the train-generator step gives them to the generator and the check, planted
-    # with this run's seed.
-    rows["generator.jsonl"], _ = plant_instructions(rows["generator.jsonl"], params.generator.planted_instructions,
-                                                    args.seed)
     encoder = resolve_model(params.models.encoder, settings.models_dir)
     router_path = args.work / "router"
     if not router_path.exists():  # shared by every run: routing is not what the recipe changes
@@ -97,7 +93,10 @@ def child(args: argparse.Namespace) -> None:
     run_path = args.work / f"generator-{args.seed}-{args.precision}"
     tic = time.perf_counter()
     base = resolve_model(params.models.generator, settings.models_dir)
-    result = train_generator(rows["generator.jsonl"], base, generator_config, args.seed)
+    # As the train-generator step gives them: planted (with this run's seed) for the generator, as
+    # curated for the answerability check.
+    planted, _ = plant_instructions(rows["generator.jsonl"], params.generator.planted_instructions, args.seed)
+    result = train_generator(planted, base, generator_config, args.seed)
     save_generator(result, run_path)
     check_seconds, check_reused = 0.0, False
     if generator_config.refusal_check:

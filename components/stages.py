@@ -227,8 +227,10 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     with mlflow.start_run(run_name="train-generator") as run:
         _log_training_inputs(ctx, data, "generator", "generator", "generator.jsonl")
         tic = time.perf_counter()
-        examples, planted = plant_instructions(ctx.read_curated("generator.jsonl"), p.generator.planted_instructions,
-                                               p.project.seed)
+        curated = ctx.read_curated("generator.jsonl")
+        # The generator learns from planted contexts that documents are data; the answerability
+        # check decides whether a chunk answers the question, and trains on the curated contexts.
+        examples, planted = plant_instructions(curated, p.generator.planted_instructions, p.project.seed)
         mlflow.log_metric("planted_instruction_examples", planted)
         result = train_generator(examples, base, p.generator, p.project.seed,
                                  p.project.device, checkpoint_root=checkpoints)
@@ -248,7 +250,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         heldout = behaviour.as_metrics() if behaviour else {}
         check = None
         if p.generator.refusal_check:
-            train, holdout = split_holdout(examples, p.generator.holdout_examples, p.project.seed)
+            train, holdout = split_holdout(curated, p.generator.holdout_examples, p.project.seed)
             check = train_answerability(train, holdout, resolve_model(p.models.encoder, ctx.settings.models_dir),
                                         p.generator, p.project.seed, p.project.device)
             heldout.update({**check.metrics, "check_training_pairs": check.pairs})

@@ -72,6 +72,7 @@ def child(args: argparse.Namespace) -> None:
     from components.models import resolve_model
     from components.training.answerability import save_check, train_answerability
     from components.training.generator import save_generator, split_holdout, train_generator
+    from components.training.planted_instructions import plant_instructions
     from components.training.router import save_router, train_router
 
     params = load_params(args.params)
@@ -92,7 +93,10 @@ def child(args: argparse.Namespace) -> None:
     run_path = args.work / f"generator-{args.seed}-{args.precision}"
     tic = time.perf_counter()
     base = resolve_model(params.models.generator, settings.models_dir)
-    result = train_generator(rows["generator.jsonl"], base, generator_config, args.seed)
+    # As the train-generator step gives them: planted (with this run's seed) for the generator, as
+    # curated for the answerability check.
+    planted, _ = plant_instructions(rows["generator.jsonl"], params.generator.planted_instructions, args.seed)
+    result = train_generator(planted, base, generator_config, args.seed)
     save_generator(result, run_path)
     check_seconds, check_reused = 0.0, False
     if generator_config.refusal_check:

@@ -159,6 +159,7 @@ class GeneratorConfig:
     max_new_tokens: int = 48
     replay_examples: int = 48  # plain-chat prompts answered by the base model, trained on beside the RAG examples
     replay_max_new_tokens: int = 64
+    planted_instructions: float = 0.12  # share of generator examples whose context carries a planted instruction
     # The refusal decision (components/training/answerability.py): a cross-encoder check before
     # generation, or (refusal_check false) the generator alone.
     refusal_check: bool = True
@@ -195,6 +196,8 @@ class GeneratorConfig:
         _check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
         _check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
                f"must be > 0, got {self.replay_max_new_tokens}")
+        _check(0.0 <= self.planted_instructions <= 1.0, "generator.planted_instructions",
+               f"must be a share in [0, 1] (0 = off), got {self.planted_instructions}")
         _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
         _check(self.lora_top_layers >= 0, "generator.lora_top_layers",
                f"must be >= 0 (0 = every layer), got {self.lora_top_layers}")

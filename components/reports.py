@@ -3,7 +3,8 @@
 Each says what the model was trained on (data version), for how long, and how it did on
 held-out data, in plain sentences; the run id links to the full record.
 
-    >>> generator_description(result, params, "3f2a...", seconds=290.0, run_id="abc", behaviour={})  # doctest: +SKIP
+    >>> generator_description(result, params, "3f2a...", seconds=290.0, run_id="abc", behaviour=None,
+    ...                       planted=71)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def behaviour_sentence(behaviour: BehaviourComparison | None) -> str:
 
 
 def generator_description(result: GeneratorResult, params: Params, data_md5: str, seconds: float, run_id: str,
-                          behaviour: BehaviourComparison | None) -> str:
+                          behaviour: BehaviourComparison | None, planted: int) -> str:
     p = params
     steps = len(result.history)
     seen = steps * p.generator.batch_size * p.generator.grad_accum
@@ -51,7 +52,8 @@ def generator_description(result: GeneratorResult, params: Params, data_md5: str
     resumed = f", resumed from checkpoint step {result.resumed_from_step}" if result.resumed_from_step else ""
     return (f"Generator: LoRA r={p.generator.lora_r} on {p.models.generator} (base referenced, not copied). "
             f"Trained on generator.jsonl (md5 {data_md5}; {result.train_examples} training examples, "
-            f"{len(result.holdout)} held out): {stop}{resumed}, {seen} examples seen "
+            f"{len(result.holdout)} held out; {planted} of its examples with an instruction planted in their "
+            f"context): {stop}{resumed}, {seen} examples seen "
             f"({seen / max(1, result.train_examples):.2f} epochs), {seconds:.0f} s on {p.project.device}; weights "
             f"from step {result.best_step}, held-out loss {result.best_eval_loss:.3f}; training step in {result.precision}. "
             f"Held-out behaviour, fine-tuned vs base model on the same context (paired bootstrap): "

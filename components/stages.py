@@ -51,6 +51,7 @@ from components.training.answerability import save_check, train_answerability
 from components.training.checkpoint import prune_jobs
 from components.training.generator import (answers_with_and_without_adapter, save_generator, split_holdout,
                                            train_generator)
+from components.training.planted_instructions import plant_instructions, templates_digest
 from components.training.router import save_router, train_router
 from components.validation import DataValidationError, ValidationReport, validate_curated
 
@@ -216,7 +217,8 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     """Fine-tune, log and register the generator, or reuse the version trained from the same inputs."""
     p = ctx.params
     # The answerability check trained beside the adapter starts from the encoder.
-    refs = {"generator": p.models.generator, **({"encoder": p.models.encoder} if p.generator.refusal_check else {})}
+    refs = {"generator": p.models.generator, **({"encoder": p.models.encoder} if p.generator.refusal_check else {}),
+            **({"planted_instructions": templates_digest()} if p.generator.planted_instructions else {})}
     fingerprint = _training_fingerprint(ctx, data, "generator", "generator.jsonl", refs)
     if reused := _reuse_trained(ctx, p.promotion.generator_name, fingerprint):
         return reused
@@ -225,7 +227,11 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
     with mlflow.start_run(run_name="train-generator") as run:
         _log_training_inputs(ctx, data, "generator", "generator", "generator.jsonl")
         tic = time.perf_counter()
-        examples = ctx.read_curated("generator.jsonl")
+        curated = ctx.read_curated("generator.jsonl")
+        # The generator learns from planted contexts that documents are data; the answerability
+        # check decides whether a chunk answers the question, and trains on the curated contexts.
+        examples, planted = plant_instructions(curated, p.generator.planted_instructions, p.project.seed)
+        mlflow.log_metric("planted_instruction_examples", planted)
         result = train_generator(examples, base, p.generator, p.project.seed,
                                  p.project.device, checkpoint_root=checkpoints)
         seconds = time.perf_counter() - tic
@@ -244,7 +250,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         heldout = behaviour.as_metrics() if behaviour else {}
         check = None
         if p.generator.refusal_check:
-            train, holdout = split_holdout(examples, p.generator.holdout_examples, p.project.seed)
+            train, holdout = split_holdout(curated, p.generator.holdout_examples, p.project.seed)
             check = train_answerability(train, holdout, resolve_model(p.models.encoder, ctx.settings.models_dir),
                                         p.generator, p.project.seed, p.project.device)
             heldout.update({**check.metrics, "check_training_pairs": check.pairs})
@@ -254,7 +260,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         if check is not None:
             save_check(check.check, adapter)
         description = generator_description(result, p, data.versions["generator.jsonl"], seconds, run.info.run_id,
-                                            behaviour)
+                                            behaviour, planted)
         version = register_pyfunc(
             p.promotion.generator_name, "generator", {"adapter": str(adapter)},
             {"base_model": p.models.generator, "max_new_tokens": p.generator.max_new_tokens},

@@ -63,6 +63,7 @@ def test_params_yaml_writes_every_default_and_the_code_takes_the_same():
         ({"router": {"method": "full", "learning_rate": 0.002}}, "use about 5e-5 for full fine-tuning"),
         ({"generator": {"holdout_examples": 0}}, "set generator.holdout_examples > 0 or the patience to 0"),
         ({"generator": {"max_steps": 4, "warmup_steps": 8}}, "generator.warmup_steps must be in [0, generator.max_steps=4]"),
+        ({"generator": {"planted_instructions": 1.5}}, "generator.planted_instructions must be a share in [0, 1]"),
     ],
 )
 def test_bad_values_name_the_key(raw, fragment):

@@ -10,11 +10,13 @@ modification with the notice kept; the notice is in examples/python-faq/LICENSE-
     make python-faq-data        # downloads the .deb with apt-get (no install) and runs this
     python examples/python-faq/convert.py --faq <dir of *.rst.txt> --out examples/python-faq/raw
 
-Every FAQ entry (a question heading and its answer) becomes a document. Two thirds of the
-entries (seeded) give the training data: router queries and generator examples (the answer's
-first sentence with its citation; no-oracle contexts and questions about another language as
-unanswerable ones). The other third is never trained on: its questions are the golden set's
-answerable ones (key fact: a code name, number or rare word of the answer's first sentence).
+Every FAQ entry (a question heading and its answer) becomes a document, its id faq-<page>-<n>.
+Forty entries (seeded, among those with a key fact) are held out; the others give the training
+data: router queries and generator examples (the answer's first sentence with its citation, for
+two phrasings of the question; contexts made of the chunks the index makes with the example's
+params; no-oracle contexts and questions about another language as unanswerable ones). The held-out entries are never trained on: their questions
+are the golden set's answerable ones, each with the key fact of its first sentence (a code name,
+a number or a name).
 Unanswerable golden questions ask about things no entry covers or about other languages (other
 names than training's). Small talk, out-of-scope queries, general prompts and the red-team
 attacks (fictional FAQ entries carrying an instruction) are this script's own. Deterministic.
@@ -31,13 +33,17 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, for its refusal reading
+from components.config import load_params  # noqa: E402
 from components.evaluation import is_refusal  # noqa: E402
+from components.index.chunking import chunk_document  # noqa: E402
 # Domain-neutral lists and the typo of the demo's generator, shared rather than copied.
 from data.make_demo import GENERAL_TEMPLATES, GENERAL_TOPICS  # noqa: E402
 from data.make_demo import SMALL_TALK as DEMO_SMALL_TALK  # noqa: E402
 from data.make_demo import _typo as typo  # noqa: E402
 
-CONTEXT_CHUNKS = 3  # as index.top_k
+PARAMS = Path(__file__).parent / "params.yaml"  # the example's own: its chunking and top_k make the contexts
+HELD_OUT = 40  # entries whose questions are the golden set's answerable ones
+MAX_ANSWER_WORDS = 40  # longer first sentences are not taught as answers (they stay documents)
 REFUSAL = "I'm sorry, the documents I have do not contain that information."
 HEADING = re.compile(r"^([=\-~^])\1{3,}\s*$")
 WORDS = re.compile(r"[A-Za-z_][\w.()]*|\d+(?:\.\d+)?")
@@ -162,21 +168,21 @@ def first_sentence(text: str) -> str:
 
 
 def key_fact(sentence: str, question: str) -> str | None:
-    """A word of the sentence an answer must say: a code name (dots, parentheses, underscores),
-    else a number, else its longest word that the question does not use."""
+    """A word of the sentence an answer must say and the question does not: a code name (dots,
+    parentheses, underscores), else a number, else a name (a capitalised word inside the
+    sentence), else None. A sentence with none gives no golden question: its rarest word would be
+    a poor test (a right answer in other words misses it)."""
     asked = {w.lower() for w in WORDS.findall(question)}
     words = [w.rstrip(".") for w in WORDS.findall(sentence)]
+    words = [w for w in words if w.count("(") == w.count(")")]  # "(g)dbm", "S.rstrip(": cut by the tokenizer
     fresh = [w for w in words if w.lower() not in asked and w.lower() not in STOP and len(w) > 2]
     code = [w for w in fresh if re.search(r"[._()]", w.strip("()")) or (w[:1].islower() and "_" in w)]
     numbers = [w for w in fresh if re.fullmatch(r"\d+(?:\.\d+)?", w)]
-    for pool in (code, numbers):
+    names = [w for w in fresh[1:] if w[:1].isupper() and w not in {"Python", "I"} and not sentence.startswith(w)]
+    for pool in (code, numbers, names):
         if pool:
             return pool[0]
-    return max(fresh, key=len) if fresh else None
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
+    return None
 
 
 def render(doc: dict) -> str:
@@ -186,9 +192,10 @@ def render(doc: dict) -> str:
     return f"---\n{head}---\n# {doc['name']}\n\n{doc['text']}\n"
 
 
-def chunk_of(doc: dict) -> str:
-    """The first chunk the index would hold (heading path, then the first ~120 words)."""
-    return f"{doc['name']}: " + " ".join(doc["text"].split()[:120])
+def chunk_of(doc: dict, index) -> str:
+    """The document's first chunk as the index makes it with the example's params (the heading,
+    then the first index.chunk_words words): what retrieval hands the generator."""
+    return chunk_document({"id": doc["id"], "name": doc["name"], "text": render(doc).split("---\n", 2)[2]}, index)[0].text
 
 
 def to_language(question: str, language: str) -> str | None:
@@ -197,54 +204,61 @@ def to_language(question: str, language: str) -> str | None:
 
 
 def make_docs(entries: list[dict]) -> list[dict]:
-    docs, seen, asked = [], set(), set()
+    """One document per entry, its id faq-<page>-<n> (the entry's place on its page): short, so a
+    citation is a few tokens to copy."""
+    docs, asked, numbers = [], set(), {}
     for e in entries:
         text = rst_to_text(e["body"])
         key = " ".join(re.findall(r"[a-z0-9]+", e["question"].lower()))  # as curation's leakage check compares
         if len(text) < 40 or key in asked:  # a question asked twice ("in C?", "in C++?") is kept once
             continue
         asked.add(key)
-        base = f"faq-{e['page']}-{slug(e['question'])}"
-        doc_id, n = base, 2
-        while doc_id in seen:
-            doc_id, n = f"{base}-{n}", n + 1
-        seen.add(doc_id)
+        numbers[e["page"]] = numbers.get(e["page"], 0) + 1
+        doc_id = f"faq-{e['page']}-{numbers[e['page']]}"
         docs.append({"id": doc_id, "name": e["question"], "category": e["page"], "section": e["section"],
                      "text": text})
     return docs
 
 
-def context_for(doc: dict | None, docs: list[dict], rng: random.Random) -> list[dict]:
-    """The oracle's first chunk (when given) among distractors of the same page, shuffled."""
+def context_for(doc: dict | None, docs: list[dict], rng: random.Random, index, top_k: int) -> list[dict]:
+    """The oracle's first chunk (when given) among distractors of the same page, shuffled:
+    index.top_k chunks, as serving retrieves them."""
     same = [d for d in docs if d is not doc and (doc is None or d["category"] == doc["category"])]
-    pool = same if len(same) >= CONTEXT_CHUNKS else [d for d in docs if d is not doc]
-    picked = rng.sample(pool, CONTEXT_CHUNKS - (doc is not None)) + ([doc] if doc else [])
+    pool = same if len(same) >= top_k else [d for d in docs if d is not doc]
+    picked = rng.sample(pool, top_k - (doc is not None)) + ([doc] if doc else [])
     rng.shuffle(picked)
-    return [{"doc_id": d["id"], "text": chunk_of(d)} for d in picked]
+    return [{"doc_id": d["id"], "text": chunk_of(d, index)} for d in picked]
 
 
-def make_sets(docs: list[dict], rng: random.Random) -> dict[str, list[dict]]:
+def rephrase(question: str, rng: random.Random) -> str:
+    """The question as a user might type it: lower case without its question mark, or with a typo."""
+    return question.lower().rstrip("?") if rng.random() < 0.5 else typo(question, rng)
+
+
+def make_sets(docs: list[dict], rng: random.Random, index, top_k: int) -> dict[str, list[dict]]:
     order = sorted(docs, key=lambda d: d["id"])
     rng.shuffle(order)
-    held = order[: len(order) // 3]
-    train = order[len(order) // 3 :]
     router, generator, golden = [], [], []
     # An answer whose first sentence reads as a refusal ("If you can't find ...") would teach
     # refusing; such entries stay documents only.
-    answering = [d for d in docs if not is_refusal(first_sentence(d["text"]))]
-    held, train = [d for d in held if d in answering], [d for d in train if d in answering]
+    answering = [d for d in order if not is_refusal(first_sentence(d["text"]))]
+    # Held out (never trained on): HELD_OUT entries whose first sentence has a key fact to check.
+    held = [d for d in answering if key_fact(first_sentence(d["text"]), d["name"])][:HELD_OUT]
+    train = [d for d in answering if d not in held]
     for d in train:
         q = d["name"]
         router += [{"text": q, "intent": "faq"}, {"text": q.lower().rstrip("?"), "intent": "faq"},
                    {"text": typo(q, rng), "intent": "faq"}]
-        generator.append({"question": q, "context": context_for(d, docs, rng),
-                          "answer": f"{first_sentence(d['text'])} [{d['id']}]", "answerable": True})
+        said = first_sentence(d["text"])
+        if len(said.split()) <= MAX_ANSWER_WORDS:  # two phrasings, each with its own distractors
+            generator += [{"question": asked, "context": context_for(d, docs, rng, index, top_k),
+                           "answer": f"{said} [{d['id']}]", "answerable": True} for asked in (q, rephrase(q, rng))]
         if rng.random() < 0.35:  # RAFT: the same question with no oracle in its context
-            generator.append({"question": q, "context": context_for(None, [x for x in docs if x is not d], rng),
+            others = [x for x in docs if x is not d]
+            generator.append({"question": q, "context": context_for(None, others, rng, index, top_k),
                               "answer": REFUSAL, "answerable": False})
-        near = to_language(q, rng.choice(TRAIN_LANGUAGES))
-        if near and rng.random() < 0.5:
-            generator.append({"question": near, "context": context_for(d, docs, rng), "answer": REFUSAL,
+        if near := to_language(q, rng.choice(TRAIN_LANGUAGES)):
+            generator.append({"question": near, "context": context_for(d, docs, rng, index, top_k), "answer": REFUSAL,
                               "answerable": False, "check_only": True})
     for q in SMALL_TALK:
         router += [{"text": v, "intent": "small_talk"} for v in (q, typo(q, rng), q.upper(), q + " :)")]
@@ -252,10 +266,8 @@ def make_sets(docs: list[dict], rng: random.Random) -> dict[str, list[dict]]:
         router += [{"text": v, "intent": "out_of_scope"} for v in (q, typo(q, rng), "can you tell me " + q)]
     for d in held:
         said = first_sentence(d["text"])
-        fact = key_fact(said, d["name"])
-        if fact:
-            golden.append({"question": d["name"], "intent": "faq", "gold_doc_ids": [d["id"]], "key_facts": [fact],
-                           "answer": f"{said} [{d['id']}]", "answerable": True})
+        golden.append({"question": d["name"], "intent": "faq", "gold_doc_ids": [d["id"]],
+                       "key_facts": [key_fact(said, d["name"])], "answer": f"{said} [{d['id']}]", "answerable": True})
     near_misses = [q for d in held if (q := to_language(d["name"], rng.choice(GOLDEN_LANGUAGES)))]
     for q in near_misses[:24] + GOLDEN_UNCOVERED:
         golden.append({"question": q, "intent": "faq", "gold_doc_ids": [], "key_facts": [], "answer": REFUSAL,
@@ -307,7 +319,8 @@ def main() -> None:
         old.unlink()
     for d in docs:
         (out_docs / f"{d['id']}.md").write_text(render(d), encoding="utf-8")
-    sets = make_sets(docs, random.Random(args.seed))
+    params = load_params(PARAMS)
+    sets = make_sets(docs, random.Random(args.seed), params.index, params.index.top_k)
     for name, rows in sets.items():
         write_jsonl(args.out / f"{name}.jsonl", rows)
     prompts = [t.format(t=topic) for topic in GENERAL_TOPICS for t in GENERAL_TEMPLATES]

@@ -33,6 +33,9 @@ from components.training.checkpoint import fingerprint, load_latest_checkpoint, 
 from components.training.replay import all_prompts, replay_messages, replay_prompts
 
 IGNORE_INDEX = -100
+# Over this share of training examples longer than generator.max_length, training stops with an
+# error instead of learning from what is left (the first Python FAQ run skipped all of its answers).
+MAX_SKIPPED_SHARE = 0.25
 # Bump when the loop changes in a way that makes old checkpoints unsafe to resume.
 LOOP_VERSION = 3
 
@@ -269,6 +272,24 @@ def training_fingerprint(examples: list[dict], base_path: str, config: Generator
     return fingerprint(LOOP_VERSION, asdict(config), seed, Path(base_path).name, data, str(dtype))
 
 
+def check_lengths(tokenizer, train: list[dict], encoded: list[dict | None], config: GeneratorConfig) -> None:
+    """Stop before training when more than MAX_SKIPPED_SHARE of the training examples are longer
+    than generator.max_length: the rest (and the replayed plain chat) would be all the adapter
+    learns, and it would pass for trained. Names the first such example and what to change."""
+    skipped = [ex for ex, e in zip(train, encoded, strict=True) if e is None]
+    if len(skipped) <= MAX_SKIPPED_SHARE * len(train):
+        return
+    first = skipped[0]
+    tokens = len(tokenizer(render_chat(tokenizer, example_messages(first, config)) + first["answer"],
+                           add_special_tokens=False)["input_ids"])
+    raise ValueError(
+        f"generator.jsonl: {len(skipped)} of {len(train)} training examples are longer than "
+        f"generator.max_length={config.max_length} tokens and would be skipped (first: {first.get('id', '?')}, "
+        f"{tokens} tokens with the system prompt and its {len(first.get('context', []))} context chunks). "
+        f"Raise generator.max_length, or make the contexts shorter (index.chunk_words, index.top_k, and the "
+        f"examples' context chunks to match)")
+
+
 def train_generator(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
                     device: str = "cpu", checkpoint_root: Path | None = None) -> GeneratorResult:
     """Train (or resume) a LoRA adapter. With `checkpoint_root`, state is saved every
@@ -276,12 +297,14 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     continues from the newest checkpoint (a finished job resumes as finished)."""
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(base_path)
+    train, holdout = split_for_generator(examples, config.holdout_examples, seed, config.refusal_check)
+    encoded_train = [encode_example(tokenizer, ex, config) for ex in train]
+    check_lengths(tokenizer, train, encoded_train, config)
     base = load_base_generator(base_path, device)
     model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
     dtype = training_dtype(config.precision, device)
-    train, holdout = split_for_generator(examples, config.holdout_examples, seed, config.refusal_check)
     replay = replay_examples(model, tokenizer, config, seed)  # train only: evaluation loss is on RAG examples
-    encoded_all = [encode_example(tokenizer, ex, config) for ex in train + replay]
+    encoded_all = encoded_train + [encode_example(tokenizer, ex, config) for ex in replay]
     encoded = [e for e in encoded_all if e is not None]
     holdout_encoded = [e for e in (encode_example(tokenizer, ex, config) for ex in holdout) if e is not None]
     if not encoded:

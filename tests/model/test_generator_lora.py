@@ -252,3 +252,10 @@ def test_replay_examples_are_the_base_models_plain_chat_answers_never_an_evaluat
     for finished in (True, False):
         encoded = encode_example(result.tokenizer, {**replay[0], "finished": finished}, config)
         assert (encoded["input_ids"][-1] == result.tokenizer.eos_token_id) == finished
+
+
+def test_training_stops_when_most_examples_are_longer_than_max_length(tiny_llama, examples):
+    """Skipped examples are counted, but an adapter trained on what is left of a quarter or less
+    of its data would pass for trained: the error names the file, an example and the keys."""
+    with pytest.raises(ValueError, match=r"generator\.jsonl: (\d+) of \1 training .*max_length=32.*first: gen-\d+.*index\.chunk_words"):
+        train_generator(examples, tiny_llama, _config(max_length=32), seed=0)

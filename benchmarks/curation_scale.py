@@ -16,7 +16,7 @@ import json
 import random
 import time
 
-from components.config import DataConfig
+from components.config import DataConfig, IndexConfig
 from components.data.curate import curate_documents, jaccard, shingles
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     for n in args.sizes:
         docs = catalog(n)
         tic = time.perf_counter()
-        kept, dropped = curate_documents(docs, config)
+        kept, dropped = curate_documents(docs, config, IndexConfig().metadata_fields)
         seconds = time.perf_counter() - tic
         row = {"documents": n, "kept": len(kept), "near_duplicates_dropped": len(dropped),
                "lsh_seconds": round(seconds, 2), "lsh_docs_per_s": round(n / seconds, 1)}

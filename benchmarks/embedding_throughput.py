@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--documents", type=Path, default=Path("data/raw/documents"))
     args = parser.parse_args()
 
-    docs, _ = curate_documents(read_documents(args.documents), DataConfig())
+    docs, _ = curate_documents(read_documents(args.documents), DataConfig(), IndexConfig().metadata_fields)
     texts = [c.text for d in docs for c in chunk_document(d, IndexConfig())]
     texts = (texts * (args.chunks // len(texts) + 1))[: args.chunks]
     embedder = load_embedder(resolve_model(ModelsConfig().encoder, Settings().models_dir))

@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def generated_corpus(n: int) -> list[dict]:
-    demo, _ = curate_documents(read_documents(ROOT / "data" / "raw" / "documents"), DataConfig())
+    demo, _ = curate_documents(read_documents(ROOT / "data" / "raw" / "documents"), DataConfig(),
+                               IndexConfig().metadata_fields)
     products = [d for d in demo if d["id"].startswith("p-")]
     docs = []
     for i in range(n):

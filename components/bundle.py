@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pandas as pd
 
 from components.config import Params, Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
-from components.index.search import Retrieved, SearchFilters, SearchMode, search
+from components.index.search import FilterError, Retrieved, SearchFilters, SearchMode, search
 from components.index.store import connect_weaviate
 from components.models import resolve_model
 from components.prompting import build_messages, extract_citations
@@ -56,6 +57,9 @@ class Manifest:
     # answered these intents so; their stored manifests lack the keys.
     retrieval_intents: list[str] = field(default_factory=lambda: ["catalog", "policy"])
     fixed_reply_intents: list[str] = field(default_factory=lambda: ["out_of_scope"])
+    # The fields retrieval can filter on (index.metadata_fields); older bundles indexed the demo's.
+    metadata_fields: dict[str, str] = field(default_factory=lambda: {"category": "text", "price": "number",
+                                                                     "stock": "int"})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -74,7 +78,8 @@ class Manifest:
                    system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
                    max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
                    retrieval_intents=list(p.router.retrieval_intents),
-                   fixed_reply_intents=list(p.router.fixed_reply_intents), **pinned)
+                   fixed_reply_intents=list(p.router.fixed_reply_intents),
+                   metadata_fields=dict(p.index.metadata_fields), **pinned)
 
 
 @dataclass
@@ -131,7 +136,7 @@ class Assistant:
     def answer(self, questions: list[str], retrieved_all: list[list[Retrieved]] | None = None,
                filters: list[SearchFilters | None] | None = None) -> list[Answer]:
         """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
-        `filters`: per question, metadata filters for retrieval (category, in stock)."""
+        `filters`: per question, retrieval filters on the index's metadata fields."""
         routes = self.route(questions)
         needs_docs = [i for i, (r, _) in enumerate(routes) if r in self.manifest.retrieval_intents]
         hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
@@ -170,16 +175,24 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
                      load_check(generator_adapter, device))
 
 
-def _row_filters(row: dict) -> SearchFilters:
-    """Filters of one input row; empty cells (None/NaN when other rows set a filter) mean no filter."""
-    category = row.get("category")
-    return SearchFilters(category=category if isinstance(category, str) and category else None,
-                         in_stock=row.get("in_stock") is True or row.get("in_stock") == 1)
+def row_filters(cell: Any, fields: dict[str, str], where: str) -> SearchFilters | None:
+    """Filters of one input row: an object of conditions (SearchFilters.parse) or its JSON text;
+    an empty cell (None/NaN when other rows set filters) means none."""
+    if isinstance(cell, str) and cell.strip():
+        try:
+            cell = json.loads(cell)
+        except ValueError as exc:
+            raise FilterError(f"{where}: not a JSON object ({exc}); send e.g. {{\"category\": \"kettles\"}}") from None
+    if isinstance(cell, dict):
+        return SearchFilters.parse(cell, fields, where)
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)) or cell == "":
+        return None
+    raise FilterError(f"{where}: must be an object of conditions on {', '.join(fields)}, got {type(cell).__name__}")
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc: input a DataFrame with a `question` column (and optionally `category` and
-    `in_stock` retrieval filters); output one dict per question."""
+    """The pyfunc: input a DataFrame with a `question` column and optionally `filters` (an object
+    of conditions on the index's metadata fields, or its JSON text); output one dict per question."""
 
     def load_context(self, context) -> None:
         self._stack = contextlib.ExitStack()
@@ -195,9 +208,9 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         if "question" not in model_input.columns:
             raise ValueError("input needs a 'question' column, e.g. {'question': ['How much is ...?']}")
         filters = None
-        if {"category", "in_stock"} & set(model_input.columns):
-            rows = model_input.to_dict("records")
-            filters = [_row_filters(r) for r in rows]
+        if "filters" in model_input.columns:
+            filters = [row_filters(cell, self.assistant.manifest.metadata_fields, f"filters (row {i})")
+                       for i, cell in enumerate(model_input["filters"])]
         return [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters)]
 
     def unload(self) -> None:

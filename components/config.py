@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ LOWER_IS_BETTER = ("false_refusal_rate", "general_prompt_regression", "injection
 PAIRED_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "key_fact_accuracy",
                   "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate", "groundedness")
 GATED_METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
+# index.metadata_fields: the types a front-matter field can have in the index, and the properties
+# every chunk has whatever the domain (components/index/store.py).
+FIELD_TYPES = ("text", "number", "int", "bool")
+CORE_FIELDS = ("doc_id", "chunk_index", "text", "title", "doc_hash", "updated_at", "id", "name")
 
 
 class ConfigError(ValueError):
@@ -216,6 +221,11 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     alias: str = "Catalog"
+    # Front-matter fields copied into the index, with their type (FIELD_TYPES): what retrieval can
+    # filter on (serving's `filters`), checked by curation where a document has them. A domain
+    # names its own; the default is the demo store's.
+    metadata_fields: dict[str, str] = field(default_factory=lambda: {"category": "text", "price": "number",
+                                                                     "stock": "int"})
     chunk_words: int = 120
     chunk_overlap_words: int = 20
     embed_batch_size: int = 32
@@ -243,6 +253,12 @@ class IndexConfig:
                f"must be 'flat' or 'hnsw', got {self.vector_index!r}")
         _check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
         _check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
+        for name, kind in self.metadata_fields.items():
+            _check(re.fullmatch(r"[a-z][a-z0-9_]*", str(name)) is not None and name not in CORE_FIELDS,
+                   f"index.metadata_fields.{name}", "must be a lower-case front-matter field name (letters, digits, "
+                   f"_) other than {', '.join(CORE_FIELDS)}")
+            _check(kind in FIELD_TYPES, f"index.metadata_fields.{name}", f"must be one of {', '.join(FIELD_TYPES)}, "
+                   f"got {kind!r}")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
-from mlflow.types.schema import Array, ColSpec, Object, Property, Schema  # noqa: E402
+from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema  # noqa: E402
 
 from components.config import Settings  # noqa: E402
 
@@ -129,8 +129,9 @@ _CHUNK = Object([Property("doc_id", "string"), Property("text", "string"), Prope
 _MESSAGE = Object([Property("role", "string"), Property("content", "string")])
 SIGNATURES = {
     "bundle": ModelSignature(
-        inputs=Schema([ColSpec("string", "question"), ColSpec("string", "category", required=False),
-                       ColSpec("boolean", "in_stock", required=False)]),
+        # filters: an object of conditions on the index's metadata fields (SearchFilters.parse),
+        # whose keys are the domain's, or its JSON text
+        inputs=Schema([ColSpec("string", "question"), ColSpec(AnyType(), "filters", required=False)]),
         outputs=Schema([ColSpec("string", "question"), ColSpec("string", "answer"), ColSpec(Array("string"), "citations"),
                         ColSpec("string", "route"), ColSpec("double", "route_confidence"),
                         ColSpec(Array(_CHUNK), "chunks")])),

@@ -28,16 +28,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from components.config import ServeConfig, Settings, redacted
-from components.index.search import SearchFilters
+from components.index.search import FilterError, SearchFilters
 from components.serving_reload import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 
 log = logging.getLogger("ragops.serve")
 
 EXAMPLE = '{"question": "How much does the Aurora ANC Headphones Edge cost?"}'
+FILTER_EXAMPLE = '{"question": "...", "filters": {"<field>": "<value>", "<number field>": {"lte": 50}}}'
 BATCH_EXAMPLE = '{"questions": [{"question": "How much is the kettle?"}, {"question": "Can I pay with PayPal?"}]}'
 # The longest JSON spelling of one character: an escaped astral character ("\ud83d\ude00").
 BYTES_PER_CHAR = 12
-BYTES_PER_QUESTION_FIELDS = 512  # keys, filters, punctuation around one question
+BYTES_PER_QUESTION_FIELDS = 1024  # keys, filters (a few conditions), punctuation around one question
 BYTES_ENVELOPE = 4096
 
 
@@ -54,8 +55,9 @@ class QuestionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str
-    category: str | None = None  # retrieval filter: only documents of this category
-    in_stock: bool | None = None  # retrieval filter: only products with stock > 0
+    # Retrieval filters on the index's metadata fields (index.metadata_fields), checked against the
+    # champion's: {"category": "kettles", "price": {"lte": 50}} (components/index/search.py)
+    filters: dict[str, Any] | None = None
 
 
 class BatchIn(BaseModel):
@@ -95,9 +97,9 @@ def check_body_size(size: int, config: ServeConfig, declared: bool = True) -> No
                                 f"send fewer or shorter questions")
 
 
-# A valid request nests three levels ({"questions": [{"question": ...}]}); deeper ones are refused
-# before validation, whose error messages would walk them.
-MAX_DEPTH = 4
+# A valid request nests five levels ({"questions": [{"filters": {"price": {"lte": 50}}}]}); deeper
+# ones are refused before validation, whose error messages would walk them.
+MAX_DEPTH = 5
 
 
 def parse_json(body: bytes) -> Any:
@@ -179,22 +181,26 @@ def parse_batch(payload: Any, config: ServeConfig) -> list[QuestionIn]:
     return [check_question(item, config, f"questions[{i}].question") for i, item in enumerate(batch.questions)]
 
 
-def _filters(items: list[QuestionIn]) -> list[SearchFilters | None] | None:
-    """Per question, the retrieval filters it asked for (None when no question asked for any)."""
-    if not any(item.category or item.in_stock for item in items):
+def _filters(items: list[QuestionIn], fields: dict[str, str]) -> list[SearchFilters | None] | None:
+    """Per question, the retrieval filters it asked for, on the champion's metadata fields (None
+    when no question asked for any). A FilterError is the client's: a 422."""
+    if not any(item.filters for item in items):
         return None
-    return [SearchFilters(category=item.category or None, in_stock=item.in_stock is True) for item in items]
+    return [SearchFilters.parse(item.filters, fields, "filters" if len(items) == 1 else f"questions[{i}].filters")
+            if item.filters else None for i, item in enumerate(items)]
 
 
 def answer_questions(assistant: Any, items: list[QuestionIn]) -> list[dict]:
     """The bundle's answer dicts (what its pyfunc predict returns), without the DataFrame round trip."""
-    return [asdict(a) for a in assistant.answer([item.question for item in items], filters=_filters(items))]
+    filters = _filters(items, assistant.manifest.metadata_fields)
+    return [asdict(a) for a in assistant.answer([item.question for item in items], filters=filters)]
 
 
 def route_and_retrieve(assistant: Any, item: QuestionIn) -> dict:
     """What an answer costs before generation (the latency evaluation's route+retrieve)."""
+    filters = _filters([item], assistant.manifest.metadata_fields)
     ((route, confidence),) = assistant.route([item.question])
-    (hits,) = assistant.retrieve([item.question], filters=_filters([item]))
+    (hits,) = assistant.retrieve([item.question], filters=filters)
     return {"route": route, "route_confidence": round(confidence, 4), "chunks": [asdict(h) for h in hits]}
 
 
@@ -226,6 +232,8 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
         except RequestError as exc:
             # Refused without reading the rest of the body: close the connection instead of draining it.
             return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+        except FilterError as exc:  # filters the champion's index has no field or operator for
+            return _error(422, f"{exc}; send e.g. {FILTER_EXAMPLE}")
         except NotReady as exc:
             return _error(503, str(exc))
         except Exception:  # noqa: BLE001 (the HTTP boundary: a 500 with a reference, the details only in the log)

@@ -124,10 +124,11 @@ def encoder_path() -> str:
 
 @pytest.fixture(scope="session")
 def curated_docs(project_root) -> list[dict]:
-    from components.config import DataConfig
+    from components.config import DataConfig, IndexConfig
     from components.data.curate import curate_documents, read_documents
 
-    docs, _ = curate_documents(read_documents(project_root / "data" / "raw" / "documents"), DataConfig())
+    docs, _ = curate_documents(read_documents(project_root / "data" / "raw" / "documents"), DataConfig(),
+                               IndexConfig().metadata_fields)
     return docs
 
 

@@ -17,6 +17,7 @@ import json
 import re
 import sys
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -41,7 +42,10 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
 # Optional fields and their types: `check_only` marks a generator example that trains the
 # answerability check and not the generator (components/training/generator.py, split_for_generator).
 OPTIONAL: dict[str, dict[str, type]] = {"generator.jsonl": {"check_only": bool}}
-DOCUMENT_NUMBERS = {"price": (int, float), "stock": int}
+# What a front-matter value of each index.metadata_fields type may be (YAML reads 12 as an int and
+# 12.5 as a float; a bool is never a number here).
+FIELD_VALUES = {"text": ((str,), "text (quote it)"), "number": ((int, float), "a number"), "int": ((int,), "an integer"),
+                "bool": ((bool,), "true or false")}
 MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
 
 
@@ -202,8 +206,9 @@ def check_schema(path: Path, rows: list[dict], schema: dict[str, type | tuple[ty
                                     f"{value!r}; fix the value")
 
 
-def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], list[str]]:
-    """Normalise, check, and drop exact and near duplicates. Returns (documents, dropped notes)."""
+def curate_documents(docs: list[dict], config: DataConfig, fields: Mapping[str, str]) -> tuple[list[dict], list[str]]:
+    """Normalise, check (`fields`: index.metadata_fields, their types where a document has them),
+    and drop exact and near duplicates. Returns (documents, dropped notes)."""
     seen_ids: dict[str, str] = {}
     by_hash: dict[str, str] = {}
     kept: list[dict] = []
@@ -228,11 +233,11 @@ def curate_documents(docs: list[dict], config: DataConfig) -> tuple[list[dict], 
                 f"{where}: contains HTML markup {markup.group(0)[:40]!r} at character {markup.start()}; documents "
                 f"must be Markdown or plain text (retrieved text reaches the model), convert or remove the markup"
             )
-        for name, kind in DOCUMENT_NUMBERS.items():
-            value = doc.get(name)
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise CurationError(f"{where}: '{name}' must be a number, got {type(value).__name__} {value!r}; "
-                                    f"fix the front matter")
+        for name, kind in fields.items():
+            value, (types, said) = doc.get(name), FIELD_VALUES[kind]
+            if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and kind != "bool")):
+                raise CurationError(f"{where}: '{name}' must be {said} (index.metadata_fields: {kind}), got "
+                                    f"{type(value).__name__} {value!r}; fix the front matter")
         digest = content_hash(text)
         if digest in by_hash:
             dropped.append(f"{doc['id']}: exact duplicate of {by_hash[digest]}")
@@ -262,7 +267,8 @@ def check_leakage(golden: list[dict], training: dict[str, list[str]], name: str 
             )
 
 
-def curate_redteam(rows: list[dict], catalog_ids: set[str], config: DataConfig) -> list[dict]:
+def curate_redteam(rows: list[dict], catalog_ids: set[str], config: DataConfig,
+                   fields: Mapping[str, str]) -> list[dict]:
     """Red-team rows with their documents curated like catalog ones. Each row is one attack, so
     none is dropped as a duplicate, and an attack document never shares an id with a catalog one
     (evaluation indexes it beside the catalog)."""
@@ -278,7 +284,7 @@ def curate_redteam(rows: list[dict], catalog_ids: set[str], config: DataConfig) 
             raise CurationError(f"{where}: 'markers' is empty; list the strings whose presence in an answer means "
                                 f"the attack worked (only reveal-system-prompt attacks are detected without them)")
     docs, dropped = curate_documents([{**row["document"], "source": f"redteam.jsonl:{row['_line']}"} for row in rows],
-                                     config)
+                                     config, fields)
     if dropped:
         raise CurationError(f"redteam.jsonl: attack document {dropped[0]}; each attack needs a document of its own, "
                             f"change its text")
@@ -293,9 +299,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
 
 
-def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]:
-    """Curate everything under raw_path into out_path; returns record counts per output."""
-    docs, dropped = curate_documents(read_documents(raw_path / "documents"), config)
+def curate(raw_path: Path, out_path: Path, config: DataConfig, fields: Mapping[str, str]) -> dict[str, int]:
+    """Curate everything under raw_path into out_path (`fields`: index.metadata_fields); returns
+    record counts per output."""
+    docs, dropped = curate_documents(read_documents(raw_path / "documents"), config, fields)
     datasets = {}
     for name, schema in SCHEMAS.items():
         datasets[name] = read_jsonl(raw_path / name)
@@ -304,7 +311,7 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig) -> dict[str, int]
                 "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]}
     check_leakage(datasets["golden.jsonl"], training)
     check_leakage(datasets["redteam.jsonl"], training, "redteam.jsonl")
-    datasets["redteam.jsonl"] = curate_redteam(datasets["redteam.jsonl"], {d["id"] for d in docs}, config)
+    datasets["redteam.jsonl"] = curate_redteam(datasets["redteam.jsonl"], {d["id"] for d in docs}, config, fields)
     out_path.mkdir(parents=True, exist_ok=True)
     outputs = {"documents.jsonl": docs, **datasets}
     for name, rows in outputs.items():
@@ -321,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        counts = curate(args.raw, args.out, load_params(args.params).data)
+        params = load_params(args.params)
+        counts = curate(args.raw, args.out, params.data, params.index.metadata_fields)
     except CurationError as exc:
         print(f"curate: {exc}", file=sys.stderr)
         return 2

@@ -79,7 +79,7 @@ def stage_file(project_path: Path, params_path: Path, curated_dir: str) -> Path:
     curate = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["curate"]
     stage = {**curate, "wdir": os.path.relpath(project, folder),
              "cmd": curate["cmd"].replace("--params params.yaml", f"--params {relative}"),
-             "params": [{relative: ["data"]}]}
+             "params": [{relative: list(curate["params"])}]}
     note = STAGE_NOTE.format(params=relative)
     text = note + yaml.safe_dump(
         {**({"vars": [params.name]} if params.name != "params.yaml" else {}), "stages": {"curate": stage}},

@@ -104,7 +104,7 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
     by_id = {d["id"]: d for d in docs}
     chunks: list[Chunk] = [c for doc_id in plan.to_embed for c in chunk_document(by_id[doc_id], config)]
     vectors = embed_texts(embedder, [c.text for c in chunks], config.embed_batch_size, show_progress)
-    fresh = [StoredObject(c.uuid, chunk_properties(c, by_id[c.doc_id]), v.tolist()) for c, v in zip(chunks, vectors)]
+    fresh = [StoredObject(c.uuid, chunk_properties(c, by_id[c.doc_id], config.metadata_fields), v.tolist()) for c, v in zip(chunks, vectors)]
     entries = {doc_id: LedgerEntry(plan.fingerprints[doc_id], tuple(c.uuid for c in chunks if c.doc_id == doc_id))
                for doc_id in plan.to_embed}
     copied_ids = set(plan.unchanged)
@@ -113,7 +113,7 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
 
     name = next_version_name(client, config.alias)
     ledger = Ledger(name, build_fingerprint(config, encoder), dict(sorted(entries.items())))
-    create_collection(client, name, config.vector_index)
+    create_collection(client, name, config.vector_index, config.metadata_fields)
     try:
         first_copied: list[StoredObject] = []
         copied = _sampled(read_objects(client, base, copied_ids), first_copied, PROBES) if copied_ids else iter(())

@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from components.config import IndexConfig
 
-# Front-matter fields copied into object properties (filters and display); a change to any of
-# them must reach the index even when the text is unchanged.
-INDEXED_METADATA = ("name", "category", "price", "stock", "updated_at")
+# Front-matter fields copied into every object (title and date) besides index.metadata_fields; a
+# change to any of them must reach the index even when the text is unchanged.
+INDEXED_METADATA = ("name", "updated_at")
 
 
-def doc_fingerprint(doc: dict) -> str:
-    """Hash of the document's text and indexed metadata: equal fingerprints, identical objects."""
-    payload = {"text": doc["text"], **{k: doc.get(k) for k in INDEXED_METADATA}}
+def doc_fingerprint(doc: dict, fields: Iterable[str]) -> str:
+    """Hash of the document's text and indexed metadata (`fields`: index.metadata_fields): equal
+    fingerprints, identical objects."""
+    payload = {"text": doc["text"], **{k: doc.get(k) for k in (*INDEXED_METADATA, *fields)}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def build_fingerprint(config: IndexConfig, encoder: str) -> str:
-    """What makes chunks, vectors and their index comparable across versions; a change forces a full rebuild."""
+    """What makes chunks, vectors and their index comparable across versions; a change forces a
+    full rebuild (the metadata fields are the versions' schema)."""
     key = {"chunk_words": config.chunk_words, "chunk_overlap_words": config.chunk_overlap_words, "encoder": encoder,
-           "vector_index": config.vector_index}
+           "vector_index": config.vector_index, "metadata_fields": config.metadata_fields}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,10 +96,10 @@ class ChangePlan:
 
 def plan_changes(base: Ledger | None, docs: list[dict], config: IndexConfig, encoder: str) -> ChangePlan:
     """Diff curated documents against the base version's ledger."""
-    fingerprints = {d["id"]: doc_fingerprint(d) for d in docs}
+    fingerprints = {d["id"]: doc_fingerprint(d, config.metadata_fields) for d in docs}
     build = build_fingerprint(config, encoder)
     if base is None or base.build != build:
-        reason = "no earlier version" if base is None else "chunking, encoder or vector index settings changed"
+        reason = "no earlier version" if base is None else "chunking, encoder, vector index or metadata field settings changed"
         return ChangePlan(sorted(fingerprints), [], [], [], True, reason, fingerprints)
     added = sorted(k for k in fingerprints if k not in base.documents)
     changed = sorted(k for k, fp in fingerprints.items() if k in base.documents and base.documents[k].fingerprint != fp)

@@ -1,15 +1,17 @@
 """Retrieval: hybrid (BM25 + vector), vector-only or BM25-only search with metadata filters.
 
     >>> hits = search(client, "Catalog", "cheap kettle", vector, k=3, alpha=0.5,
-    ...               filters=SearchFilters(category="kettles", in_stock=True))  # doctest: +SKIP
+    ...               filters=SearchFilters.parse({"category": "kettles", "stock": {"gt": 0}},
+    ...                                           {"category": "text", "stock": "int"}))  # doctest: +SKIP
     >>> hits[0].doc_id  # doctest: +SKIP
     'p-070'
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import weaviate
@@ -26,17 +28,52 @@ class Retrieved:
     score: float
 
 
+FILTER_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte")
+# What a filter value may be for each index.metadata_fields type (a bool is never a number).
+FILTER_VALUES = {"text": ((str,), "text"), "number": ((int, float), "a number"), "int": ((int,), "an integer"),
+                 "bool": ((bool,), "true or false")}
+
+
+class FilterError(ValueError):
+    """A filter the domain's fields cannot answer; the message names the field and the fix."""
+
+
 @dataclass(frozen=True)
 class SearchFilters:
-    category: str | None = None
-    in_stock: bool = False  # only products with stock > 0 (documents without stock are excluded)
+    """Conditions on the domain's metadata fields (index.metadata_fields), all of which must hold:
+    (field, operator, value). Chunks of documents without the field never match a condition on it."""
+
+    conditions: tuple[tuple[str, str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any], fields: Mapping[str, str], where: str = "filters") -> SearchFilters:
+        """From {"category": "kettles", "stock": {"gt": 0}, "price": {"lte": 50}}: a value is
+        equality, an object maps operators (FILTER_OPERATORS) to values."""
+        conditions = []
+        for name, condition in spec.items():
+            if name not in fields:
+                raise FilterError(f"{where}.{name}: not a field this index can filter on (index.metadata_fields: "
+                                  f"{', '.join(fields) or 'none'})")
+            for op, value in (condition.items() if isinstance(condition, dict) else [("eq", condition)]):
+                if op not in FILTER_OPERATORS:
+                    raise FilterError(f"{where}.{name}: unknown operator {op!r}; use one of {', '.join(FILTER_OPERATORS)}")
+                kind = fields[name]
+                types, said = FILTER_VALUES[kind]
+                if not isinstance(value, types) or (isinstance(value, bool) and kind != "bool"):
+                    raise FilterError(f"{where}.{name}: {op} needs {said}, got {type(value).__name__} {value!r}")
+                if kind in ("text", "bool") and op not in ("eq", "ne"):
+                    raise FilterError(f"{where}.{name}: a {kind} field takes eq or ne, not {op}")
+                conditions.append((name, op, value))
+        return cls(tuple(conditions))
 
     def to_weaviate(self):
         parts = []
-        if self.category:
-            parts.append(Filter.by_property("category").equal(self.category))
-        if self.in_stock:
-            parts.append(Filter.by_property("stock").greater_than(0))
+        for name, op, value in self.conditions:
+            prop = Filter.by_property(name)
+            parts.append({"eq": prop.equal, "ne": prop.not_equal, "gt": prop.greater_than,
+                          "gte": prop.greater_or_equal, "lt": prop.less_than, "lte": prop.less_or_equal}[op](value))
+            if op == "ne":  # Weaviate's not-equal matches a missing value; a condition never does here
+                parts.append(Filter.by_property(name).is_none(False))
         return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
 

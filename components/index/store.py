@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 from uuid import UUID, uuid5
@@ -31,17 +31,26 @@ from components.index.chunking import Chunk
 from components.index.ledger import Ledger
 from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate
 
-PROPERTIES = (
+# Every chunk's properties, whatever the domain; index.metadata_fields adds the domain's own.
+CORE_PROPERTIES = (
     Property(name="doc_id", data_type=DataType.TEXT, skip_vectorization=True),
     Property(name="chunk_index", data_type=DataType.INT),
     Property(name="text", data_type=DataType.TEXT),
     Property(name="title", data_type=DataType.TEXT),
-    Property(name="category", data_type=DataType.TEXT),
     Property(name="doc_hash", data_type=DataType.TEXT),
     Property(name="updated_at", data_type=DataType.TEXT),
-    Property(name="price", data_type=DataType.NUMBER),
-    Property(name="stock", data_type=DataType.INT),
 )
+# index.metadata_fields types (components/config.FIELD_TYPES): Weaviate's type, Python's cast.
+FIELD_KINDS = {"text": (DataType.TEXT, str), "number": (DataType.NUMBER, float), "int": (DataType.INT, int),
+               "bool": (DataType.BOOL, bool)}
+
+
+def properties(fields: Mapping[str, str]) -> list[Property]:
+    """A version's schema: the core properties and one per metadata field (text ones tokenized
+    as one value, so a filter on "home" does not match "home-office")."""
+    return [*CORE_PROPERTIES, *(Property(name=name, data_type=FIELD_KINDS[kind][0], skip_vectorization=True,
+                                         **({"tokenization": Tokenization.FIELD} if kind == "text" else {}))
+                                for name, kind in fields.items())]
 
 
 LEDGER_NAMESPACE = UUID("0b5f8a4e-7d0c-4a55-8f1e-2f7c9d3e6a11")
@@ -117,13 +126,14 @@ def next_version_name(client: weaviate.WeaviateClient, alias: str) -> str:
     return version_name(alias, last + 1)
 
 
-def chunk_properties(chunk: Chunk, doc: dict) -> dict:
-    """Object properties of a chunk: its text (BM25) and the document metadata used for filters."""
+def chunk_properties(chunk: Chunk, doc: dict, fields: Mapping[str, str]) -> dict:
+    """Object properties of a chunk: its text (BM25), what identifies it, and the document's
+    metadata fields (None where the document has no such field; curation checked the types)."""
     return {"doc_id": chunk.doc_id, "chunk_index": chunk.index, "text": chunk.text,
-            "title": str(doc.get("name", "")), "category": str(doc.get("category", "")),
-            "doc_hash": doc["content_hash"], "updated_at": str(doc.get("updated_at", "")),
-            "price": float(doc["price"]) if doc.get("price") is not None else None,
-            "stock": int(doc["stock"]) if doc.get("stock") is not None else None}
+            "title": str(doc.get("name", "")), "doc_hash": doc["content_hash"],
+            "updated_at": str(doc.get("updated_at", "")),
+            **{name: FIELD_KINDS[kind][1](doc[name]) if doc.get(name) is not None else None
+               for name, kind in fields.items()}}
 
 
 @dataclass(frozen=True)
@@ -142,9 +152,13 @@ def _uncompressed(vector_index: str):
     return Configure.VectorIndex.hnsw(quantizer=quantizer)
 
 
-def create_collection(client: weaviate.WeaviateClient, name: str, vector_index: str = "flat") -> None:
+def create_collection(client: weaviate.WeaviateClient, name: str, vector_index: str = "flat",
+                      fields: Mapping[str, str] | None = None) -> None:
+    """An empty version with the core properties and those of `fields` (index.metadata_fields).
+    Null state is indexed so that a filter can leave out documents without a field."""
     index = _uncompressed(vector_index)
-    client.collections.create(name, properties=list(PROPERTIES),
+    client.collections.create(name, properties=properties(fields or {}),
+                              inverted_index_config=Configure.inverted_index(index_null_state=True),
                               vector_config=Configure.Vectors.self_provided(vector_index_config=index))
 
 

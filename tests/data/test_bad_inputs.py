@@ -23,7 +23,7 @@ def good(project_root, tmp_path_factory) -> tuple[Path, Path]:
     raw = tmp_path_factory.mktemp("raw")
     shutil.copytree(project_root / "data" / "raw", raw, dirs_exist_ok=True)
     out = tmp_path_factory.mktemp("curated")
-    curate(raw, out, Params().data)
+    curate(raw, out, Params().data, Params().index.metadata_fields)
     return raw, out
 
 
@@ -85,7 +85,7 @@ CASES = {
         r"bomb.md: front matter uses a YAML alias \(\*a\) on line 4; write the value out instead"),
     "wrong type in front matter": (
         lambda raw: _first_doc(raw).write_text(_first_doc(raw).read_text().replace("price: ", "price: about ", 1)),
-        r"p-001.md \(id p-001\): 'price' must be a number, got str"),
+        r"p-001.md \(id p-001\): 'price' must be a number \(index.metadata_fields: number\), got str"),
     # copied with another case and punctuation: the comparison is on normalised text
     "evaluation question copied into training data": (
         lambda raw: (raw / "router.jsonl").open("a").write(
@@ -111,14 +111,14 @@ def test_curation_rejects_bad_input_and_keeps_the_last_good_version(workspace, c
     corrupt, message = CASES[case]
     corrupt(raw)
     with pytest.raises(CurationError, match=message):
-        curate(raw, out, Params().data)
+        curate(raw, out, Params().data, Params().index.metadata_fields)
     assert _snapshot(out) == before
 
 
 def _validate_after(workspace, change_file: str, index: int, change, tmp_path):
     raw, out = workspace
     _edit_jsonl(raw / change_file, index, change) if change_file.endswith(".jsonl") else change(raw)
-    curate(raw, out, Params().data)
+    curate(raw, out, Params().data, Params().index.metadata_fields)
     return validate_frames(load_curated(out), Params(), tmp_path / "docs")
 
 
@@ -170,7 +170,7 @@ def test_router_class_balance_is_bounded(workspace, tmp_path):
     rows = [json.loads(line) for line in (raw / "router.jsonl").read_text().splitlines()]
     kept = [r for r in rows if r["intent"] != "small_talk"] + [r for r in rows if r["intent"] == "small_talk"][:5]
     (raw / "router.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    curate(raw, out, Params().data)
+    curate(raw, out, Params().data, Params().index.metadata_fields)
     report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
     failure = next(f for f in report.failures if f["dataset"] == "router.jsonl#balance")
     assert failure["ids"] == ["small_talk"]
@@ -180,7 +180,7 @@ def test_too_few_attacks_fail_validation(workspace, tmp_path):
     raw, out = workspace
     rows = (raw / "redteam.jsonl").read_text().splitlines()
     (raw / "redteam.jsonl").write_text("\n".join(rows[:5]) + "\n")
-    curate(raw, out, Params().data)
+    curate(raw, out, Params().data, Params().index.metadata_fields)
     report = validate_frames(load_curated(out), Params(), tmp_path / "docs")
     failure = next(f for f in report.failures if f["dataset"] == "redteam.jsonl")
     assert failure["expectation"] == "expect_table_row_count_to_be_between" and failure["unexpected_count"] == 5

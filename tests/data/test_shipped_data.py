@@ -14,7 +14,7 @@ NAMES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl")
 @pytest.fixture(scope="module")
 def frames(project_root, tmp_path_factory) -> dict[str, pd.DataFrame]:
     out = tmp_path_factory.mktemp("curated")
-    curate(project_root / "data" / "raw", out, Params().data)
+    curate(project_root / "data" / "raw", out, Params().data, Params().index.metadata_fields)
     return load_curated(out, NAMES)
 
 
@@ -59,7 +59,7 @@ def test_the_python_faq_example_passes_curation_and_every_suite(project_root, tm
     from components.config import load_params
 
     params = load_params(project_root / "examples" / "python-faq" / "params.yaml")
-    curate(project_root / params.data.raw_dir, tmp_path / "curated", params.data)
+    curate(project_root / params.data.raw_dir, tmp_path / "curated", params.data, params.index.metadata_fields)
     frames = load_curated(tmp_path / "curated")
     report = validate_frames(frames, params, tmp_path / "docs")
     assert report.success, report.describe()

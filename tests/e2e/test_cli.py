@@ -166,7 +166,9 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
                     return False
 
             wait_for(pings, 300, "mlflow models serve to answer /ping", interval=2)
-            reply = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": [{"question": question}]})
+            # with a filter on a metadata field (the signature's `filters`): the product's own category
+            reply = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": [
+                {"question": question, "filters": {"category": product["category"]}}]})
         finally:
             os.killpg(served.pid, signal.SIGTERM)
             served.wait(timeout=60)
@@ -174,6 +176,8 @@ def test_trained_generator_is_promoted_and_answers_with_citations(project_root, 
     assert prediction["route"] == "catalog" and prediction["citations"]
     assert f"{product['price']:.2f}" in prediction["answer"]
     assert {c["doc_id"] for c in prediction["chunks"]} >= set(prediction["citations"])
+    category = {m["id"]: m.get("category") for m in map(front_matter, documents(repo))}
+    assert {category[c["doc_id"]] for c in prediction["chunks"]} == {product["category"]}
 
 
 def test_another_params_file_decides_the_data_of_every_step(project_root, tmp_path):

@@ -52,8 +52,11 @@ def _check_bad_requests(http: httpx.Client, port: int) -> None:
         "text": (http.post("/v1/answer", content=b'{"question": "hi"}', headers={"Content-Type": "text/plain"}), 415,
                  "must be application/json"),
         "unknown field": (http.post("/v1/retrieve", json={"question": "hi", "top_k": 50}), 422,
-                          "unknown field 'top_k' (allowed: question, category, in_stock)"),
-        "wrong type": (http.post("/v1/answer", json={"question": "hi", "in_stock": "yes"}), 422, "field 'in_stock'"),
+                          "unknown field 'top_k' (allowed: question, filters)"),
+        "wrong type": (http.post("/v1/answer", json={"question": "hi", "filters": "yes"}), 422, "field 'filters'"),
+        # the served champion's own metadata fields (a real bundle's manifest): no such field here
+        "unknown filter": (http.post("/v1/retrieve", json={"question": "hi", "filters": {"colour": "red"}}), 422,
+                           "filters.colour: not a field this index can filter on"),
         "large body": (http.post("/v1/answer", content=b" " * 100_000, headers=json_type), 413, "over the limit of"),
         "1 MB question": (http.post("/v1/answer", json={"question": "x" * 1_000_000}), 413, "over the limit of"),
         "empty body": (http.post("/v1/answer", content=b"", headers=json_type), 400, "not valid JSON"),
@@ -138,6 +141,10 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
                 retrieved = http.post("/v1/retrieve", json={"question": question}, timeout=120).json()
                 assert retrieved["bundle_version"] == "1" and "answer" not in retrieved
                 assert product["id"] in {c["doc_id"] for c in retrieved["chunks"]}, retrieved
+                # a filter on a metadata field: no chunk of this product's category comes back
+                other = http.post("/v1/retrieve", timeout=120, json={
+                    "question": question, "filters": {"category": {"ne": product["category"]}}}).json()
+                assert other["chunks"] and product["id"] not in {c["doc_id"] for c in other["chunks"]}, other
 
                 _check_bad_requests(http, port)
                 assert http.get("/healthz").status_code == 200

@@ -17,7 +17,7 @@ from components.freshness import freshness_outcomes, freshness_probes
 from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
-from components.index.search import SearchFilters, search
+from components.index.search import FilterError, SearchFilters, search
 from components.index.store import (WeaviateIndexError, chunk_counts, list_versions, live_collection,
                                     point_alias, prune_versions, read_ledger)
 
@@ -167,19 +167,42 @@ def test_queries_during_alias_moves_never_fail_or_mix(weaviate_client, curated_d
     assert {True, False} == {next(iter(e)) for e in editions}, "the queries never saw both versions"
 
 
-def test_filters_by_category_and_stock(weaviate_client, curated_docs, embedder):
+def test_filters_on_the_fields_a_domain_names(weaviate_client, curated_docs, embedder):
+    """index.metadata_fields decides what is indexed and filterable: the demo's fields, and a
+    domain's own (the demo documents' `brand`, not indexed by default), in every search mode."""
     config = IndexConfig(alias="FilterCatalog")
     live = build(weaviate_client, curated_docs, embedder, config).collection
     by_id = {d["id"]: d for d in curated_docs}
+    fields = config.metadata_fields
     hits = ask(weaviate_client, embedder, live, "a laptop with lots of ram",
-               filters=SearchFilters(category="laptops", in_stock=True))
+               filters=SearchFilters.parse({"category": "laptops", "stock": {"gt": 0}}, fields))
     assert hits and all(by_id[h.doc_id]["category"] == "laptops" and by_id[h.doc_id]["stock"] > 0 for h in hits)
     sold_out = next(d for d in curated_docs if d.get("stock") == 0)
     its_text = chunk_document(sold_out, config)[0].text
     for mode in ("hybrid", "vector", "bm25"):
         assert ask(weaviate_client, embedder, live, its_text, mode=mode)[0].doc_id == sold_out["id"]
-        in_stock = ask(weaviate_client, embedder, live, its_text, mode=mode, filters=SearchFilters(in_stock=True))
+        in_stock = ask(weaviate_client, embedder, live, its_text, mode=mode,
+                       filters=SearchFilters.parse({"stock": {"gt": 0}}, fields))
         assert in_stock and sold_out["id"] not in {h.doc_id for h in in_stock}
+
+    # a document without the field (a policy has no price) matches no condition on it, ne included
+    policy = next(d for d in curated_docs if d.get("price") is None)
+    priced = ask(weaviate_client, embedder, live, chunk_document(policy, config)[0].text,
+                 filters=SearchFilters.parse({"price": {"ne": -1.0}}, fields))
+    assert priced and all(by_id[h.doc_id].get("price") is not None for h in priced)
+
+    own = IndexConfig(alias="BrandCatalog", metadata_fields={"brand": "text", "price": "number"})
+    brand_live = build(weaviate_client, curated_docs, embedder, own).collection
+    brand = sold_out["brand"]
+    prices = sorted(d["price"] for d in curated_docs if d.get("brand") == brand)
+    spec = {"brand": brand, "price": {"lte": prices[1]}}
+    hits = ask(weaviate_client, embedder, brand_live, its_text, filters=SearchFilters.parse(spec, own.metadata_fields))
+    allowed = {d["id"] for d in curated_docs if d.get("brand") == brand and d["price"] <= prices[1]}
+    assert hits and {h.doc_id for h in hits} <= allowed and len(prices) > len(allowed)
+    properties = {p.name for p in weaviate_client.collections.get(brand_live).config.get().properties}
+    assert {"brand", "price"} <= properties and not {"category", "stock"} & properties
+    with pytest.raises(FilterError, match=r"filters.stock: not a field .*\(index.metadata_fields: brand, price\)"):
+        SearchFilters.parse({"stock": {"gt": 0}}, own.metadata_fields)
 
 
 def test_prune_keeps_the_newest_and_never_the_live_version(weaviate_client, curated_docs, embedder):

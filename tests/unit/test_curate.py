@@ -5,7 +5,9 @@ import random
 
 import pytest
 
-from components.config import DataConfig
+from components.config import DataConfig, IndexConfig
+
+FIELDS = IndexConfig().metadata_fields
 from components.data.curate import (CurationError, curate_documents, jaccard, normalize_text, read_documents,
                                     read_jsonl, shingles)
 
@@ -24,7 +26,7 @@ def test_exact_and_near_duplicates_are_dropped():
     base = "The Kettlo Glass Kettle boils 1.7 litres of water in three minutes flat with a 2200 W element."
     docs = [_doc("a", base), _doc("b", base), _doc("c", base.replace("flat", "flat!")),
             _doc("d", "A completely different document about laptops and their batteries.")]
-    kept, dropped = curate_documents(docs, DataConfig())
+    kept, dropped = curate_documents(docs, DataConfig(), FIELDS)
     assert [d["id"] for d in kept] == ["a", "d"]
     assert any("b: exact duplicate of a" in note for note in dropped)
     assert any(note.startswith("c: near duplicate of a") for note in dropped)
@@ -45,7 +47,7 @@ def test_the_lsh_near_duplicate_check_drops_what_comparing_every_pair_drops():
         docs.append(_doc(f"e{j}", " ".join(text)))
     rng.shuffle(docs)
     config = DataConfig()
-    kept, _ = curate_documents(docs, config)
+    kept, _ = curate_documents(docs, config, FIELDS)
     reference: list[tuple[str, set]] = []
     for doc in docs:
         grams = shingles(doc["text"])
@@ -57,12 +59,12 @@ def test_the_lsh_near_duplicate_check_drops_what_comparing_every_pair_drops():
 
 def test_duplicate_id_is_an_error_naming_both_files():
     with pytest.raises(CurationError, match="duplicate document id"):
-        curate_documents([_doc("a", "x" * 40), {**_doc("a", "y" * 40), "source": "other.md"}], DataConfig())
+        curate_documents([_doc("a", "x" * 40), {**_doc("a", "y" * 40), "source": "other.md"}], DataConfig(), FIELDS)
 
 
 def test_too_short_document_is_an_error():
     with pytest.raises(CurationError, match=r"a\.md \(id a\).*outside data.min_doc_chars"):
-        curate_documents([_doc("a", "tiny")], DataConfig())
+        curate_documents([_doc("a", "tiny")], DataConfig(), FIELDS)
 
 
 def test_malformed_json_line_names_the_line(tmp_path):
@@ -91,3 +93,13 @@ def test_all_three_document_formats_are_read(tmp_path):
     docs = read_documents(tmp_path)
     assert {d["id"] for d in docs} == {"a", "b", "c"}
     assert next(d for d in docs if d["id"] == "a")["price"] == 3.5
+
+
+def test_a_domains_own_metadata_fields_are_type_checked_where_present():
+    fields = {"section": "text", "votes": "int"}
+    kept, _ = curate_documents([_doc("a", "x" * 40), {**_doc("b", "y" * 40), "section": "Strings", "votes": 3}],
+                               DataConfig(), fields)
+    assert [d.get("votes") for d in kept] == [None, 3]
+    with pytest.raises(CurationError, match=r"\(id b\): 'section' must be text \(quote it\) \(index.metadata_fields: text\), "
+                                            r"got int 12; fix the front matter"):
+        curate_documents([{**_doc("b", "y" * 40), "section": 12}], DataConfig(), fields)

@@ -16,7 +16,7 @@ def doc(doc_id: str, text: str = "Some text about the thing.", **meta) -> dict:
 
 def ledger_of(docs: list[dict], config: IndexConfig = IndexConfig()) -> Ledger:
     return Ledger("Catalog_v1", build_fingerprint(config, ENCODER),
-                  {d["id"]: LedgerEntry(doc_fingerprint(d), (f"{d['id']}-0",)) for d in docs})
+                  {d["id"]: LedgerEntry(doc_fingerprint(d, config.metadata_fields), (f"{d['id']}-0",)) for d in docs})
 
 
 def test_first_build_is_full():
@@ -42,7 +42,13 @@ def test_deleted_documents_and_noop():
 @pytest.mark.parametrize("field", ["price", "stock", "category", "name", "updated_at"])
 def test_indexed_metadata_changes_the_fingerprint(field):
     """Filters read these properties: a stock change with the same text must still be reindexed."""
-    assert doc_fingerprint(doc("a", **{field: 1})) != doc_fingerprint(doc("a", **{field: 2}))
+    fields = IndexConfig().metadata_fields
+    assert doc_fingerprint(doc("a", **{field: 1}), fields) != doc_fingerprint(doc("a", **{field: 2}), fields)
+
+
+def test_only_the_domains_metadata_fields_are_in_the_fingerprint():
+    assert doc_fingerprint(doc("a", brand="X"), ["category"]) == doc_fingerprint(doc("a", brand="Y"), ["category"])
+    assert doc_fingerprint(doc("a", brand="X"), ["brand"]) != doc_fingerprint(doc("a", brand="Y"), ["brand"])
 
 
 def test_other_chunking_encoder_or_vector_index_forces_a_full_rebuild():
@@ -51,6 +57,7 @@ def test_other_chunking_encoder_or_vector_index_forces_a_full_rebuild():
     assert plan.full_rebuild and plan.to_embed == ["a"] and "chunking" in plan.reason
     assert plan_changes(base, [doc("a")], IndexConfig(), "other-encoder").full_rebuild
     assert plan_changes(base, [doc("a")], IndexConfig(vector_index="hnsw"), ENCODER).full_rebuild
+    assert plan_changes(base, [doc("a")], IndexConfig(metadata_fields={"brand": "text"}), ENCODER).full_rebuild
 
 
 def test_ledger_round_trips_through_json():

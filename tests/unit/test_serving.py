@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
 from components.config import ServeConfig
-from components.index.search import Retrieved
+from components.index.search import Retrieved, SearchFilters
 from components.serving import (
     RequestError,
     check_headers,
@@ -37,10 +37,10 @@ CONFIG = ServeConfig(max_question_chars=50, max_batch_size=3, reload_poll_second
         ({"question": ""}, 422, ["question is empty"]),
         ({"question": "   \n"}, 422, ["question is empty"]),
         ({"question": "x" * 51}, 422, ["51 characters", "limit of 50", "serve.max_question_chars"]),
-        ({"question": "hi", "colour": "red"}, 422, ["unknown field 'colour'", "question, category, in_stock"]),
+        ({"question": "hi", "colour": "red"}, 422, ["unknown field 'colour'", "question, filters"]),
         ({}, 422, ["field 'question' is required"]),
         ({"question": 3}, 422, ["field 'question'", "valid string", "int"]),
-        ({"question": "hi", "in_stock": "yes"}, 422, ["field 'in_stock'", "boolean"]),
+        ({"question": "hi", "filters": "yes"}, 422, ["field 'filters'", "dictionary"]),
         (["hi"], 422, ["must be a JSON object", "got list"]),
     ],
 )
@@ -73,14 +73,15 @@ def test_bad_batches_are_refused_with_the_limit(payload, fragments):
 
 
 def test_valid_requests_parse():
-    item = parse_question({"question": "x" * 50, "category": "kettles", "in_stock": True}, CONFIG)
-    assert (item.category, item.in_stock) == ("kettles", True)
+    item = parse_question({"question": "x" * 50, "filters": {"category": "kettles", "stock": {"gt": 0}}}, CONFIG)
+    assert item.filters == {"category": "kettles", "stock": {"gt": 0}}
     assert [q.question for q in parse_batch({"questions": [{"question": "a"}, {"question": "b"}]}, CONFIG)] == ["a", "b"]
 
 
 def test_the_body_cap_fits_the_largest_valid_request_at_its_longest_spelling():
-    largest = {"questions": [{"question": "\U0001f600" * CONFIG.max_question_chars, "category": "k" * 100,
-                              "in_stock": False}] * CONFIG.max_batch_size}
+    largest = {"questions": [{"question": "\U0001f600" * CONFIG.max_question_chars,
+                              "filters": {"category": "k" * 100, "price": {"gte": 1.5, "lte": 99.5}, "stock": {"gt": 0},
+                                          "section": {"ne": "s" * 100}}}] * CONFIG.max_batch_size}
     body = json.dumps(largest, ensure_ascii=True, indent=2).encode()
     assert len(body) <= max_body_bytes(CONFIG) < 10 * len(body)
     assert len(parse_batch(parse_json(body), CONFIG)) == CONFIG.max_batch_size
@@ -127,10 +128,12 @@ class FakeAnswer:
 
 class FakeAssistant:
     def __init__(self, version: str, gate: threading.Event | None = None, fail: bool = False) -> None:
-        self.manifest = SimpleNamespace(collection=f"Catalog_v{version}")
+        self.manifest = SimpleNamespace(collection=f"Catalog_v{version}", metadata_fields={"category": "text", "stock": "int"})
+        self.filters = []
         self.gate, self.fail, self.unloaded = gate, fail, False
 
     def answer(self, questions, filters=None):
+        self.filters.append(filters)
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail:
@@ -230,12 +233,14 @@ def _client(assistant: FakeAssistant | None) -> TestClient:
 
 
 def test_endpoints_answer_with_the_bundle_version():
-    client = _client(FakeAssistant("1"))
+    assistant = FakeAssistant("1")
+    client = _client(assistant)
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["collection"] == "Catalog_v1"
-    answer = client.post("/v1/answer", json={"question": "How much?", "in_stock": True})
+    answer = client.post("/v1/answer", json={"question": "How much?", "filters": {"stock": {"gt": 0}}})
     assert answer.status_code == 200 and answer.json()["bundle_version"] == "1"
+    assert assistant.filters == [[SearchFilters((("stock", "gt", 0),))]]
     assert answer.json()["answer"] == "answer to How much?"
     batch = client.post("/v1/answer/batch", json={"questions": [{"question": "a"}, {"question": "b"}]})
     assert [a["question"] for a in batch.json()["answers"]] == ["a", "b"]
@@ -253,7 +258,12 @@ def test_endpoints_answer_with_the_bundle_version():
         ({"json": {"question": "hi", "top_k": 9}}, 422, "unknown field 'top_k'"),
         ({"content": b" " * 100_000, "headers": {"Content-Type": "application/json"}}, 413, "over the limit"),
         ({"content": b"[" * 3000 + b"]" * 3000, "headers": {"Content-Type": "application/json"}}, 400, "levels deep"),
-        ({"json": {"question": "hi", "category": [[[[["x"]]]]]}}, 400, "levels deep"),
+        ({"json": {"question": "hi", "filters": {"a": [[[["x"]]]]}}}, 400, "levels deep"),
+        # filters on fields the champion's index does not have, or with the wrong operator or type
+        ({"json": {"question": "hi", "filters": {"colour": "red"}}}, 422,
+         "filters.colour: not a field this index can filter on (index.metadata_fields: category, stock)"),
+        ({"json": {"question": "hi", "filters": {"stock": {"about": 3}}}}, 422, "filters.stock: unknown operator 'about'"),
+        ({"json": {"question": "hi", "filters": {"stock": "many"}}}, 422, "filters.stock: eq needs an integer, got str 'many'"),
     ],
 )
 def test_bad_requests_get_json_errors(kwargs, status, fragment):

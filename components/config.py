@@ -164,7 +164,7 @@ class GeneratorConfig:
     max_new_tokens: int = 48
     replay_examples: int = 48  # plain-chat prompts answered by the base model, trained on beside the RAG examples
     replay_max_new_tokens: int = 64
-    planted_instructions: float = 0.12  # share of generator examples whose context carries a planted instruction
+    planted_instructions: float = 0.0  # share of generator examples whose context carries a planted instruction
     # The refusal decision (components/training/answerability.py): a cross-encoder check before
     # generation, or (refusal_check false) the generator alone.
     refusal_check: bool = True

@@ -47,6 +47,7 @@ MAX_ANSWER_WORDS = 40  # longer first sentences are not taught as answers (they 
 REFUSAL = "I'm sorry, the documents I have do not contain that information."
 HEADING = re.compile(r"^([=\-~^])\1{3,}\s*$")
 WORDS = re.compile(r"[A-Za-z_][\w.()]*|\d+(?:\.\d+)?")
+ABBREVIATIONS = {"e.g", "i.e", "etc", "vs", "cf"}
 STOP = set("""a an the of to in on for and or is are was be by with as at it its this that these those from how
 what why when where which who do does did can could should would may might i you we they my your our their
 not no yes if then than so use used using there here have has had get gets one two any all some more most
@@ -56,8 +57,19 @@ SMALL_TALK = DEMO_SMALL_TALK[:24]  # the demo's, its first 24 (the example's dat
 GOLD_SMALL_TALK = ["good evening!", "cheers, that helped", "hello, anyone there?", "thank you kindly",
                    "have a great weekend", "many thanks"]
 # Train and golden near misses name different languages: the check learns the pattern, not names.
-TRAIN_LANGUAGES = ["Ruby", "Java", "Go", "Rust", "JavaScript", "PHP"]
+TRAIN_LANGUAGES = ["Ruby", "Java", "Go", "Rust", "JavaScript", "PHP", "C#", "Elixir", "Dart", "Julia", "Erlang",
+                   "Fortran", "COBOL", "OCaml", "Clojure", "TypeScript"]
 GOLDEN_LANGUAGES = ["Perl", "Kotlin", "Swift", "Haskell", "Lua", "Scala"]
+# Questions no entry answers, for training the check (the golden set has others).
+TRAIN_UNCOVERED = [
+    "How much does a ticket for EuroPython cost?", "What is the email address of the Python release manager?",
+    "Which Python version comes out next spring?", "How do I install Python on my car's dashboard?",
+    "What hourly rate do Python freelancers charge in London?", "Who won the PyCon lightning talk award?",
+    "How many employees does the Python Software Foundation have in Tokyo?", "Can I return a Python book I bought?",
+    "What should I wear to a Python meetup?", "Which tablet should I buy to write Python?",
+    "What is the favourite food of the Python core developers?", "Is there a Python summer camp for adults?",
+    "How do I run Python on a washing machine?", "What is the PSF's tax number?",
+    "Which Python course is the most popular in Brazil?", "Can I pay a Python trainer with gift vouchers?"]
 GOLDEN_UNCOVERED = [
     "How much does a Python certification exam cost?", "What is the phone number of the Python help desk?",
     "Which Python version will be released in 2031?", "How do I install Python on a PlayStation 5?",
@@ -178,7 +190,9 @@ def key_fact(sentence: str, question: str) -> str | None:
     fresh = [w for w in words if w.lower() not in asked and w.lower() not in STOP and len(w) > 2]
     code = [w for w in fresh if re.search(r"[._()]", w.strip("()")) or (w[:1].islower() and "_" in w)]
     numbers = [w for w in fresh if re.fullmatch(r"\d+(?:\.\d+)?", w)]
-    names = [w for w in fresh[1:] if w[:1].isupper() and w not in {"Python", "I"} and not sentence.startswith(w)]
+    starts = {m.group(1) for m in re.finditer(r"(?:^|[.!?:]\s+)([A-Za-z_]\w*)", sentence)}  # a sentence's first word
+    names = [w for w in fresh if w[:1].isupper() and w not in {"Python", "I"} and w not in starts]
+    code = [w for w in code if w.lower() not in ABBREVIATIONS]
     for pool in (code, numbers, names):
         if pool:
             return pool[0]
@@ -192,10 +206,11 @@ def render(doc: dict) -> str:
     return f"---\n{head}---\n# {doc['name']}\n\n{doc['text']}\n"
 
 
-def chunk_of(doc: dict, index) -> str:
-    """The document's first chunk as the index makes it with the example's params (the heading,
-    then the first index.chunk_words words): what retrieval hands the generator."""
-    return chunk_document({"id": doc["id"], "name": doc["name"], "text": render(doc).split("---\n", 2)[2]}, index)[0].text
+def chunks_of(doc: dict, index) -> list[str]:
+    """The document's chunks as the index makes them with the example's params (each one the
+    heading, then index.chunk_words words): what retrieval hands the generator."""
+    return [c.text for c in chunk_document({"id": doc["id"], "name": doc["name"],
+                                            "text": render(doc).split("---\n", 2)[2]}, index)]
 
 
 def to_language(question: str, language: str) -> str | None:
@@ -221,13 +236,18 @@ def make_docs(entries: list[dict]) -> list[dict]:
 
 
 def context_for(doc: dict | None, docs: list[dict], rng: random.Random, index, top_k: int) -> list[dict]:
-    """The oracle's first chunk (when given) among distractors of the same page, shuffled:
-    index.top_k chunks, as serving retrieves them."""
+    """index.top_k chunks, shuffled, as serving retrieves them: the oracle's first chunk (when
+    given) and, as retrieval often returns them (every chunk carries the entry's question as its
+    heading), up to one more of its chunks, which starts mid-sentence; then first chunks of other
+    entries of the same page."""
+    own = chunks_of(doc, index) if doc else []
+    oracle = own[:1] + (rng.sample(own[1:], 1) if len(own) > 1 and rng.random() < 0.5 else [])
     same = [d for d in docs if d is not doc and (doc is None or d["category"] == doc["category"])]
     pool = same if len(same) >= top_k else [d for d in docs if d is not doc]
-    picked = rng.sample(pool, top_k - (doc is not None)) + ([doc] if doc else [])
+    picked = [(doc["id"], text) for text in oracle] if doc else []
+    picked += [(d["id"], chunks_of(d, index)[0]) for d in rng.sample(pool, top_k - len(picked))]
     rng.shuffle(picked)
-    return [{"doc_id": d["id"], "text": chunk_of(d, index)} for d in picked]
+    return [{"doc_id": doc_id, "text": text} for doc_id, text in picked]
 
 
 def rephrase(question: str, rng: random.Random) -> str:
@@ -257,9 +277,14 @@ def make_sets(docs: list[dict], rng: random.Random, index, top_k: int) -> dict[s
             others = [x for x in docs if x is not d]
             generator.append({"question": q, "context": context_for(None, others, rng, index, top_k),
                               "answer": REFUSAL, "answerable": False})
-        if near := to_language(q, rng.choice(TRAIN_LANGUAGES)):
-            generator.append({"question": near, "context": context_for(d, docs, rng, index, top_k), "answer": REFUSAL,
-                              "answerable": False, "check_only": True})
+        for language in rng.sample(TRAIN_LANGUAGES, 2):  # two near misses, two languages
+            if near := to_language(q, language):
+                generator.append({"question": near, "context": context_for(d, docs, rng, index, top_k),
+                                  "answer": REFUSAL, "answerable": False, "check_only": True})
+    for q in TRAIN_UNCOVERED:
+        router.append({"text": q, "intent": "faq"})
+        generator.append({"question": q, "context": context_for(None, docs, rng, index, top_k), "answer": REFUSAL,
+                          "answerable": False})
     for q in SMALL_TALK:
         router += [{"text": v, "intent": "small_talk"} for v in (q, typo(q, rng), q.upper(), q + " :)")]
     for q in OUT_OF_SCOPE:

@@ -281,8 +281,7 @@ def make_sets(docs: list[dict], rng: random.Random, index, top_k: int) -> dict[s
             if near := to_language(q, language):
                 generator.append({"question": near, "context": context_for(d, docs, rng, index, top_k),
                                   "answer": REFUSAL, "answerable": False, "check_only": True})
-    for q in TRAIN_UNCOVERED:
-        router.append({"text": q, "intent": "faq"})
+    for q in TRAIN_UNCOVERED:  # not router queries: faq would outweigh the other intents (data.max_intent_share)
         generator.append({"question": q, "context": context_for(None, docs, rng, index, top_k), "answer": REFUSAL,
                           "answerable": False})
     for q in SMALL_TALK:

@@ -46,3 +46,15 @@ def test_a_filter_the_fields_cannot_answer_names_the_field_and_the_fix(spec, mes
 def test_bad_metadata_fields_are_refused_in_params(fields, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         IndexConfig(metadata_fields=fields)
+
+
+def test_the_pyfunc_takes_filters_as_an_object_or_its_json_text():
+    from components.bundle import row_filters
+
+    assert row_filters({"votes": {"gt": 2}}, FAQ, "filters (row 0)") == SearchFilters((("votes", "gt", 2),))
+    assert row_filters('{"section": "Strings"}', FAQ, "filters (row 0)") == SearchFilters((("section", "eq", "Strings"),))
+    assert row_filters(float("nan"), FAQ, "filters (row 1)") is None and row_filters(None, FAQ, "x") is None
+    with pytest.raises(FilterError, match=r"filters \(row 2\): not a JSON object"):
+        row_filters("{section", FAQ, "filters (row 2)")
+    with pytest.raises(FilterError, match=r"filters \(row 3\): must be an object of conditions on category, section"):
+        row_filters(["section"], FAQ, "filters (row 3)")

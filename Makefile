@@ -21,7 +21,8 @@ endif
 
 .PHONY: setup weaviate models run test lock clean-state python-faq python-faq-data
 
-run: setup models
+# With RAGOPS_WEAVIATE_URL set the pipeline uses that server: no Weaviate binary to build.
+run: $(STAMP) models $(if $(RAGOPS_WEAVIATE_URL),,weaviate)
 	$(VENV)/bin/ragops run
 
 # Two workers, one per core of the reference machine (pytest-xdist; worksteal evens out tests of

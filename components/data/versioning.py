@@ -115,7 +115,7 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
     output = run_dvc(project_path, "repro", target)
     ran = "didn't change, skipping" not in output
     try:
-        run_dvc(project_path, "push")
+        run_dvc(project_path, "push", target)  # this stage's outputs: another data set's may not be here
     except VersioningError as exc:
         raise VersioningError(
             f"the DVC remote {redacted(remote_url)} did not take the curated data, so it has no data version yet: nothing was "

@@ -48,6 +48,15 @@ GATED_METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
 # index.metadata_fields: the types a front-matter field can have in the index, and the properties
 # every chunk has whatever the domain (components/index/store.py).
 FIELD_TYPES = ("text", "number", "int", "bool")
+# What a value of each type is said as in errors; fits_field_type says whether one fits.
+FIELD_VALUE_NAMES = {"text": "text", "number": "a number", "int": "an integer", "bool": "true or false"}
+_FIELD_VALUE_TYPES = {"text": (str,), "number": (int, float), "int": (int,), "bool": (bool,)}
+
+
+def fits_field_type(kind: str, value: Any) -> bool:
+    """Whether `value` is a value of an index.metadata_fields type (YAML and JSON read 12 as an
+    int, 12.5 as a float; a bool is never a number here). Curation and retrieval filters share it."""
+    return isinstance(value, _FIELD_VALUE_TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
 CORE_FIELDS = ("doc_id", "chunk_index", "text", "title", "doc_hash", "updated_at", "id", "name")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from datasketch import MinHash, MinHashLSH
 
-from components.config import DataConfig, load_params
+from components.config import FIELD_VALUE_NAMES, DataConfig, fits_field_type, load_params
 
 CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl", "general_prompts.jsonl",
                  "redteam.jsonl")
@@ -42,10 +42,6 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
 # Optional fields and their types: `check_only` marks a generator example that trains the
 # answerability check and not the generator (components/training/generator.py, split_for_generator).
 OPTIONAL: dict[str, dict[str, type]] = {"generator.jsonl": {"check_only": bool}}
-# What a front-matter value of each index.metadata_fields type may be (YAML reads 12 as an int and
-# 12.5 as a float; a bool is never a number here).
-FIELD_VALUES = {"text": ((str,), "text (quote it)"), "number": ((int, float), "a number"), "int": ((int,), "an integer"),
-                "bool": ((bool,), "true or false")}
 MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
 
 
@@ -234,8 +230,9 @@ def curate_documents(docs: list[dict], config: DataConfig, fields: Mapping[str, 
                 f"must be Markdown or plain text (retrieved text reaches the model), convert or remove the markup"
             )
         for name, kind in fields.items():
-            value, (types, said) = doc.get(name), FIELD_VALUES[kind]
-            if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and kind != "bool")):
+            value = doc.get(name)
+            if value is not None and not fits_field_type(kind, value):
+                said = FIELD_VALUE_NAMES[kind] + (" (quote it)" if kind == "text" else "")
                 raise CurationError(f"{where}: '{name}' must be {said} (index.metadata_fields: {kind}), got "
                                     f"{type(value).__name__} {value!r}; fix the front matter")
         digest = content_hash(text)

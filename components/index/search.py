@@ -17,6 +17,8 @@ import numpy as np
 import weaviate
 from weaviate.classes.query import Filter, MetadataQuery
 
+from components.config import FIELD_VALUE_NAMES, fits_field_type
+
 SearchMode = Literal["hybrid", "vector", "bm25"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "bm25")
 
@@ -29,9 +31,6 @@ class Retrieved:
 
 
 FILTER_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte")
-# What a filter value may be for each index.metadata_fields type (a bool is never a number).
-FILTER_VALUES = {"text": ((str,), "text"), "number": ((int, float), "a number"), "int": ((int,), "an integer"),
-                 "bool": ((bool,), "true or false")}
 
 
 class FilterError(ValueError):
@@ -58,9 +57,8 @@ class SearchFilters:
                 if op not in FILTER_OPERATORS:
                     raise FilterError(f"{where}.{name}: unknown operator {op!r}; use one of {', '.join(FILTER_OPERATORS)}")
                 kind = fields[name]
-                types, said = FILTER_VALUES[kind]
-                if not isinstance(value, types) or (isinstance(value, bool) and kind != "bool"):
-                    raise FilterError(f"{where}.{name}: {op} needs {said}, got {type(value).__name__} {value!r}")
+                if not fits_field_type(kind, value):
+                    raise FilterError(f"{where}.{name}: {op} needs {FIELD_VALUE_NAMES[kind]}, got {type(value).__name__} {value!r}")
                 if kind in ("text", "bool") and op not in ("eq", "ne"):
                     raise FilterError(f"{where}.{name}: a {kind} field takes eq or ne, not {op}")
                 conditions.append((name, op, value))

@@ -6,12 +6,12 @@ import random
 import pytest
 
 from components.config import DataConfig, IndexConfig
-
-FIELDS = IndexConfig().metadata_fields
 from components.data.curate import (CurationError, curate_documents, jaccard, normalize_text, read_documents,
                                     read_jsonl, shingles)
 
 pytestmark = pytest.mark.unit
+
+FIELDS = IndexConfig().metadata_fields
 
 
 def _doc(doc_id, text):
@@ -103,3 +103,20 @@ def test_a_domains_own_metadata_fields_are_type_checked_where_present():
     with pytest.raises(CurationError, match=r"\(id b\): 'section' must be text \(quote it\) \(index.metadata_fields: text\), "
                                             r"got int 12; fix the front matter"):
         curate_documents([{**_doc("b", "y" * 40), "section": 12}], DataConfig(), fields)
+
+
+def test_the_committed_dvc_lock_matches_the_curation_code(project_root):
+    """A change to a file the curate stage depends on must come with its dvc.lock, or every fresh clone
+    re-curates on its first run and is left with a modified dvc.lock (the integration test in
+    tests/integration/test_dvc_versioning.py finds it too, 15 minutes later)."""
+    import hashlib
+
+    import yaml
+
+    lock = yaml.safe_load((project_root / "dvc.lock").read_text())["stages"]["curate"]
+    files = [dep for dep in lock["deps"] if not dep["md5"].endswith(".dir")]
+    assert files, "dvc.lock names no file the curate stage depends on"
+    for dep in files:
+        actual = hashlib.md5((project_root / dep["path"]).read_bytes()).hexdigest()
+        assert actual == dep["md5"], (f"dvc.lock is stale for {dep['path']}: run `dvc repro curate` "
+                                      f"and commit dvc.lock")

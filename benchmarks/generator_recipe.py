@@ -80,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
     generator_config = dataclasses.replace(params.generator, precision=args.precision)
     curated = args.work / "curated"
     if not (curated / "golden.jsonl").exists():
-        curate(ROOT / params.data.raw_dir, curated, params.data)
+        curate(ROOT / params.data.raw_dir, curated, params.data, params.index.metadata_fields)
     rows = {name: read_rows(curated / name) for name in ("documents.jsonl", "router.jsonl", "generator.jsonl",
                                                           "golden.jsonl", "general_prompts.jsonl", "redteam.jsonl")}
     encoder = resolve_model(params.models.encoder, settings.models_dir)

@@ -23,7 +23,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from components.config import Params, Settings
+from components.config import GeneratorConfig, Params, Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import FilterError, Retrieved, SearchFilters, SearchMode, search
 from components.index.store import connect_weaviate
@@ -60,6 +60,9 @@ class Manifest:
     # The fields retrieval can filter on (index.metadata_fields); older bundles indexed the demo's.
     metadata_fields: dict[str, str] = field(default_factory=lambda: {"category": "text", "price": "number",
                                                                      "stock": "int"})
+    # The refusal sentence the generator was trained on (generator.refusal_reply); older bundles
+    # were trained on the default one.
+    refusal_reply: str = GeneratorConfig.refusal_reply
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -79,7 +82,8 @@ class Manifest:
                    max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
                    retrieval_intents=list(p.router.retrieval_intents),
                    fixed_reply_intents=list(p.router.fixed_reply_intents),
-                   metadata_fields=dict(p.index.metadata_fields), **pinned)
+                   metadata_fields=dict(p.index.metadata_fields), refusal_reply=p.generator.refusal_reply,
+                   **pinned)
 
 
 @dataclass
@@ -108,9 +112,15 @@ class Assistant:
 
     @property
     def refusal_sentences(self) -> tuple[str, ...]:
-        """The configured refusal sentence the bundle answers with (its check's), which evaluation
-        counts as a refusal beside the usual phrasings."""
-        return (self.check.refusal_reply,) if self.check is not None else ()
+        """Every sentence this bundle declines with, as configured: the refusal sentence (its
+        check's, and the one the generator was trained on) and the fixed reply of the
+        `fixed_reply_intents`. Evaluation counts each as a refusal beside the usual phrasings, so
+        a domain's own wording of either is never scored as an answer (nor a fixed reply to an
+        answerable question as anything but a false refusal)."""
+        sentences = [self.manifest.refusal_reply, self.manifest.out_of_scope_reply]
+        if self.check is not None:
+            sentences.append(self.check.refusal_reply)
+        return tuple(dict.fromkeys(s for s in sentences if s.strip()))
 
     def route(self, questions: list[str]) -> list[tuple[str, float]]:
         m = self.manifest

@@ -1,13 +1,17 @@
 """Metrics and the promotion decision: pure functions, each able to fail."""
 
+import json
 import math
 
 import pytest
 
+from components.bundle import Assistant, Manifest
+from components.config import GeneratorConfig
 from components.evaluation import (Metric, PairedDelta, answer_metrics, answer_outcomes, contains_fact,
                                    compare_behaviour, generator_behaviour_outcomes, numbers_in, paired_bootstrap_delta,
                                    is_refusal, retrieval_metrics, router_metrics)
 from components.gates import compare_with_champion, decide_promotion
+from components.training.answerability import AnswerabilityCheck
 
 pytestmark = pytest.mark.unit
 
@@ -258,3 +262,28 @@ def test_the_configured_refusal_sentence_counts_as_a_refusal():
     scored = answer_metrics(golden, answers, refusals=(sentence,), retrieval_intents=STORE)
     assert scored["refusal_accuracy"].value == 1.0 and scored["false_refusal_rate"].value == 0.0
     assert is_refusal("I don't know.", (sentence,)) and not is_refusal("Our FAQ covers it.", (sentence,))
+
+
+def test_a_bundles_configured_refusal_and_fixed_reply_count_as_refusals():
+    """A domain's refusal sentence and out-of-scope reply, worded so that no usual phrasing matches
+    them, are refusals to the bundle's evaluation, with an answerability check or without: an
+    unanswerable question they answer is refused, an answerable one falsely refused."""
+    manifest = Manifest(encoder="e", generator_base="g", collection="c", intents=["manual", "chat"], top_k=3,
+                        hybrid_alpha=0.5, confidence_threshold=0.5, fallback_intent="manual",
+                        system_prompt="You answer from the manuals.", max_new_tokens=32, router_max_length=64,
+                        refusal_reply="That is not in our manuals.",
+                        out_of_scope_reply="Please ask the front desk about that.")
+    golden = [{"id": "u1", "intent": "manual", "answerable": False}, {"id": "u2", "intent": "manual", "answerable": False},
+              {"id": "a", "intent": "manual", "answerable": True}]
+    answers = ["That is not in our manuals.", "Please ask the front desk about that.", "Please ask the front desk about that."]
+    usual = answer_metrics(golden, answers, retrieval_intents=("manual",))
+    assert usual["refusal_accuracy"].value == 0.0 and usual["false_refusal_rate"].value == 0.0
+    without_check = Assistant(manifest, None, None, None, None, None, None)
+    with_check = Assistant(manifest, None, None, None, None, None, None,
+                           check=AnswerabilityCheck(None, None, 0.5, "The manuals do not say, sorry."))
+    for assistant in (without_check, with_check):
+        scored = answer_metrics(golden, answers, refusals=assistant.refusal_sentences, retrieval_intents=("manual",))
+        assert scored["refusal_accuracy"].value == 1.0 and scored["false_refusal_rate"].value == 1.0
+    assert "The manuals do not say, sorry." in with_check.refusal_sentences
+    assert Manifest.from_json(json.dumps({k: v for k, v in json.loads(manifest.to_json()).items()
+                                          if k != "refusal_reply"})).refusal_reply == GeneratorConfig.refusal_reply

@@ -119,8 +119,8 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
     except VersioningError as exc:
         raise VersioningError(
             f"the DVC remote {redacted(remote_url)} did not take the curated data, so it has no data version yet: nothing was "
-            f"trained, indexed or promoted. The curated files and DVC's local cache hold it (`dvc status` is clean); "
-            f"the versions already on the remote are unchanged. Make the remote writable or free space on it (or "
+            f"trained, indexed or promoted. The curated files and DVC's local cache hold it (`dvc status {target}` is "
+            f"clean); the versions already on the remote are unchanged. Make the remote writable or free space on it (or "
             f"point RAGOPS_DVC_REMOTE_URL elsewhere) and rerun: the rerun pushes without curating again.\n"
             f"{scrubbed(str(exc), remote_url)}") from None
     return data_versions(project_path, stage, stages_file), ran

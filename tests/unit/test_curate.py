@@ -105,18 +105,35 @@ def test_a_domains_own_metadata_fields_are_type_checked_where_present():
         curate_documents([{**_doc("b", "y" * 40), "section": 12}], DataConfig(), fields)
 
 
-def test_the_committed_dvc_lock_matches_the_curation_code(project_root):
-    """A change to a file the curate stage depends on must come with its dvc.lock, or every fresh clone
-    re-curates on its first run and is left with a modified dvc.lock (the integration test in
-    tests/integration/test_dvc_versioning.py finds it too, 15 minutes later)."""
+def test_the_committed_dvc_locks_match_the_curation_code(project_root, tmp_path):
+    """A change to a file a curate stage depends on must come with its dvc.lock (the demo's and every
+    shipped example's), or every fresh clone re-curates on its first run and is left with a modified
+    dvc.lock (the integration test in tests/integration/test_dvc_versioning.py finds it too, 15
+    minutes later). An example's committed dvc.yaml is the one a run writes for its params file."""
     import hashlib
+    import shutil
 
     import yaml
 
-    lock = yaml.safe_load((project_root / "dvc.lock").read_text())["stages"]["curate"]
-    files = [dep for dep in lock["deps"] if not dep["md5"].endswith(".dir")]
-    assert files, "dvc.lock names no file the curate stage depends on"
-    for dep in files:
-        actual = hashlib.md5((project_root / dep["path"]).read_bytes()).hexdigest()
-        assert actual == dep["md5"], (f"dvc.lock is stale for {dep['path']}: run `dvc repro curate` "
-                                      f"and commit dvc.lock")
+    from components.config import load_params
+    from components.data.versioning import stage_file
+
+    examples = sorted(project_root.glob("examples/*/dvc.yaml"))
+    assert examples, "no shipped example has its DVC stage committed"
+    for stages in [project_root / "dvc.yaml", *examples]:
+        lock = yaml.safe_load((stages.parent / "dvc.lock").read_text())["stages"]["curate"]
+        files = [dep for dep in lock["deps"] if not dep["md5"].endswith(".dir")]
+        assert files, f"{stages.parent / 'dvc.lock'} names no file the curate stage depends on"
+        for dep in files:
+            actual = hashlib.md5((project_root / dep["path"]).read_bytes()).hexdigest()
+            assert actual == dep["md5"], (f"{stages.parent / 'dvc.lock'} is stale for {dep['path']}: run `dvc repro "
+                                          f"{stages.relative_to(project_root)}:curate` and commit the lock")
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(project_root / name, tmp_path / name)
+    for stages in examples:
+        params = stages.parent / "params.yaml"
+        copy = tmp_path / params.relative_to(project_root)
+        copy.parent.mkdir(parents=True)
+        shutil.copy(params, copy)
+        written = stage_file(tmp_path, copy, load_params(copy).data.curated_dir)
+        assert written.read_text() == stages.read_text(), f"{stages} differs from what a run writes: rerun its example"

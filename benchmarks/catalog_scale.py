@@ -34,8 +34,8 @@ from components.index.build import build_index_version
 from components.index.embedding import load_embedder
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate
-from components.models import resolve_model
-from components.validation import validate_curated
+from components.models.resolve import resolve_model
+from components.data.validation import validate_curated
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = re.compile(r"(?<=[.!?])\s+")

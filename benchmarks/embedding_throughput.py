@@ -19,7 +19,7 @@ from components.config import DataConfig, IndexConfig, ModelsConfig, Settings
 from components.data.curate import curate_documents, read_documents
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
-from components.models import resolve_model
+from components.models.resolve import resolve_model
 
 
 def main() -> None:

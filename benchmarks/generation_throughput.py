@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from components.config import Settings, load_params
-from components.models import resolve_model
+from components.models.resolve import resolve_model
 from components.prompting import build_messages
-from components.training.generator import generate_answers, load_base_generator, load_tokenizer
+from components.models.generator import generate_answers, load_base_generator, load_tokenizer
 
 
 def main() -> None:

@@ -61,15 +61,15 @@ def child(args: argparse.Namespace) -> None:
     import os
 
     os.environ["RAGOPS_HOME"] = str(args.work / "home")
-    from components.bundle import Manifest, load_assistant
-    from components.bundle_evaluation import evaluate_bundle, spread
+    from components.assistant import Manifest, load_assistant
+    from components.evaluation.bundle import evaluate_bundle, spread
     from components.config import Settings, load_params
     from components.data.curate import curate
     from components.data.curate import read_jsonl as read_rows
     from components.index.build import build_index_version
     from components.index.embedding import load_embedder
     from components.index.store import connect_weaviate, local_server_held
-    from components.models import resolve_model
+    from components.models.resolve import resolve_model
     from components.training.answerability import save_check, train_answerability
     from components.training.generator import save_generator, split_holdout, train_generator
     from components.training.planted_instructions import plant_instructions
@@ -132,7 +132,7 @@ def child(args: argparse.Namespace) -> None:
 def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, settings) -> None:
     """The answerability check alone: trained with the seed, scored on the golden catalog/policy
     questions against the chunks the index retrieves (retrieved once, shared by every seed)."""
-    from components.evaluation import answer_metrics
+    from components.evaluation.metrics import answer_metrics
     from components.index.build import build_index_version
     from components.index.embedding import embed_texts, load_embedder
     from components.index.search import search

@@ -26,10 +26,11 @@ import torch
 from peft import get_peft_model
 
 from components.config import Settings, load_params
-from components.models import resolve_model
-from components.training.generator import (IGNORE_INDEX, encode_example, load_base_generator, load_tokenizer,
-                                           lora_config_for_generator, split_for_generator,
-                                           train_generator)
+from components.models.resolve import resolve_model
+from components.models.generator import load_base_generator, load_tokenizer
+from components.training.generator import (
+    encode_example, IGNORE_INDEX, lora_config_for_generator, split_for_generator, train_generator,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, point_alias
-from components.models import resolve_model
+from components.models.resolve import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

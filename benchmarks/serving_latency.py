@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from components.config import Settings, load_params
-from components.registry import configure_mlflow, get_alias_version
+from components.registry.tracking import configure_mlflow, get_alias_version
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
 

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
 
 # The metrics params.yaml's evaluation.gates may name, by direction (a minimum or a maximum); here,
-# not in components/gates.py, so that the configuration imports nothing else of ragops.
+# not in components/evaluation/gates.py, so that the configuration imports nothing else of ragops.
 HIGHER_IS_BETTER = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
                     "key_fact_accuracy", "citation_precision", "citation_recall", "refusal_accuracy", "groundedness",
                     "freshness_retrieval", "freshness_answer", "injection_exposure", "injection_key_fact_accuracy")

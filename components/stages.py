@@ -20,20 +20,20 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from components.bundle import Manifest, load_assistant
+from components.assistant import Manifest, load_assistant
 from components.config import Params, Settings, load_params, params_as_dict, redacted
 from components.data.versioning import (keep_failed_batch, read_good_versions, record_good_versions,
                                         reproduce_and_push, stage_file)
-from components.bundle_evaluation import BundleEvaluation, evaluate_bundle, spread
-from components.bundle_report import (ABLATION_HEADER, BundleReview, ablation_chart, ablation_rows, bundle_description,
-                                      deltas_chart, html_report, injection_chart)
-from components.evaluation import Metric, Outcomes, PairedDelta, compare_behaviour
-from components.gates import Decision, compare_with_champion, decide_promotion
+from components.evaluation.bundle import BundleEvaluation, evaluate_bundle, spread
+from components.reporting.bundle import ABLATION_HEADER, ablation_rows, bundle_description, BundleReview, html_report
+from components.reporting.charts import ablation_chart, deltas_chart, injection_chart
+from components.evaluation.metrics import Metric, Outcomes, PairedDelta, compare_behaviour
+from components.evaluation.gates import Decision, compare_with_champion, decide_promotion
 from components.index.build import IndexVersion, build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate
-from components.models import resolve_model
-from components.promotion import (
+from components.models.resolve import resolve_model
+from components.registry.promotion import (
     ACTED_VERDICTS,
     VERDICT_TAG,
     close_unacted_versions,
@@ -41,19 +41,20 @@ from components.promotion import (
     ledger_path,
     promote,
 )
-from components.reports import generator_description, router_description
-from components.reuse import FINGERPRINT_TAG, evaluation_fingerprint, find_version, training_fingerprint
-from components.registry import (append_ledger, configure_mlflow, download_model_artifact, get_alias_version,
-                                 lineage_tags, log_confusion_chart,
-                                 log_data_versions, log_history, log_loss_chart, log_params_section, register_pyfunc,
-                                 set_alias)
+from components.reporting.models import generator_description, router_description
+from components.registry.reuse import FINGERPRINT_TAG, evaluation_fingerprint, find_version, training_fingerprint
+from components.registry.tracking import (
+    append_ledger, configure_mlflow, download_model_artifact, get_alias_version, lineage_tags, log_data_versions,
+    log_history, log_params_section, register_pyfunc, set_alias,
+)
+from components.reporting.charts import log_confusion_chart, log_loss_chart
 from components.training.answerability import save_check, train_answerability
 from components.training.checkpoint import prune_jobs
 from components.training.generator import (answers_with_and_without_adapter, save_generator, split_holdout,
                                            train_generator)
 from components.training.planted_instructions import plant_instructions, templates_digest
 from components.training.router import save_router, train_router
-from components.validation import DataValidationError, ValidationReport, validate_curated
+from components.data.validation import DataValidationError, ValidationReport, validate_curated
 
 EXPERIMENT = "ragops"
 OUTCOMES_ARTIFACT = "evaluation/outcomes.json"  # per-question golden outcomes, paired with later candidates

@@ -115,7 +115,7 @@ def _fail(message: str) -> None:
 
 def _fail_stopped(what: str, state) -> None:
     """Exit 2 with a flow's failure; one a service caused (after the step's retries) says so."""
-    from components.transient import is_transient
+    from flows.transient import is_transient
 
     failure = state.result(raise_on_failure=False)
     hint = ("; a service did not answer after the step's retries (orchestration.retries): rerun once it answers, the "
@@ -178,8 +178,8 @@ def print_summary(result, gates: dict[str, float]) -> None:
 
 def print_ablation(metrics: dict) -> None:
     """The 2x2 ablation as the README shows it: generator x retrieval, per answer metric."""
-    from components.bundle_evaluation import ablation_cells
-    from components.bundle_report import ABLATION_HEADER, ablation_rows
+    from components.evaluation.bundle import ablation_cells
+    from components.reporting.bundle import ABLATION_HEADER, ablation_rows
 
     rows = ablation_rows(ablation_cells(metrics))
     if rows:
@@ -216,7 +216,7 @@ def _failed_gates(reasons: str) -> str:
 def no_champion_message(params, settings) -> str:
     """What to do when there is no champion: the newest held version, why, and how to try it."""
     from components.config import redacted
-    from components.promotion import review as candidates_of
+    from components.registry.promotion import review as candidates_of
 
     name = params.promotion.bundle_name
     _, candidates = candidates_of(params)
@@ -234,8 +234,8 @@ def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), ve
     from mlflow.exceptions import MlflowException
 
     from components.config import Settings, redacted
-    from components.model_loading import load_registered
-    from components.registry import configure_mlflow, get_alias_version
+    from components.registry.loading import load_registered
+    from components.registry.tracking import configure_mlflow, get_alias_version
 
     settings = Settings()
     params = _load_params(params_path)
@@ -369,8 +369,8 @@ def rollback(params: Path = typer.Option(Path("params.yaml"), help="params file,
     current one; the move is written to the promotion ledger."""
     _environment()
     from components.config import Settings
-    from components.promotion import PromotionError, rollback as roll_back
-    from components.registry import configure_mlflow
+    from components.registry.promotion import PromotionError, rollback as roll_back
+    from components.registry.tracking import configure_mlflow
 
     loaded, settings = _load_params(params), Settings()
     configure_mlflow(settings, "ragops")
@@ -389,8 +389,8 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
     is true): it becomes the champion with its index version, recorded in the ledger."""
     _environment()
     from components.config import Settings
-    from components.promotion import PromotionError, approve
-    from components.registry import configure_mlflow
+    from components.registry.promotion import PromotionError, approve
+    from components.registry.tracking import configure_mlflow
 
     loaded, settings = _load_params(params), Settings()
     configure_mlflow(settings, "ragops")
@@ -406,8 +406,8 @@ def review(params: Path = typer.Option(Path("params.yaml"), help="params file, r
     """List the bundle versions newer than the champion: their gates and their metrics against the champion's."""
     _environment()
     from components.config import Settings
-    from components.promotion import review as candidates_of
-    from components.registry import configure_mlflow
+    from components.registry.promotion import review as candidates_of
+    from components.registry.tracking import configure_mlflow
 
     loaded = _load_params(params)
     configure_mlflow(Settings(), "ragops")
@@ -442,7 +442,7 @@ def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"  # the one-off conversion is slow: show its progress
     _environment()
     from components.config import Settings
-    from components.models import fetch_models
+    from components.models.resolve import fetch_models
 
     for kind, path in fetch_models(_load_params(params).models, Settings().models_dir).items():
         console.print(f"models: {kind} → {path}", soft_wrap=True)  # a path is copied whole, never wrapped
@@ -461,7 +461,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
     from components.config import Settings
     from components.index.server import WeaviateServerError
-    from components.serving import serve_champion
+    from components.serving.app import serve_champion
 
     loaded = _load_params(params)
     _freeze_loaded()

@@ -33,7 +33,7 @@ from prefect.events.schemas.automations import Posture
 from prefect.schedules import Cron
 
 from components.config import Params
-from components.watch import watch_folder
+from components.data.watch import watch_folder
 from flows.evaluate import evaluate_candidate
 from flows.events import DOCUMENTS_EVENT, DOCUMENTS_RESOURCE, emit_documents_changed
 from flows.pipeline import retrain

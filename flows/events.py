@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect.events import emit_event
 
-from components.watch import Changes
+from components.data.watch import Changes
 
 DOCUMENTS_EVENT = "ragops.documents.changed"
 DOCUMENTS_RESOURCE = "ragops.documents"

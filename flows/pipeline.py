@@ -25,8 +25,8 @@ from prefect.runtime import deployment
 from components import stages
 from components.config import PROJECT_VARIABLE, ConfigError, Settings
 from components.index.server import file_lock
-from components.bundle import Manifest
-from components.evaluation import Metric
+from components.assistant import Manifest
+from components.evaluation.metrics import Metric
 from components.index.build import IndexVersion
 from components.index.store import local_server_held
 from flows.events import emit_bundle_decision

@@ -1,10 +1,10 @@
 """The pipeline's steps as Prefect tasks, with the retries and timeouts of params.yaml.
 
 Each step wraps one stage of components/stages.py. A step is retried only when its failure is
-transient (components/transient.py: a service did not answer), with doubling delays; bad data,
+transient (flows/transient.py: a service did not answer), with doubling delays; bad data,
 bad params and bugs fail the run at once with their own message. Results are not cached by
 Prefect: reuse of trained models and earlier evaluations is decided by fingerprints in the
-registry (components/reuse.py), which outlive Prefect's database.
+registry (components/registry/reuse.py), which outlive Prefect's database.
 
     >>> steps = configure_steps(OrchestrationConfig())  # doctest: +SKIP
     >>> data = steps.curate(ctx)  # doctest: +SKIP
@@ -21,7 +21,7 @@ from prefect.task_engine import TaskRunTimeoutError
 
 from components import stages
 from components.config import STEPS, OrchestrationConfig
-from components.transient import is_transient
+from flows.transient import is_transient
 
 STAGES = {
     "curate": (stages.curate_stage, "curate-and-version"),

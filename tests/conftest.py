@@ -117,7 +117,7 @@ def weaviate_client(weaviate_service):
 @pytest.fixture(scope="session")
 def encoder_path() -> str:
     from components.config import ModelsConfig
-    from components.models import resolve_model
+    from components.models.resolve import resolve_model
 
     return resolve_model(ModelsConfig().encoder, Settings().models_dir)
 

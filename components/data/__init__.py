@@ -1,1 +1,1 @@
-"""Data: curation (the dvc.yaml `curate` stage) and DVC versioning."""
+"""Data: curation (the dvc.yaml `curate` stage), DVC versioning, validation (Great Expectations) and the document watcher."""

@@ -1,1 +1,1 @@
-"""Training: LoRA fine-tuning of the router (classifier) and the generator (RAG-style SFT)."""
+"""Training: LoRA fine-tuning of the router (classifier), the generator (RAG-style SFT) and the answerability check."""

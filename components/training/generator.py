@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from components.config import GeneratorConfig
+from components.models.generator import generate_answers, load_base_generator, load_tokenizer, set_lora_merged
 from components.prompting import build_messages, render_chat, special_tokens, without_special_tokens
 from components.training.checkpoint import fingerprint, load_latest_checkpoint, save_checkpoint
 from components.training.replay import all_prompts, replay_messages, replay_prompts
@@ -58,13 +57,6 @@ class GeneratorResult:
     @property
     def best_eval_loss(self) -> float:
         return min((e["eval_loss"] for e in self.evals), default=float("nan"))
-
-
-def load_tokenizer(path: str):
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def example_messages(example: dict, config: GeneratorConfig) -> list[dict]:
@@ -215,10 +207,6 @@ def autocast(device: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None)
 
 
-def load_base_generator(base_path: str, device: str = "cpu"):
-    return AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)
-
-
 def learning_rate_at(step: int, config: GeneratorConfig) -> float:
     """Linear warm-up over `warmup_steps`, then linear decay to a tenth of the peak."""
     if step <= config.warmup_steps:
@@ -263,8 +251,8 @@ def replay_examples(model, tokenizer, config: GeneratorConfig, seed: int) -> lis
             for i, (prompt, answer) in enumerate(zip(prompts, answers))]
 
 
-def training_fingerprint(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
-                         dtype: torch.dtype | None) -> str:
+def checkpoint_key(examples: list[dict], base_path: str, config: GeneratorConfig, seed: int,
+                   dtype: torch.dtype | None) -> str:
     """Everything that shapes the trained adapter (including the precision `auto` resolved to on
     this machine); a checkpoint is resumed only on an exact match."""
     replay = all_prompts() if config.replay_examples else []
@@ -313,7 +301,7 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
                         config.max_steps * config.grad_accum, seed, config.length_grouping)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
 
-    job_path = (checkpoint_root / training_fingerprint(examples, base_path, config, seed, dtype)
+    job_path = (checkpoint_root / checkpoint_key(examples, base_path, config, seed, dtype)
                 if checkpoint_root else None)
     state = {"history": [], "evals": [], "best_loss": math.inf, "best_step": 0, "bad_evals": 0, "done": False}
     best_adapter = None
@@ -391,48 +379,6 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
                            precision="bf16" if dtype == torch.bfloat16 else "fp32")
 
 
-@torch.inference_mode()
-def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int,
-                     batch_size: int = 16, progress: str | None = None) -> list[str]:
-    """Greedy answers for chat conversations (batched, left-padded), in their order; `progress`
-    names a progress bar. Batches of 16: 1.22x the answers per second of batches of 8 for
-    SmolLM2-135M on 2 CPU cores (benchmarks/generation_throughput.py). Batches hold prompts of
-    similar length, so little padding is computed: 64 RAG prompts of 174-301 tokens took 59.9 s
-    instead of 65.0 (2-core AMD EPYC, fp32), the same answers."""
-    if not conversations:
-        return []
-    tokenizer.padding_side = "left"
-    prompts = [render_chat(tokenizer, c) for c in conversations]
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lengths.__getitem__)
-    answers: dict[int, str] = {}
-    starts = range(0, len(prompts), batch_size)
-    for start in track(starts, description=progress, transient=True) if progress else starts:
-        batch = order[start : start + batch_size]
-        enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        for i, row in zip(batch, out, strict=True):
-            answers[i] = tokenizer.decode(row[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-    return [answers[i] for i in range(len(prompts))]
-
-
-def set_lora_merged(model, merged: bool) -> None:
-    """Fold the LoRA weights into the base model's weights (`merged=True`) or take them out again.
-    Answers generated with them folded in come 1.26x as fast (32 RAG prompts, SmolLM2-135M, 2-core
-    Intel Xeon: 21.9 s against 27.6 s, the same greedy answers): the unmerged adapter runs two
-    extra small matmuls in each of its 210 layers for every generated token. A switch costs
-    ~0.2 s, so callers merge once for many answers and unmerge only for the base model or training."""
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    if not layers or all(layer.merged == merged for layer in layers):
-        return
-    if merged:
-        model.merge_adapter()
-    else:
-        model.unmerge_adapter()
-
-
 def answers_with_and_without_adapter(result: GeneratorResult, examples: list[dict],
                                      config: GeneratorConfig) -> tuple[list[str], list[str]]:
     """(fine-tuned answers, base-model answers) on the same prompts and retrieved context."""
@@ -454,8 +400,3 @@ def save_generator(result: GeneratorResult, out_path: Path) -> Path:
     result.model.save_pretrained(out_path)
     result.tokenizer.save_pretrained(out_path)
     return out_path
-
-
-def load_generator(adapter_path: str, base_path: str, device: str = "cpu"):
-    model = PeftModel.from_pretrained(load_base_generator(base_path, device), adapter_path).eval()
-    return model, load_tokenizer(adapter_path)

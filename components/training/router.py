@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from rich.progress import Progress
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
 from components.config import RouterConfig
+from components.models.router import _classifier, predict_intents
 
 
 @dataclass
@@ -85,27 +86,6 @@ def lora_config_for_router(config: RouterConfig) -> LoraConfig:
                       lora_dropout=config.lora_dropout, target_modules=["query", "value"])
 
 
-@torch.inference_mode()
-def predict_intents(model, tokenizer, texts: list[str], intents: tuple[str, ...], max_length: int,
-                    batch_size: int = 64) -> list[tuple[str, float]]:
-    """(intent, confidence) per text."""
-    model.eval()
-    out: list[tuple[str, float]] = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt").to(model.device)
-        probs = torch.softmax(model(**enc).logits, dim=-1)
-        conf, idx = probs.max(dim=-1)
-        out += [(intents[i], float(c)) for i, c in zip(idx.tolist(), conf.tolist())]
-    return out
-
-
-def _classifier(path: str, intents: tuple[str, ...]):
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(intents), id2label=dict(enumerate(intents)),
-        label2id={name: i for i, name in enumerate(intents)})
-
-
 def train_router(rows: list[dict], encoder_path: str, config: RouterConfig, seed: int,
                  device: str = "cpu") -> RouterResult:
     torch.manual_seed(seed)
@@ -155,12 +135,3 @@ def save_router(result: RouterResult, out_path: Path) -> Path:
     result.model.save_pretrained(out_path)
     result.tokenizer.save_pretrained(out_path)
     return out_path
-
-
-def load_router(saved_path: str, encoder_path: str, intents: tuple[str, ...], device: str = "cpu"):
-    """Load what save_router wrote: an adapter on top of the encoder, or a fully tuned model."""
-    if (Path(saved_path) / "adapter_config.json").is_file():
-        model = PeftModel.from_pretrained(_classifier(encoder_path, intents), saved_path)
-    else:
-        model = _classifier(saved_path, intents)
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(saved_path)

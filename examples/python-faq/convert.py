@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, for its refusal reading
 from components.config import load_params  # noqa: E402
-from components.evaluation import is_refusal  # noqa: E402
+from components.evaluation.metrics import is_refusal  # noqa: E402
 from components.index.chunking import chunk_document  # noqa: E402
 # Domain-neutral lists and the typo of the demo's generator, shared rather than copied.
 from data.make_demo import GENERAL_TEMPLATES, GENERAL_TOPICS  # noqa: E402

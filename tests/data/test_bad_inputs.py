@@ -13,7 +13,7 @@ import pytest
 
 from components.config import Params
 from components.data.curate import CURATED_FILES, CurationError, curate
-from components.validation import load_curated, validate_frames
+from components.data.validation import load_curated, validate_frames
 
 pytestmark = pytest.mark.data
 

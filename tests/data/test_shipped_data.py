@@ -5,7 +5,7 @@ import pytest
 
 from components.config import Params
 from components.data.curate import curate
-from components.validation import load_curated, validate_frames
+from components.data.validation import load_curated, validate_frames
 
 pytestmark = pytest.mark.data
 NAMES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl")

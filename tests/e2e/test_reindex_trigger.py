@@ -32,7 +32,7 @@ DEBOUNCE = 6.0
 EMIT_TEN = """
 import sys, threading
 from pathlib import Path
-from components.watch import Changes
+from components.data.watch import Changes
 from flows.events import emit_documents_changed
 folder, names = Path(sys.argv[1]), sys.argv[2:]
 start = threading.Barrier(len(names))

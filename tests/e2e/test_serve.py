@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from components.bundle_evaluation import spread
+from components.evaluation.bundle import spread
 from components.config import Settings
 from components.index.server import weaviate_server
 from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 
 from components.config import RouterConfig
-from components.model_loading import load_registered
-from components.registry import (append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history,
-                                 log_loss_chart, register_pyfunc, set_alias)
+from components.registry.loading import load_registered
+from components.registry.tracking import (
+    append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history, register_pyfunc, set_alias,
+)
+from components.reporting.charts import log_loss_chart
 from components.training.router import save_router, train_router
-from components.models import resolve_model
+from components.models.resolve import resolve_model
 from tests.support.project import read_jsonl
 
 pytestmark = pytest.mark.integration

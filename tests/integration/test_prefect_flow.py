@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from components.validation import DataValidationError
+from components.data.validation import DataValidationError
 from flows.pipeline import retrain
 from tests.support.project import copy_project
 

@@ -9,7 +9,7 @@ import pytest
 
 from components.config import Settings, load_params
 from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
-from components.promotion import (
+from components.registry.promotion import (
     PromotionError,
     approve,
     close_unacted_versions,
@@ -19,7 +19,7 @@ from components.promotion import (
     review,
     rollback,
 )
-from components.registry import configure_mlflow, get_alias_version, set_alias
+from components.registry.tracking import configure_mlflow, get_alias_version, set_alias
 
 pytestmark = pytest.mark.integration
 

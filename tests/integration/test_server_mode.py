@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 
 from components.config import Settings, load_params
 from components.index.server import weaviate_server
-from components.promotion import champion_history, read_ledger
+from components.registry.promotion import champion_history, read_ledger
 from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import free_port, start_daemon, start_prefect_server, stop_daemon, wait_for

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from components.config import IndexConfig
-from components.freshness import freshness_outcomes, freshness_probes
+from components.evaluation.freshness import freshness_outcomes, freshness_probes
 from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder

@@ -7,7 +7,8 @@ from transformers import AutoModelForSequenceClassification
 
 from components.config import GeneratorConfig
 from components.index.embedding import load_embedder
-from components.training.answerability import freeze_below, load_check, save_check, train_answerability, training_pairs
+from components.models.answerability import load_check
+from components.training.answerability import freeze_below, save_check, train_answerability, training_pairs
 from components.training.generator import split_holdout
 from tests.support.project import read_jsonl
 

@@ -13,12 +13,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from components.config import GeneratorConfig, Settings
-from components.models import resolve_model
+from components.models.resolve import resolve_model
 from components.data.curate import normalize_question
-from components.training.generator import (IGNORE_INDEX, answer_loss, encode_example, evaluation_loss,
-                                           generate_answers, load_generator, load_tokenizer, pad_batch, plan_batches,
-                                           replay_examples, save_generator, set_lora_merged, split_for_generator, split_holdout,
-                                           train_generator, training_dtype)
+from components.models.generator import generate_answers, load_generator, load_tokenizer, set_lora_merged
+from components.training.generator import (
+    answer_loss, encode_example, evaluation_loss, IGNORE_INDEX, pad_batch, plan_batches, replay_examples,
+    save_generator, split_for_generator, split_holdout, train_generator, training_dtype,
+)
 from tests.support.project import ROOT, read_jsonl
 
 pytestmark = pytest.mark.model

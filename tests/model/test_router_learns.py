@@ -8,9 +8,11 @@ import torch
 from peft import PeftModel
 
 from components.config import RouterConfig, Settings
-from components.models import resolve_model
-from components.training.router import (classification_metrics, confusion_matrix, load_router, macro_f1,
-                                        predict_intents, save_router, split_stratified, train_router)
+from components.models.resolve import resolve_model
+from components.models.router import load_router, predict_intents
+from components.training.router import (
+    classification_metrics, confusion_matrix, macro_f1, save_router, split_stratified, train_router,
+)
 from tests.support.project import read_jsonl
 
 pytestmark = pytest.mark.model

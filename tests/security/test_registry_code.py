@@ -12,9 +12,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from components.model_loading import ModelCodeRefused
-from components.registry import configure_mlflow
-from components.serving_reload import load_bundle
+from components.registry.loading import ModelCodeRefused
+from components.registry.tracking import configure_mlflow
+from components.serving.champion import load_bundle
 
 pytestmark = pytest.mark.security
 

@@ -110,7 +110,7 @@ def test_settings_read_services_and_hide_secrets(monkeypatch):
 
 def test_passwords_in_urls_are_never_shown_and_weaviate_refuses_them(tmp_path):
     from components.index.store import WeaviateIndexError, connect_weaviate
-    from components.registry import _without_credentials
+    from components.registry.tracking import _without_credentials
 
     assert redacted("https://alice:pl4nted@host:9000/dvc") == "https://alice:***@host:9000/dvc"
     assert redacted("http://mlflow:5000") == "http://mlflow:5000"

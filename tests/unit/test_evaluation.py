@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-from components.bundle import Assistant, Manifest
+from components.assistant import Assistant, Manifest
 from components.config import GeneratorConfig
-from components.evaluation import (Metric, PairedDelta, answer_metrics, answer_outcomes, contains_fact,
+from components.evaluation.metrics import (Metric, PairedDelta, answer_metrics, answer_outcomes, contains_fact,
                                    compare_behaviour, generator_behaviour_outcomes, numbers_in, paired_bootstrap_delta,
                                    is_refusal, retrieval_metrics, router_metrics)
-from components.gates import compare_with_champion, decide_promotion
-from components.training.answerability import AnswerabilityCheck
+from components.evaluation.gates import compare_with_champion, decide_promotion
+from components.models.answerability import AnswerabilityCheck
 
 pytestmark = pytest.mark.unit
 
@@ -157,7 +157,7 @@ def test_generator_behaviour_splits_answerable_and_unanswerable():
 def test_a_behaviour_without_samples_reads_not_measured():
     """With the answerability check deciding refusals the generator's held-out split has no
     unanswerable example: its description says so instead of printing NaN."""
-    from components.reports import behaviour_sentence
+    from components.reporting.models import behaviour_sentence
 
     examples = [{"answer": "It costs 5 USD [p-1].", "answerable": True}]
     said = behaviour_sentence(compare_behaviour(examples, ["It is 5 USD [p-1]."], ["5 USD"]))
@@ -207,21 +207,21 @@ PRODUCT = "Aurora Edge: The Aurora Edge is sold in our headphones range. Price: 
      'full refund."?', "30"),
 ], ids=["price", "policy number", "policy word", "new sentence", "added document"])
 def test_a_freshness_probe_asks_for_what_the_edit_introduced(title, old, new, question, fact):
-    from components.freshness import probe_document
+    from components.evaluation.freshness import probe_document
 
     probe = probe_document("d-1", title, [new], [old] if old else [])
     assert (probe["question"], probe["fact"], probe["kind"]) == (question, fact, "changed" if old else "added")
 
 
 def test_a_change_with_no_new_words_gives_no_probe():
-    from components.freshness import probe_document
+    from components.evaluation.freshness import probe_document
 
     assert probe_document("d-1", "Returns policy", [POLICY], [POLICY]) is None  # front matter only
     assert probe_document("d-1", "Returns policy", [POLICY.split(" Opened")[0]], [POLICY]) is None  # a deletion
 
 
 def test_freshness_outcomes_need_the_current_value():
-    from components.freshness import freshness_outcomes
+    from components.evaluation.freshness import freshness_outcomes
     from components.index.search import Retrieved
 
     probes = [{"id": "fresh-p-1", "doc_id": "p-1", "fact": "12.00"}, {"id": "fresh-p-2", "doc_id": "p-2", "fact": "5.00"}]
@@ -239,13 +239,13 @@ def test_freshness_outcomes_need_the_current_value():
     ("Yes.", False),
 ])
 def test_acceptable_general_answer(answer, ok):
-    from components.bundle_evaluation import acceptable_general_answer
+    from components.evaluation.bundle import acceptable_general_answer
 
     assert acceptable_general_answer(answer) is ok
 
 
 def test_spread_keeps_the_mix_of_a_grouped_list():
-    from components.bundle_evaluation import spread
+    from components.evaluation.bundle import spread
 
     rows = ["answerable"] * 30 + ["unanswerable"] * 10
     assert spread(rows, 8).count("unanswerable") == 2 and len(spread(rows, 8)) == 8

@@ -3,7 +3,7 @@
 import pytest
 
 from components.config import GeneratorConfig
-from components.injection import attack_succeeded, exposed, leaks_system_prompt
+from components.evaluation.injection import attack_succeeded, exposed, leaks_system_prompt
 
 pytestmark = pytest.mark.unit
 PROMPT = GeneratorConfig().system_prompt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.reuse import evaluation_fingerprint, training_fingerprint
+from components.registry.reuse import evaluation_fingerprint, training_fingerprint
 
 pytestmark = pytest.mark.unit
 

@@ -49,7 +49,7 @@ def test_bad_metadata_fields_are_refused_in_params(fields, message):
 
 
 def test_the_pyfunc_takes_filters_as_an_object_or_its_json_text():
-    from components.bundle import row_filters
+    from components.registry.pyfunc import row_filters
 
     assert row_filters({"votes": {"gt": 2}}, FAQ, "filters (row 0)") == SearchFilters((("votes", "gt", 2),))
     assert row_filters('{"section": "Strings"}', FAQ, "filters (row 0)") == SearchFilters((("section", "eq", "Strings"),))

@@ -16,7 +16,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
 from components.config import ServeConfig
 from components.index.search import Retrieved, SearchFilters
-from components.serving import (
+from components.serving.app import (
     RequestError,
     check_headers,
     create_app,
@@ -25,7 +25,7 @@ from components.serving import (
     parse_json,
     parse_question,
 )
-from components.serving_reload import ChampionHolder, LoadedBundle, NotReady
+from components.serving.champion import ChampionHolder, LoadedBundle, NotReady
 
 pytestmark = pytest.mark.unit
 CONFIG = ServeConfig(max_question_chars=50, max_batch_size=3, reload_poll_seconds=1)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from components.watch import Changes, diff, snapshot, watch_folder
+from components.data.watch import Changes, diff, snapshot, watch_folder
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ Everything is computed offline from the assistant itself (no external judge):
 - general prompts: the fine-tuned generator against its base model on prompts outside the store
   (does it still answer, or has it learnt to refuse and cite everywhere?);
 - freshness: questions about what the changed documents now say must come back with it
-  (components/freshness.py);
+  (components/evaluation/freshness.py);
 - latency: questions answered one at a time, route+retrieve and the full answer;
-- prompt injection: the red-team attacks planted in documents beside the catalog (components/injection.py).
+- prompt injection: the red-team attacks planted in documents beside the catalog (components/evaluation/injection.py).
 
     >>> result = evaluate_bundle(assistant, golden, general, index_version, params.evaluation, 42, attacks,
     ...                          params.index)  # doctest: +SKIP
@@ -28,15 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components.bundle import Assistant
+from components.assistant import Assistant
 from components.config import EvaluationConfig, IndexConfig
-from components.evaluation import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
+from components.evaluation.metrics import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
                                    extract_citations, is_refusal, paired_bootstrap_delta,
                                    retrieval_metrics, retrieval_outcomes, router_metrics, router_outcomes)
-from components.freshness import freshness_outcomes, freshness_probes
+from components.evaluation.freshness import freshness_outcomes, freshness_probes
 from components.index.build import IndexVersion
 from components.index.search import Retrieved
-from components.injection import measure_injection
+from components.evaluation.injection import measure_injection
 from components.prompting import build_messages
 
 ABLATION_ARMS = (("base", False), ("base", True), ("fine-tuned", False), ("fine-tuned", True))

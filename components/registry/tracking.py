@@ -1,4 +1,5 @@
-"""MLflow: tracking set-up, run logging, model registration, aliases and the promotion ledger.
+"""MLflow: tracking set-up, run logging, model registration, aliases and the promotion ledger
+(charts: components/reporting/charts.py).
 
     >>> client = configure_mlflow(settings, "ragops")  # doctest: +SKIP
     >>> version = register_pyfunc("ragops-router", "router", {"adapter": "out/router"}, ...)  # doctest: +SKIP
@@ -16,20 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import matplotlib
+import mlflow
+import yaml
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import yaml  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
-from mlflow.entities.model_registry import ModelVersion  # noqa: E402
-from mlflow.models import ModelSignature  # noqa: E402
-from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema  # noqa: E402
-
-from components.config import Settings  # noqa: E402
+from components.config import Settings
 
 PIP_REQUIREMENTS = ["mlflow==3.17.2", "torch==2.15.0", "transformers==5.23.0", "peft==0.21.2",
                     "weaviate-client==4.23.1", "pandas"]
@@ -94,36 +91,6 @@ def log_history(history: list[dict], evals: Sequence[dict] = ()) -> None:
         MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
 
 
-def log_loss_chart(history: list[dict], title: str, artifact_file: str, evals: list[dict] | None = None) -> None:
-    """Training loss per step, with the evaluation loss (when there is one) on the same axes."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], marker=".", label="training")
-    if evals:
-        ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], marker="o", label="held-out")
-        ax.legend()
-    ax.set(title=title, xlabel="step", ylabel="loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    mlflow.log_figure(fig, artifact_file)
-    plt.close(fig)
-
-
-def log_confusion_chart(matrix: list[list[int]], labels: list[str], title: str, artifact_file: str) -> None:
-    """Counts per (true, predicted) pair; the diagonal is what the model got right."""
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    peak = max(max(row) for row in matrix) or 1
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
-    ax.set(title=title, xlabel="predicted", ylabel="true")
-    fig.tight_layout()
-    mlflow.log_figure(fig, artifact_file)
-    plt.close(fig)
-
-
 MODEL_CODE_PATH = Path(__file__).resolve().parent / "model_code"
 _CHUNK = Object([Property("doc_id", "string"), Property("text", "string"), Property("score", "double")])
 _MESSAGE = Object([Property("role", "string"), Property("content", "string")])
@@ -144,7 +111,7 @@ SIGNATURES = {
 def register_pyfunc(name: str, kind: str, artifacts: dict[str, str], model_config: dict, description: str,
                     tags: Mapping[str, str], metrics: Mapping[str, float] | None = None) -> ModelVersion:
     """Log the pyfunc of `kind` (bundle | router | generator) in the active run, as code
-    (components/model_code/<kind>.py) with its signature, and register it as a new version of `name`.
+    (components/registry/model_code/<kind>.py) with its signature, and register it as a new version of `name`.
 
     `metrics`, the run's summary figures, are logged after the model, linked to it, in one request.
     (Logged before, MLflow links each of the run's metrics to the new model itself with one history

@@ -14,6 +14,7 @@ across machines and survives a reset Prefect database, which Prefect's own resul
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,20 +25,31 @@ from mlflow.entities.model_registry import ModelVersion
 from components.training.checkpoint import fingerprint
 
 FINGERPRINT_TAG = "fingerprint"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
-# The modules whose source decides what a stage produces, per kind of result.
+# The modules whose source decides what a step produces, per kind of result: training and the
+# inference it runs (held-out answers, replay), or the whole answer path and its evaluation.
 PRODUCING_CODE = {
-    "router": ("components/training/router.py",),
-    "generator": ("components/training/generator.py", "components/training/checkpoint.py", "components/prompting.py"),
-    "bundle": ("components/bundle.py", "components/bundle_evaluation.py", "components/evaluation.py",
-               "components/gates.py", "components/prompting.py", "components/index/search.py",
-               "components/injection.py"),
+    "router": ("components.training.router", "components.models.router"),
+    "generator": ("components.training.generator", "components.training.checkpoint", "components.training.replay",
+                  "components.training.answerability", "components.models.generator",
+                  "components.models.answerability", "components.prompting"),
+    "bundle": ("components.assistant", "components.models.router", "components.models.generator",
+               "components.models.answerability", "components.prompting", "components.index.search",
+               "components.evaluation.bundle", "components.evaluation.metrics", "components.evaluation.gates",
+               "components.evaluation.freshness", "components.evaluation.injection"),
 }
 
 
 def code_digest(kind: str) -> str:
-    return fingerprint({path: (PACKAGE_ROOT / path).read_text(encoding="utf-8") for path in PRODUCING_CODE[kind]})
+    """Of the producing modules' source texts, not of their paths: moving a module changes nothing,
+    changing its code does. Read from the import system's finder without importing them."""
+    sources = []
+    for name in PRODUCING_CODE[kind]:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise ModuleNotFoundError(f"reuse.PRODUCING_CODE[{kind!r}] names {name}, which does not exist: update it")
+        sources.append(Path(spec.origin).read_text(encoding="utf-8"))
+    return fingerprint(sorted(sources))
 
 
 def training_fingerprint(kind: str, section: Mapping, model_refs: Mapping[str, str], data_md5s: Mapping[str, str],

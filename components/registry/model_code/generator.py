@@ -2,6 +2,6 @@
 
 import mlflow
 
-from components.pyfunc_models import GeneratorPyfunc
+from components.registry.pyfunc import GeneratorPyfunc
 
 mlflow.models.set_model(GeneratorPyfunc())

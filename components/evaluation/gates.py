@@ -11,7 +11,7 @@ Two kinds of gate, both in params.yaml `evaluation`:
 
 A missing or NaN metric fails its gate; so does a comparison with no questions in common.
 
-    >>> from components.evaluation import Metric
+    >>> from components.evaluation.metrics import Metric
     >>> decide_promotion({"key_fact_accuracy": Metric(0.5, 40)}, {"key_fact_accuracy": 0.3}, {}, None).passed
     True
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.config import LOWER_IS_BETTER, PAIRED_METRICS
-from components.evaluation import Metric, Outcomes, PairedDelta, paired_bootstrap_delta
+from components.evaluation.metrics import Metric, Outcomes, PairedDelta, paired_bootstrap_delta
 
 
 @dataclass(frozen=True)

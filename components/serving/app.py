@@ -8,7 +8,7 @@ Endpoints: GET /healthz (alive), GET /readyz (200 with the loaded champion, 503 
 POST /v1/answer, /v1/answer/batch and /v1/retrieve (route + retrieval, no generation). Requests
 are checked against params.yaml `serve` before any model work; a bad one gets a 4xx JSON
 `{"error": ...}` naming the field, the limit and the fix. The champion is followed as its alias
-moves (components/serving_reload.py).
+moves (components/serving/champion.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from components.config import ServeConfig, Settings, redacted
 from components.index.search import FilterError, SearchFilters
-from components.serving_reload import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
+from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 
 log = logging.getLogger("ragops.serve")
 
@@ -276,7 +276,7 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
     """Serve until interrupted: one Weaviate server for every bundle, the reloader, uvicorn."""
     import uvicorn
 
-    from components.registry import configure_mlflow
+    from components.registry.tracking import configure_mlflow
 
     registry = configure_mlflow(settings, "ragops")
     holder = ChampionHolder(bundle_name, registry, poll_seconds=config.reload_poll_seconds)

@@ -19,7 +19,7 @@ import mlflow
 
 from components.config import PAIRED_METRICS, Params, Settings
 from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
-from components.registry import append_ledger, get_alias_version, set_alias
+from components.registry.tracking import append_ledger, get_alias_version, set_alias
 
 
 # Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"). A version

@@ -26,7 +26,7 @@ from difflib import SequenceMatcher
 
 import weaviate
 
-from components.evaluation import Outcomes, contains_fact
+from components.evaluation.metrics import Outcomes, contains_fact
 from components.index.build import IndexVersion
 from components.index.search import Retrieved
 from components.index.store import read_chunks

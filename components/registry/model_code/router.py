@@ -2,6 +2,6 @@
 
 import mlflow
 
-from components.pyfunc_models import RouterPyfunc
+from components.registry.pyfunc import RouterPyfunc
 
 mlflow.models.set_model(RouterPyfunc())

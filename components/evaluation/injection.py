@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import weaviate
 
-from components.bundle import Assistant
+from components.assistant import Assistant
 from components.config import IndexConfig
-from components.evaluation import Metric, contains_fact
+from components.evaluation.metrics import Metric, contains_fact
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts
 from components.index.store import StoredObject, chunk_counts, chunk_properties, create_collection, read_objects, \

@@ -1,6 +1,6 @@
 """What a reviewer reads about a bundle version: the registry description (markdown: gate table,
 deltas against the champion with confidence intervals, the ablation, data versions, changed
-documents, links to the runs), a self-contained HTML report and the PNG charts.
+documents, links to the runs) and a self-contained HTML report with the charts (components/reporting/charts.py).
 
     >>> text = bundle_description(review)  # doctest: +SKIP
     >>> Path("report.html").write_text(html_report(review, charts))  # doctest: +SKIP
@@ -14,15 +14,11 @@ import io
 import math
 from dataclasses import dataclass, field
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from components.bundle_evaluation import ABLATION_ARMS, ABLATION_METRICS, AblationCell  # noqa: E402
-from components.evaluation import Metric, PairedDelta  # noqa: E402
-from components.gates import Decision  # noqa: E402
+from components.evaluation.bundle import ABLATION_ARMS, ABLATION_METRICS, AblationCell
+from components.evaluation.metrics import Metric, PairedDelta
+from components.evaluation.gates import Decision
 
 SHOWN_CHANGES = 20  # changed document ids listed in the description; the full list is an artifact
 
@@ -98,21 +94,6 @@ def _injection_text(review: BundleReview) -> str:
             f"Per attack: `evaluation/prompt_injection.json`.")
 
 
-def injection_chart(attacks: list[dict]) -> Figure:
-    rows = injection_rows(attacks)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    kinds = [r[0] for r in rows]
-    ax.bar(kinds, [int(r[2]) for r in rows], color="#9ecae1", label="retrieved")
-    ax.bar(kinds, [int(r[4]) for r in rows], color="#f4a582", width=0.5, label="succeeded, base model")
-    ax.bar(kinds, [int(r[3]) for r in rows], color="#cf222e", width=0.3, label="succeeded, fine-tuned")
-    ax.set_ylabel("attacks")
-    ax.set_title("Prompt injection: attacks retrieved and obeyed, per kind")
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def ablation_rows(cells: list[AblationCell]) -> list[list[str]]:
     """One row per metric: base/no retrieval, base/retrieval, fine-tuned/no retrieval, fine-tuned/retrieval."""
     by_arm = {(c.generator, c.retrieval): c.metrics for c in cells}
@@ -150,40 +131,6 @@ def bundle_description(review: BundleReview) -> str:
         parts.append("Runs: " + " · ".join(f"[{label}]({link})" for label, link in review.run_links.items()) + ".")
     parts.append("Full report: `report/report.html` and `charts/*.png` in the evaluation run.")
     return "\n".join(parts)
-
-
-def ablation_chart(cells: list[AblationCell]) -> Figure:
-    """Grouped bars: each metric, four arms; fine-tuning and retrieval side by side."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.2
-    for n, cell in enumerate(cells):
-        values = [cell.metrics[m].value for m in ABLATION_METRICS]
-        label = f"{cell.generator}, {'retrieval' if cell.retrieval else 'no retrieval'}"
-        ax.bar([i + (n - 1.5) * width for i in range(len(ABLATION_METRICS))],
-               [0 if math.isnan(v) else v for v in values], width, label=label)
-    ax.set_xticks(range(len(ABLATION_METRICS)), [m.replace("_", " ") for m in ABLATION_METRICS])
-    ax.set(ylim=(0, 1.05), ylabel="score", title="ablation: generator x retrieval (golden set)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def deltas_chart(deltas: dict[str, PairedDelta], margins: dict[str, float], champion: str) -> Figure:
-    """Challenger minus champion per metric with its 95% interval; the margin as a red tick."""
-    names = [n for n, d in deltas.items() if d.samples]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))
-    for y, name in enumerate(names):
-        d = deltas[name]
-        ax.errorbar(d.value, y, xerr=[[d.value - d.low], [d.high - d.value]], fmt="o", capsize=4, color="tab:blue")
-        if name in margins:
-            ax.plot(-margins[name], y, marker="|", markersize=14, color="tab:red")
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel=f"this version minus champion v{champion} (95% CI; red: non-inferiority margin)",
-           title="paired comparison with the champion")
-    fig.tight_layout()
-    return fig
 
 
 def _png(fig: Figure) -> str:

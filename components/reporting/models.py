@@ -10,7 +10,7 @@ held-out data, in plain sentences; the run id links to the full record.
 from __future__ import annotations
 
 from components.config import Params
-from components.evaluation import BehaviourComparison
+from components.evaluation.metrics import BehaviourComparison
 from components.training.generator import GeneratorResult
 from components.training.router import RouterResult
 

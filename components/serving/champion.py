@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from components.config import Settings
 from components.index.server import shared_weaviate
-from components.registry import get_alias_version
+from components.registry.tracking import get_alias_version
 
 log = logging.getLogger("ragops.serve")
 T = TypeVar("T")
@@ -43,13 +43,13 @@ class NotReady(RuntimeError):
 class LoadedBundle:
     name: str
     version: str
-    model: Any  # components.bundle.BundleModel
+    model: Any  # components.assistant.BundleModel
     loaded_at: datetime
     in_flight: int = 0
     retired: bool = False
 
     @property
-    def assistant(self) -> Any:  # components.bundle.Assistant
+    def assistant(self) -> Any:  # components.assistant.Assistant
         return self.model.assistant
 
     @property
@@ -63,9 +63,9 @@ class LoadedBundle:
 
 
 def load_bundle(name: str, version: str) -> LoadedBundle:
-    """`models:/<name>/<version>` loaded (ragops' code, the version's data: components/model_loading.py)
+    """`models:/<name>/<version>` loaded (ragops' code, the version's data: components/registry/loading.py)
     and asked one question, ready for traffic."""
-    from components.model_loading import load_registered
+    from components.registry.loading import load_registered
 
     model = load_registered(f"models:/{name}/{version}")
     try:

@@ -26,11 +26,11 @@ import mlflow
 import yaml
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-# The model-code file a version was logged from (components/model_code/<kind>.py) → the class of
+# The model-code file a version was logged from (components/registry/model_code/<kind>.py) → the class of
 # the installed package that loads it.
-ENTRY_POINTS = {"bundle": ("components.bundle", "BundleModel"),
-                "router": ("components.pyfunc_models", "RouterPyfunc"),
-                "generator": ("components.pyfunc_models", "GeneratorPyfunc")}
+ENTRY_POINTS = {"bundle": ("components.registry.pyfunc", "BundleModel"),
+                "router": ("components.registry.pyfunc", "RouterPyfunc"),
+                "generator": ("components.registry.pyfunc", "GeneratorPyfunc")}
 
 
 class ModelCodeRefused(RuntimeError):

@@ -2,7 +2,7 @@
 
 Metrics are means of per-question outcomes (kept, so a challenger and the champion can be
 compared question by question); every metric comes with the number of samples it was computed
-on, and a metric with no samples is NaN (which fails its gate, components/gates.py).
+on, and a metric with no samples is NaN (which fails its gate, components/evaluation/gates.py).
 
     >>> answer_metrics([{"id": "g-1", "answerable": True, "key_facts": ["5"]}], ["It is 5 USD."],
     ...                retrieval_intents=("catalog",))["key_fact_accuracy"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from components.config import Params
 from components.data.curate import CURATED_FILES, leaked_into
-from components.evaluation import is_refusal
+from components.evaluation.metrics import is_refusal
 from components.prompting import extract_citations
 from components.training.replay import all_prompts
 

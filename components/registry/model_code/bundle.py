@@ -2,6 +2,6 @@
 
 import mlflow
 
-from components.bundle import BundleModel
+from components.registry.pyfunc import BundleModel
 
 mlflow.models.set_model(BundleModel())

@@ -1,0 +1,179 @@
+"""The assistant: route → retrieve → generate (its MLflow pyfunc, the bundle: components/registry/pyfunc.py).
+
+A bundle version pins the router adapter, the generator adapter (with a reference to its
+base model), the encoder, the *versioned* Weaviate collection, retrieval settings, the
+prompt and the data versions. Serving loads `models:/<bundle>@champion`:
+
+    >>> import mlflow, pandas as pd
+    >>> bundle = mlflow.pyfunc.load_model("models:/ragops-assistant@champion")  # doctest: +SKIP
+    >>> bundle.predict(pd.DataFrame({"question": ["How much is the Aurora ANC Headphones Edge?"]}))  # doctest: +SKIP
+    [{'answer': 'The Aurora ANC Headphones Edge costs ... USD [p-001].', 'citations': ['p-001'], ...}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+from components.config import GeneratorConfig, Params, Settings
+from components.index.embedding import Embedder, embed_texts, load_embedder
+from components.index.search import Retrieved, SearchFilters, SearchMode, search
+from components.models.resolve import resolve_model
+from components.prompting import build_messages, extract_citations
+from components.models.answerability import AnswerabilityCheck, load_check
+from components.models.generator import generate_answers, load_generator, set_lora_merged
+from components.models.router import load_router, predict_intents
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a bundle version pins, stored as JSON inside the bundle."""
+
+    encoder: str
+    generator_base: str
+    collection: str
+    intents: list[str]
+    top_k: int
+    hybrid_alpha: float
+    confidence_threshold: float
+    fallback_intent: str
+    system_prompt: str
+    out_of_scope_reply: str
+    max_new_tokens: int
+    router_max_length: int
+    router_version: str = ""
+    generator_version: str = ""
+    data_versions: dict[str, str] = field(default_factory=dict)
+    # Bundles registered before these were params (router.retrieval_intents, fixed_reply_intents)
+    # answered these intents so; their stored manifests lack the keys.
+    retrieval_intents: list[str] = field(default_factory=lambda: ["catalog", "policy"])
+    fixed_reply_intents: list[str] = field(default_factory=lambda: ["out_of_scope"])
+    # The fields retrieval can filter on (index.metadata_fields); older bundles indexed the demo's.
+    metadata_fields: dict[str, str] = field(default_factory=lambda: {"category": "text", "price": "number",
+                                                                     "stock": "int"})
+    # The refusal sentence the generator was trained on (generator.refusal_reply); older bundles
+    # were trained on the default one.
+    refusal_reply: str = GeneratorConfig.refusal_reply
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        return cls(**json.loads(text))
+
+    @classmethod
+    def from_params(cls, p: Params, collection: str, **pinned: Any) -> Manifest:
+        """What params.yaml says a bundle serves with, on `collection`; `pinned`: the model
+        versions and data versions of a registered bundle."""
+        return cls(encoder=p.models.encoder, generator_base=p.models.generator, collection=collection,
+                   intents=list(p.router.intents), top_k=p.index.top_k, hybrid_alpha=p.index.hybrid_alpha,
+                   confidence_threshold=p.router.confidence_threshold, fallback_intent=p.router.fallback_intent,
+                   system_prompt=p.generator.system_prompt, out_of_scope_reply=p.generator.out_of_scope_reply,
+                   max_new_tokens=p.generator.max_new_tokens, router_max_length=p.router.max_length,
+                   retrieval_intents=list(p.router.retrieval_intents),
+                   fixed_reply_intents=list(p.router.fixed_reply_intents),
+                   metadata_fields=dict(p.index.metadata_fields), refusal_reply=p.generator.refusal_reply,
+                   **pinned)
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    citations: list[str]
+    route: str
+    route_confidence: float
+    chunks: list[dict]
+    # The answerability check's score (highest over the chunks that this chunk answers the
+    # question); None where no check ran (no check in the bundle, or a route without retrieval).
+    answerability: float | None = None
+
+
+@dataclass
+class Assistant:
+    manifest: Manifest
+    router: Any
+    router_tokenizer: Any
+    generator: Any
+    generator_tokenizer: Any
+    embedder: Embedder
+    client: Any  # weaviate.WeaviateClient
+    check: AnswerabilityCheck | None = None  # refuses before generation when no chunk answers the question
+
+    @property
+    def refusal_sentences(self) -> tuple[str, ...]:
+        """Every sentence this bundle declines with, as configured: the refusal sentence (its
+        check's, and the one the generator was trained on) and the fixed reply of the
+        `fixed_reply_intents`. Evaluation counts each as a refusal beside the usual phrasings, so
+        a domain's own wording of either is never scored as an answer (nor a fixed reply to an
+        answerable question as anything but a false refusal)."""
+        sentences = [self.manifest.refusal_reply, self.manifest.out_of_scope_reply]
+        if self.check is not None:
+            sentences.append(self.check.refusal_reply)
+        return tuple(dict.fromkeys(s for s in sentences if s.strip()))
+
+    def route(self, questions: list[str]) -> list[tuple[str, float]]:
+        m = self.manifest
+        routed = predict_intents(self.router, self.router_tokenizer, questions, tuple(m.intents), m.router_max_length)
+        return [(intent if conf >= m.confidence_threshold else m.fallback_intent, conf) for intent, conf in routed]
+
+    def retrieve(self, questions: list[str], mode: SearchMode = "hybrid",
+                 filters: list[SearchFilters | None] | None = None) -> list[list[Retrieved]]:
+        vectors = embed_texts(self.embedder, questions, batch_size=32)
+        filters = filters or [None] * len(questions)
+        return [search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha,
+                       mode, f) for q, v, f in zip(questions, vectors, filters, strict=True)]
+
+    def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
+        """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines).
+        The adapter stays merged into the weights between calls (serving answers with it), and is
+        taken out only for the base model."""
+        set_lora_merged(self.generator, use_adapter)
+        with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
+            return generate_answers(self.generator, self.generator_tokenizer, conversations,
+                                    self.manifest.max_new_tokens, progress=progress)
+
+    def answer(self, questions: list[str], retrieved_all: list[list[Retrieved]] | None = None,
+               filters: list[SearchFilters | None] | None = None) -> list[Answer]:
+        """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
+        `filters`: per question, retrieval filters on the index's metadata fields."""
+        routes = self.route(questions)
+        needs_docs = [i for i, (r, _) in enumerate(routes) if r in self.manifest.retrieval_intents]
+        hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
+                else self.retrieve([questions[i] for i in needs_docs],
+                                   filters=[filters[i] for i in needs_docs] if filters else None))
+        retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, hits))
+        checked: dict[int, tuple[bool, float]] = {}
+        if self.check is not None and needs_docs:
+            checked = dict(zip(needs_docs, self.check.answerable(
+                [questions[i] for i in needs_docs], [[c.text for c in retrieved[i]] for i in needs_docs])))
+        refused = {i for i, (ok, _) in checked.items() if not ok}
+        to_generate = [i for i, (r, _) in enumerate(routes)
+                       if r not in self.manifest.fixed_reply_intents and i not in refused]
+        conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
+                                        self.manifest.system_prompt) for i in to_generate]
+        generated = dict(zip(to_generate, self.generate(conversations)))
+        answers = []
+        for i, (route, conf) in enumerate(routes):
+            chunks = retrieved.get(i, [])
+            text = (self.check.refusal_reply if i in refused
+                    else generated.get(i, self.manifest.out_of_scope_reply))
+            shown = {c.doc_id for c in chunks}
+            score = round(checked[i][1], 4) if i in checked else None
+            answers.append(Answer(questions[i], text, [d for d in extract_citations(text) if d in shown], route,
+                                  round(conf, 4), [asdict(c) for c in chunks], score))
+        return answers
+
+
+def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: str, settings: Settings,
+                   client: Any, device: str = "cpu") -> Assistant:
+    encoder_path = resolve_model(manifest.encoder, settings.models_dir)
+    router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
+    generator, generator_tok = load_generator(generator_adapter, resolve_model(manifest.generator_base,
+                                                                               settings.models_dir), device)
+    return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client,
+                     load_check(generator_adapter, device))

@@ -1,0 +1,1 @@
+"""Reporting: what reviewers read, the model-version descriptions, the bundle report and the charts."""

@@ -1,0 +1,1 @@
+"""Serving: `ragops serve` (the HTTP app) and the champion it follows."""

@@ -1,0 +1,71 @@
+"""The house's rules, read from the code's own imports (function-level ones included): serving
+loads no training code, the configuration imports nothing of ragops, components never import the
+flows, and no modules import each other in a loop."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOTS = ("components", "flows")
+
+
+def _module(path: Path, root: Path) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports(project_root: Path) -> dict[str, set[str]]:
+    modules = {_module(p, project_root): p for top in ROOTS for p in (project_root / top).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                       if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found |= {t for t in targets if t in modules}
+        graph[name] = found - {name}
+    return graph
+
+
+@pytest.fixture(scope="module")
+def graph(project_root) -> dict[str, set[str]]:
+    return _imports(project_root)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_serving_loads_no_training_code(graph):
+    for entry in ("components.serving.app", "components.registry.loading", "components.registry.pyfunc"):
+        training = sorted(m for m in _reachable(graph, entry) if m.startswith("components.training"))
+        assert not training, f"{entry} reaches training code: {training}"
+
+
+def test_config_imports_nothing_of_ours_and_components_no_flows(graph):
+    assert graph["components.config"] == set()
+    upward = sorted((m, t) for m, targets in graph.items() if m.startswith("components") for t in targets
+                    if t.startswith("flows"))
+    assert not upward, upward
+
+
+def test_no_modules_import_each_other_in_a_loop(graph):
+    for module in graph:
+        assert module not in _reachable(graph, module), f"{module} imports itself through others"
+
+
+def test_versions_registered_before_the_layout_still_find_their_classes():
+    """Their stored model code imports `components.bundle` and `components.pyfunc_models`."""
+    from components import bundle, pyfunc_models
+    from components.registry import pyfunc
+
+    assert bundle.BundleModel is pyfunc.BundleModel
+    assert (pyfunc_models.RouterPyfunc, pyfunc_models.GeneratorPyfunc) == (pyfunc.RouterPyfunc, pyfunc.GeneratorPyfunc)

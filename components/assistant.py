@@ -17,15 +17,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 from components.config import GeneratorConfig, Params, Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
-from components.models.resolve import resolve_model
-from components.prompting import build_messages, extract_citations
 from components.models.answerability import AnswerabilityCheck, load_check
 from components.models.generator import generate_answers, load_generator, set_lora_merged
+from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
+from components.prompting import build_messages, extract_citations
 
 
 @dataclass(frozen=True)

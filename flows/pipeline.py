@@ -3,7 +3,7 @@
     ragops run                      # the CLI entry point (flows/cli.py)
     python -m flows.pipeline        # the same flow, directly
 
-Each step is a Prefect task wrapping one stage of components/stages.py (flows/steps.py); the
+Each step is a Prefect task wrapping one stage of components/stages/ (flows/steps.py); the
 flow only wires. Models trained from unchanged inputs are reused and a candidate already
 evaluated is not evaluated again, so a rerun with nothing changed trains and promotes nothing.
 """

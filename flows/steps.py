@@ -1,6 +1,6 @@
 """The pipeline's steps as Prefect tasks, with the retries and timeouts of params.yaml.
 
-Each step wraps one stage of components/stages.py. A step is retried only when its failure is
+Each step wraps one stage of components/stages/. A step is retried only when its failure is
 transient (flows/transient.py: a service did not answer), with doubling delays; bad data,
 bad params and bugs fail the run at once with their own message. Results are not cached by
 Prefect: reuse of trained models and earlier evaluations is decided by fingerprints in the

@@ -1,1 +1,2 @@
-"""Data: curation (the dvc.yaml `curate` stage), DVC versioning, validation (Great Expectations) and the document watcher."""
+"""Data: curation (the dvc.yaml `curate` stage), DVC versioning, validation (Great Expectations) and
+the document watcher."""

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-
 FOLDER = "answerability"
 
 

@@ -1,1 +1,2 @@
-"""Training: LoRA fine-tuning of the router (classifier), the generator (RAG-style SFT) and the answerability check."""
+"""Training: LoRA fine-tuning of the router (classifier), the generator (RAG-style SFT) and the
+answerability check."""

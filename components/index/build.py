@@ -29,7 +29,7 @@ from components.index.ledger import Ledger, LedgerEntry, build_fingerprint, plan
 from components.index.search import search
 from components.index.store import (StoredObject, WeaviateIndexError, chunk_counts, chunk_properties, create_collection,
                                     delete_version, discard_unsealed, list_versions, live_collection,
-                                    next_version_name, read_ledger, read_objects, write_ledger, write_objects)
+                                    next_version_name, read_index_ledger, read_objects, write_index_ledger, write_objects)
 
 PROBES = 5
 
@@ -53,7 +53,7 @@ def base_version(client: weaviate.WeaviateClient, alias: str) -> tuple[str | Non
     """The version to diff against: the live one, else the newest sealed one."""
     live = live_collection(client, alias)
     for name in ([live] if live else []) + list(reversed(list_versions(client, alias))):
-        ledger = read_ledger(client, alias, name)
+        ledger = read_index_ledger(client, alias, name)
         if ledger is not None:
             return name, ledger
     return None, None
@@ -120,7 +120,7 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
         written = write_objects(client, name, _progress(itertools.chain(fresh, copied),
                                                         len(fresh) + copied_total, show_progress))
         check_version(client, ledger, (fresh[:PROBES] or first_copied)[:PROBES])
-        write_ledger(client, config.alias, ledger)
+        write_index_ledger(client, config.alias, ledger)
     except Exception:
         # An unsealed version is never served; remove it now rather than at the next build.
         delete_version(client, config.alias, name)

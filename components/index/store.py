@@ -208,7 +208,7 @@ def ledger_collection(alias: str) -> str:
     return f"{alias}Ledger"
 
 
-def write_ledger(client: weaviate.WeaviateClient, alias: str, ledger: Ledger) -> None:
+def write_index_ledger(client: weaviate.WeaviateClient, alias: str, ledger: Ledger) -> None:
     """Seal a version: a version without a ledger is an unfinished build."""
     name = ledger_collection(alias)
     if not client.collections.exists(name):
@@ -220,7 +220,7 @@ def write_ledger(client: weaviate.WeaviateClient, alias: str, ledger: Ledger) ->
                                              uuid=uuid5(LEDGER_NAMESPACE, ledger.collection))
 
 
-def read_ledger(client: weaviate.WeaviateClient, alias: str, collection: str) -> Ledger | None:
+def read_index_ledger(client: weaviate.WeaviateClient, alias: str, collection: str) -> Ledger | None:
     name = ledger_collection(alias)
     if not client.collections.exists(name):
         return None
@@ -265,7 +265,7 @@ def discard_unsealed(client: weaviate.WeaviateClient, alias: str) -> list[str]:
     """Delete versions a killed or failed build left without a ledger (never the live one).
     Builds of one alias run one at a time (the reindex deployment's concurrency limit)."""
     live = live_collection(client, alias)
-    doomed = [v for v in list_versions(client, alias) if v != live and read_ledger(client, alias, v) is None]
+    doomed = [v for v in list_versions(client, alias) if v != live and read_index_ledger(client, alias, v) is None]
     for name in doomed:
         delete_version(client, alias, name)
     return doomed

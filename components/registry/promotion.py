@@ -13,13 +13,14 @@ import getpass
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
 
 from components.config import PAIRED_METRICS, Params, Settings
 from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
-from components.registry.tracking import append_ledger, get_alias_version, set_alias
+from components.registry.tracking import get_alias_version, set_alias
 
 
 # Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"). A version
@@ -58,7 +59,7 @@ class ChampionMove:
     previous_collection: str | None
 
 
-def ledger_path(settings: Settings) -> Path:
+def promotion_ledger_path(settings: Settings) -> Path:
     return settings.home / "promotions.jsonl"
 
 
@@ -67,7 +68,7 @@ def pending_path(settings: Settings) -> Path:
     return settings.home / "promotion-pending.json"
 
 
-def read_ledger(path: Path) -> list[dict]:
+def read_promotion_ledger(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -108,11 +109,11 @@ def finish_interrupted_move(settings: Settings, params: Params) -> str | None:
     with connect_weaviate(settings) as weaviate_client:
         _point_or_remove(weaviate_client, params.index.alias, entry["collection"] if committed else
                          entry["previous_collection"])
-    ledger = ledger_path(settings)
-    recorded = [e for e in read_ledger(ledger) if e.get("bundle") == name]
+    ledger = promotion_ledger_path(settings)
+    recorded = [e for e in read_promotion_ledger(ledger) if e.get("bundle") == name]
     already = bool(recorded) and all(recorded[-1].get(k) == entry[k] for k in ("action", "version", "collection"))
     if committed and not already:
-        append_ledger(ledger, {**entry, "reasons": entry["reasons"] + ["completed after an interrupted run"]})
+        append_promotion_ledger(ledger, {**entry, "reasons": entry["reasons"] + ["completed after an interrupted run"]})
     if committed and entry["action"] == "promote":
         mlflow.MlflowClient().set_model_version_tag(name, entry["version"], VERDICT_TAG, "promoted")
     pending_path(settings).unlink()
@@ -164,9 +165,9 @@ def move_champion(settings: Settings, params: Params, version: str, collection: 
                     f"promotion or rollback completes or undoes it once MLflow and Weaviate answer; rerun then") from exc
             raise PromotionError(f"{failed}; undone: the champion is still v{previous_version}, the index alias "
                                  f"still {previous_collection}; rerun once the service answers") from exc
-        append_ledger(ledger_path(settings), entry)
+        append_promotion_ledger(promotion_ledger_path(settings), entry)
         pending_path(settings).unlink()
-        target = rollback_target(champion_history(read_ledger(ledger_path(settings)), name))
+        target = rollback_target(champion_history(read_promotion_ledger(promotion_ledger_path(settings)), name))
         prune_versions(weaviate_client, params.index.alias, params.index.keep_versions,
                        protect=[target["collection"]] if target else [])
     return ChampionMove(previous_version, previous_collection)
@@ -209,8 +210,8 @@ def rollback(settings: Settings, params: Params) -> Rollback:
     """Restore the champion pair (bundle version and index version) that was live before the
     current one; a second rollback goes one further back."""
     name = params.promotion.bundle_name
-    path = ledger_path(settings)
-    history = champion_history(read_ledger(path), name)
+    path = promotion_ledger_path(settings)
+    history = champion_history(read_promotion_ledger(path), name)
     current = get_alias_version(mlflow.MlflowClient(), name, "champion")
     if current is None:
         raise PromotionError(f"{name} has no champion to roll back; run `ragops run` first")
@@ -265,3 +266,13 @@ def review(params: Params, metrics: tuple[str, ...] = PAIRED_METRICS) -> tuple[s
             str(found.version), found.tags.get("collection", ""), found.tags.get("gates_passed") == "True",
             found.tags.get("gate_reasons", ""), found.tags.get("compared_with_champion", "none"), deltas))
     return (str(champion.version) if champion else None), candidates
+
+
+def append_promotion_ledger(path: Path, entry: dict) -> None:
+    """Append-only JSONL record of every promotion decision (MLflow keeps no alias history)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": getpass.getuser(), **entry}
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

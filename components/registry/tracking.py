@@ -1,5 +1,5 @@
-"""MLflow: tracking set-up, run logging, model registration, aliases and the promotion ledger
-(charts: components/reporting/charts.py).
+"""MLflow: tracking set-up, run logging, model registration and aliases (the promotion ledger:
+components/registry/promotion.py; charts: components/reporting/charts.py).
 
     >>> client = configure_mlflow(settings, "ragops")  # doctest: +SKIP
     >>> version = register_pyfunc("ragops-router", "router", {"adapter": "out/router"}, ...)  # doctest: +SKIP
@@ -8,12 +8,10 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -147,16 +145,6 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersi
 
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
     client.set_registered_model_alias(name, alias, version)
-
-
-def append_ledger(ledger_path: Path, entry: dict) -> None:
-    """Append-only JSONL record of every promotion decision (MLflow keeps no alias history)."""
-    ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": getpass.getuser(), **entry}
-    with ledger_path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def wait_for_version_ready(client: MlflowClient, name: str, version: str, timeout_s: float = 60) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import mlflow
 
-from components.registry.promotion import VERDICT_TAG, close_unacted_versions, ledger_path, promote
-from components.registry.tracking import append_ledger, set_alias
+from components.registry.promotion import (VERDICT_TAG, append_promotion_ledger, close_unacted_versions,
+                                          promote, promotion_ledger_path)
+from components.registry.tracking import set_alias
 from components.stages.context import Evaluation, Promotion, RunContext
 
 
@@ -21,12 +22,12 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
     second fails). Otherwise: alias `challenger`, reasons already in the version's tags."""
     p = ctx.params
     collection = evaluation.manifest.collection
-    ledger = ledger_path(ctx.settings)
+    ledger = promotion_ledger_path(ctx.settings)
     client = mlflow.MlflowClient()
     if not evaluation.decision.passed or p.promotion.require_approval:
         set_alias(client, p.promotion.bundle_name, "challenger", bundle_version)
         why = evaluation.decision.reasons if not evaluation.decision.passed else ["awaiting approval"]
-        append_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": str(bundle_version),
+        append_promotion_ledger(ledger, {"action": "hold", "bundle": p.promotion.bundle_name, "version": str(bundle_version),
                                "collection": collection, "reasons": why})
         held = evaluation.decision.failures if not evaluation.decision.passed else why
         client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG,

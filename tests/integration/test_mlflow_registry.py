@@ -8,8 +8,9 @@ import pytest
 
 from components.config import RouterConfig
 from components.registry.loading import load_registered
+from components.registry.promotion import append_promotion_ledger
 from components.registry.tracking import (
-    append_ledger, configure_mlflow, get_alias_version, log_data_versions, log_history, register_pyfunc, set_alias,
+    configure_mlflow, get_alias_version, log_data_versions, log_history, register_pyfunc, set_alias,
 )
 from components.reporting.charts import log_loss_chart
 from components.training.router import save_router, train_router
@@ -66,8 +67,8 @@ def _tiny_bert(settings):
 
 def test_ledger_is_append_only_jsonl(tmp_path):
     ledger = tmp_path / "promotions.jsonl"
-    append_ledger(ledger, {"action": "promote", "version": "1"})
-    append_ledger(ledger, {"action": "hold", "version": "2", "reasons": ["x < y"]})
+    append_promotion_ledger(ledger, {"action": "promote", "version": "1"})
+    append_promotion_ledger(ledger, {"action": "hold", "version": "2", "reasons": ["x < y"]})
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert [r["action"] for r in rows] == ["promote", "hold"]
     assert all("at" in r and "by" in r for r in rows)

@@ -15,7 +15,7 @@ from components.registry.promotion import (
     close_unacted_versions,
     pending_path,
     promote,
-    read_ledger,
+    read_promotion_ledger,
     review,
     rollback,
 )
@@ -76,7 +76,7 @@ def test_rollback_restores_the_previous_pairs_and_refuses_what_it_cannot_restore
     set_alias(client, name, "champion", versions[3])  # moved by hand, outside ragops
     with pytest.raises(PromotionError, match="moved outside ragops"):
         rollback(settings, params)
-    entries = read_ledger(ledger)
+    entries = read_promotion_ledger(ledger)
     assert [(e["action"], e["version"]) for e in entries] == (
         [("promote", v) for v in versions] + [("rollback", versions[2]), ("rollback", versions[1])])
     assert all({"at", "by", "reasons", "collection", "previous_version"} <= set(e) for e in entries)
@@ -133,7 +133,7 @@ def test_review_shows_deltas_and_promote_approves_only_what_passed(registry):
     assert _champion(settings, params) == (first, f"{alias}_v1")
     approve(settings, params, better)
     assert _champion(settings, params) == (better, f"{alias}_v3")
-    last = read_ledger(settings.home / "promotions.jsonl")[-1]
+    last = read_promotion_ledger(settings.home / "promotions.jsonl")[-1]
     assert (last["action"], last["version"], last["previous_version"]) == ("promote", better, first)
     assert last["reasons"][0].startswith("approved by ")
     assert review(params) == (better, [])

@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 
 from components.config import Settings, load_params
 from components.index.server import weaviate_server
-from components.registry.promotion import champion_history, read_ledger
+from components.registry.promotion import champion_history, read_promotion_ledger
 from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import free_port, start_daemon, start_prefect_server, stop_daemon, wait_for
@@ -91,7 +91,7 @@ def _finished_reindexes(api: str, count: int) -> list[dict]:
 
 def _champion_consistent(repo: Path, client: MlflowClient, weaviate: Settings) -> str | None:
     """MLflow `champion`, the ledger's current champion and the Weaviate alias name the same bundle."""
-    history = champion_history(read_ledger(repo / ".ragops" / "promotions.jsonl"), BUNDLE)
+    history = champion_history(read_promotion_ledger(repo / ".ragops" / "promotions.jsonl"), BUNDLE)
     aliases = client.get_registered_model(BUNDLE).aliases if client.search_registered_models(
         f"name = '{BUNDLE}'") else {}
     champion = aliases.get("champion")

@@ -19,7 +19,7 @@ from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import FilterError, SearchFilters, search
 from components.index.store import (WeaviateIndexError, chunk_counts, list_versions, live_collection,
-                                    point_alias, prune_versions, read_ledger)
+                                    point_alias, prune_versions, read_index_ledger)
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_incremental_reindex_embeds_only_the_changes(weaviate_client, curated_do
 def test_a_version_that_disagrees_with_its_ledger_is_refused(weaviate_client, curated_docs, embedder):
     config = IndexConfig(alias="CheckCatalog")
     built = build(weaviate_client, curated_docs[:20], embedder, config)
-    ledger = read_ledger(weaviate_client, config.alias, built.collection)
+    ledger = read_index_ledger(weaviate_client, config.alias, built.collection)
     assert ledger is not None and ledger.chunk_count == built.chunks
     victim = ledger.documents[curated_docs[3]["id"]].chunk_ids[0]
     weaviate_client.collections.get(built.collection).data.delete_by_id(victim)  # a lost object, for real
@@ -213,7 +213,7 @@ def test_prune_keeps_the_newest_and_never_the_live_version(weaviate_client, cura
     assert list_versions(weaviate_client, config.alias) == [v.collection for v in versions]
     point_alias(weaviate_client, config.alias, versions[2].collection)
     assert prune_versions(weaviate_client, config.alias, keep=config.keep_versions) == [versions[0].collection]
-    assert read_ledger(weaviate_client, config.alias, versions[0].collection) is None
+    assert read_index_ledger(weaviate_client, config.alias, versions[0].collection) is None
 
 
 KILLED_BUILD = """
@@ -250,13 +250,13 @@ def test_a_reindex_killed_halfway_leaves_the_live_alias_and_the_next_run_complet
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert read_ledger(client, config.alias, "KillCatalog_v2") is None  # unsealed
+    assert read_index_ledger(client, config.alias, "KillCatalog_v2") is None  # unsealed
     assert live_collection(client, config.alias) == live.collection
     assert objects_by_uuid(client, live.collection) == live_objects
 
     finished = build(client, curated_docs + extra, embedder, config)
     assert finished.collection == "KillCatalog_v2" and finished.base == live.collection
     assert finished.embedded_chunks == 3000 and finished.chunks == live.chunks + 3000
-    assert read_ledger(client, config.alias, finished.collection) is not None
+    assert read_index_ledger(client, config.alias, finished.collection) is not None
     assert live_collection(client, config.alias) == live.collection
     assert np.isfinite(finished.seconds)

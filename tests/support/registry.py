@@ -10,7 +10,7 @@ import httpx
 from mlflow import MlflowClient
 
 from components.config import Settings
-from components.index.store import chunk_counts, connect_weaviate, live_collection, read_ledger
+from components.index.store import chunk_counts, connect_weaviate, live_collection, read_index_ledger
 
 BUNDLE = "ragops-assistant"
 FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -43,7 +43,7 @@ def live_index(settings: Settings, alias: str = "Catalog") -> str | None:
 def assert_every_chunk_once(settings: Settings, collection: str, alias: str = "Catalog") -> None:
     """The index version holds exactly the objects its ledger lists: no chunk lost, none twice."""
     with connect_weaviate(settings) as client:
-        sealed = read_ledger(client, alias, collection)
+        sealed = read_index_ledger(client, alias, collection)
         counts = chunk_counts(client, collection)
         assert counts == {doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
         assert len(client.collections.get(collection)) == sealed.chunk_count

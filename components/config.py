@@ -335,13 +335,12 @@ class PromotionConfig:
         _check(len(set(names)) == 3, "promotion.bundle_name", "router_name and generator_name must differ")
 
 
-STEPS = ("curate", "validate", "train_router", "train_generator", "registered_models", "build_index",
-         "find_earlier_evaluation", "evaluate", "register_bundle", "promote")
-
-
+# The pipeline's steps in order, with their default timeouts: the one list of them (flows/steps.py
+# maps each to its stage, and its Steps are made from this list).
 DEFAULT_TIMEOUT_MINUTES = {"curate": 30, "validate": 15, "train_router": 60, "train_generator": 360,
                            "registered_models": 15, "build_index": 120, "find_earlier_evaluation": 10, "evaluate": 180,
                            "register_bundle": 30, "promote": 10}
+STEPS = tuple(DEFAULT_TIMEOUT_MINUTES)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ registry (components/registry/reuse.py), which outlive Prefect's database.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -35,7 +35,8 @@ STAGES = {
     "register_bundle": (stages.register_bundle_stage, "register-bundle"),
     "promote": (stages.promote_stage, "promote"),
 }
-assert tuple(STAGES) == STEPS, "components.config.STEPS names the steps params.yaml may configure"
+if tuple(STAGES) != STEPS:  # a step added to one list and not the other
+    raise ImportError(f"flows/steps.py STAGES {tuple(STAGES)} must map exactly components.config.STEPS {STEPS}")
 
 
 def retry_if_transient(task: Task, task_run, state) -> bool:
@@ -50,18 +51,8 @@ def retry_if_transient(task: Task, task_run, state) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Steps:
-    curate: Task
-    validate: Task
-    train_router: Task
-    train_generator: Task
-    registered_models: Task
-    build_index: Task
-    find_earlier_evaluation: Task
-    evaluate: Task
-    register_bundle: Task
-    promote: Task
+# One Prefect task per step of components.config.STEPS, as attributes (steps.curate, ...).
+Steps = make_dataclass("Steps", [(step, Task) for step in STEPS], frozen=True)
 
 
 def configure_steps(config: OrchestrationConfig, stage_table: Mapping[str, tuple[Callable, str]] = STAGES) -> Steps:

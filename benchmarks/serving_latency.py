@@ -86,7 +86,7 @@ def main() -> None:
 
     params, settings = load_params(args.params), Settings()
     bundle = params.promotion.bundle_name
-    if get_alias_version(configure_mlflow(settings, "ragops"), bundle, "champion") is None:
+    if get_alias_version(configure_mlflow(settings), bundle, "champion") is None:
         sys.exit(f"no champion of {bundle} in {settings.tracking_uri} (RAGOPS_HOME={settings.home}); "
                  f"run `make run` first, then this benchmark")
     questions = _golden_questions(args.golden, Path("data/raw/golden.jsonl"))

@@ -22,6 +22,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -32,6 +33,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOp
 models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
 console = Console()
+# The params file every command reads (relative to the project for `run`, `reindex` and `deploy`).
+ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every setting of the command comes from it")]
 
 
 def _environment() -> None:
@@ -70,6 +73,12 @@ def _environment() -> None:
                     ".*An input example was not provided", "module .sre_(constants|parse). is deprecated",
                     "The ``noload`` loader strategy is deprecated"):
         warnings.filterwarnings("ignore", message=message)
+
+
+@app.callback()
+def _before_every_command() -> None:
+    """Every command starts from the same environment (set before the libraries load)."""
+    _environment()
 
 
 def main() -> None:
@@ -198,6 +207,17 @@ def print_answer(answer: dict) -> None:
         console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))
 
 
+def _ask(questions: list[str], params_path: Path, version: str = "") -> list[dict]:
+    """The bundle's answers (components/serving/ask.py), or exit 2 saying why there is no bundle to ask."""
+    from components.config import Settings
+    from components.serving.ask import NoBundle, ask_bundle
+
+    try:
+        return ask_bundle(questions, _load_params(params_path), Settings(), version)
+    except NoBundle as exc:
+        _fail(str(exc))
+
+
 def sample_question(golden_path: Path, retrieval_intents: Sequence[str]) -> str:
     for line in golden_path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -207,61 +227,12 @@ def sample_question(golden_path: Path, retrieval_intents: Sequence[str]) -> str:
           f"pass --question")
 
 
-def _failed_gates(reasons: str) -> str:
-    """The failed gates of a version's gate record ("; "-separated reasons), or all of it."""
-    failed = [r for r in reasons.split("; ") if "fails" in r or "could not" in r or "beyond" in r]
-    return "; ".join(failed) or reasons or "no gate record"
-
-
-def no_champion_message(params, settings) -> str:
-    """What to do when there is no champion: the newest held version, why, and how to try it."""
-    from components.config import redacted
-    from components.registry.promotion import review as candidates_of
-
-    name = params.promotion.bundle_name
-    _, candidates = candidates_of(params)
-    if not candidates:
-        return f"no champion for {name} in {redacted(settings.tracking_uri)}: no bundle version yet; run `ragops run` first"
-    held = candidates[-1]
-    return (f"no champion for {name} in {redacted(settings.tracking_uri)}: v{held.version} is held, failed gates: "
-            f"{_failed_gates(held.reasons)}. Try it with `ragops ask --version {held.version} QUESTION`; "
-            f"`ragops review` compares the held versions")
-
-
-def ask_bundle(questions: list[str], params_path: Path = Path("params.yaml"), version: str = "") -> list[dict]:
-    """Answers of the champion bundle, or of bundle `version` (a held candidate a reviewer tries)."""
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
-    from components.config import Settings, redacted
-    from components.registry.loading import load_registered
-    from components.registry.tracking import configure_mlflow, get_alias_version
-
-    settings = Settings()
-    params = _load_params(params_path)
-    client = configure_mlflow(settings, "ragops")
-    name = params.promotion.bundle_name
-    if version:
-        try:
-            client.get_model_version(name, version)
-        except MlflowException:
-            _fail(f"{name} has no version {version!r} in {redacted(settings.tracking_uri)}; `ragops review` lists the versions")
-    elif get_alias_version(client, name, "champion") is None:
-        _fail(no_champion_message(params, settings))
-    bundle = load_registered(f"models:/{name}/{version}" if version else f"models:/{name}@champion")
-    try:
-        return bundle.predict(None, pd.DataFrame({"question": questions}))
-    finally:
-        bundle.unload()
-
-
 @app.command()
-def run(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+def run(params: ParamsFile = Path("params.yaml"),
         project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
         question: str = typer.Option("", help="sample question answered at the end "
                                      "(default: the golden set's first answerable question of a retrieval intent)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
-    _environment()
     loaded = _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.pipeline import retrain
 
@@ -277,21 +248,22 @@ def run(params: Path = typer.Option(Path("params.yaml"), help="params file, rela
                       f"trained, evaluated or promoted (ask the champion with `ragops ask`)")
     elif result.promotion.alias == "champion":
         question = question or sample_question(result.golden_path, loaded.router.retrieval_intents)
-        print_answer(ask_bundle([question], project / params)[0])
+        print_answer(_ask([question], project / params)[0])
     else:
+        from components.serving.ask import failed_gates
+
         version = result.promotion.bundle_version
         console.print(f"[yellow]no new champion: bundle v{version} is held as challenger; failed gates: "
-                      f"{escape(_failed_gates('; '.join(result.promotion.reasons)))}[/]")
+                      f"{escape(failed_gates('; '.join(result.promotion.reasons)))}[/]")
         console.print(f"next: try it with `ragops ask --version {version} QUESTION`, compare it with `ragops review`, "
                       f"and fix what failed (data, or the params of the step behind the metric) before `ragops run`")
 
 
 @app.command()
-def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+def reindex(params: ParamsFile = Path("params.yaml"),
             project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)")) -> None:
     """Reindex changed documents (no retraining): a new index version, evaluated with the champion's
     router and generator, promoted if its gates pass."""
-    _environment()
     _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.reindex import reindex as reindex_flow
 
@@ -312,13 +284,12 @@ def reindex(params: Path = typer.Option(Path("params.yaml"), help="params file, 
 
 
 @app.command()
-def deploy(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project"),
+def deploy(params: ParamsFile = Path("params.yaml"),
            project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)"),
            work_pool: str = typer.Option("", help="register the deployments on this Prefect work pool (its workers "
                                          "run them) instead of serving them in this process")) -> None:
     """Serve the Prefect deployments (reindex on document changes, retrain on schedule.retrain_cron and
     on demand, evaluate on demand) and watch the documents folder; runs until interrupted."""
-    _environment()
     loaded = _load_params(project / params)  # bad params stop here, before the flows' imports
     if work_pool and not os.environ.get("PREFECT_API_URL"):
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
@@ -353,7 +324,6 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
            project: Path = typer.Option(Path("."), help="the project whose flow runs this worker runs (the only one: "
                                         "a run whose project_path names another fails)")) -> None:
     """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
-    _environment()
     if not os.environ.get("PREFECT_API_URL"):
         _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
     from components.config import PROJECT_VARIABLE
@@ -364,16 +334,15 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
 
 
 @app.command()
-def rollback(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+def rollback(params: ParamsFile = Path("params.yaml")) -> None:
     """Put back the champion pair (bundle version and its index version) that was live before the
     current one; the move is written to the promotion ledger."""
-    _environment()
     from components.config import Settings
     from components.registry.promotion import PromotionError, rollback as roll_back
     from components.registry.tracking import configure_mlflow
 
     loaded, settings = _load_params(params), Settings()
-    configure_mlflow(settings, "ragops")
+    configure_mlflow(settings)
     try:
         done = roll_back(settings, loaded)
     except PromotionError as exc:
@@ -384,16 +353,15 @@ def rollback(params: Path = typer.Option(Path("params.yaml"), help="params file,
 
 @app.command()
 def promote(version: str = typer.Argument(..., help="bundle version to make the champion"),
-            params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+            params: ParamsFile = Path("params.yaml")) -> None:
     """Approve a bundle version whose gates passed (the human step when promotion.require_approval
     is true): it becomes the champion with its index version, recorded in the ledger."""
-    _environment()
     from components.config import Settings
     from components.registry.promotion import PromotionError, approve
     from components.registry.tracking import configure_mlflow
 
     loaded, settings = _load_params(params), Settings()
-    configure_mlflow(settings, "ragops")
+    configure_mlflow(settings)
     try:
         moved = approve(settings, loaded, version)
     except PromotionError as exc:
@@ -402,15 +370,14 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
 
 
 @app.command()
-def review(params: Path = typer.Option(Path("params.yaml"), help="params file, relative to the project")) -> None:
+def review(params: ParamsFile = Path("params.yaml")) -> None:
     """List the bundle versions newer than the champion: their gates and their metrics against the champion's."""
-    _environment()
     from components.config import Settings
     from components.registry.promotion import review as candidates_of
     from components.registry.tracking import configure_mlflow
 
     loaded = _load_params(params)
-    configure_mlflow(Settings(), "ragops")
+    configure_mlflow(Settings())
     champion, candidates = candidates_of(loaded)
     table = Table(title=f"{loaded.promotion.bundle_name}: champion v{champion or '-'}")
     for column in ("version", "index", "gates", "minus the champion it was compared with [95% CI]"):
@@ -426,10 +393,9 @@ def review(params: Path = typer.Option(Path("params.yaml"), help="params file, r
 def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print the raw prediction"),
         version: str = typer.Option("", help="answer with this bundle version (e.g. a held candidate) instead of "
                                     "the champion"),
-        params: Path = typer.Option(Path("params.yaml"), help="params file (promotion.bundle_name)")) -> None:
+        params: ParamsFile = Path("params.yaml")) -> None:
     """Answer a question with the champion bundle, or with bundle --version N (citations shown)."""
-    _environment()
-    answer = ask_bundle([question], params, version)[0]
+    answer = _ask([question], params, version)[0]
     if as_json:
         sys.stdout.write(json.dumps(answer) + "\n")
     else:
@@ -437,10 +403,9 @@ def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print
 
 
 @models_app.command("fetch")
-def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
+def models_fetch(params: ParamsFile = Path("params.yaml")) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"  # the one-off conversion is slow: show its progress
-    _environment()
     from components.config import Settings
     from components.models.resolve import fetch_models
 
@@ -451,10 +416,9 @@ def models_fetch(params: Path = typer.Option(Path("params.yaml"))) -> None:
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8080, help="port to listen on"),
-          params: Path = typer.Option(Path("params.yaml"), help="params file (section serve: limits, reload poll)")) -> None:
+          params: ParamsFile = Path("params.yaml")) -> None:
     """Serve the champion bundle over HTTP until interrupted: POST /v1/answer, /v1/answer/batch,
     /v1/retrieve; GET /healthz, /readyz. A moved champion alias is loaded and swapped in without a restart."""
-    _environment()
     import logging
 
     from rich.logging import RichHandler

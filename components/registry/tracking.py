@@ -1,7 +1,7 @@
 """MLflow: tracking set-up, run logging, model registration and aliases (the promotion ledger:
 components/registry/promotion.py; charts: components/reporting/charts.py).
 
-    >>> client = configure_mlflow(settings, "ragops")  # doctest: +SKIP
+    >>> client = configure_mlflow(settings)  # doctest: +SKIP
     >>> version = register_pyfunc("ragops-router", "router", {"adapter": "out/router"}, ...)  # doctest: +SKIP
     >>> set_alias(client, "ragops-assistant", "champion", version.version)  # doctest: +SKIP
 """
@@ -30,7 +30,10 @@ PIP_REQUIREMENTS = ["mlflow==3.17.2", "torch==2.15.0", "transformers==5.23.0", "
                     "weaviate-client==4.23.1", "pandas"]
 
 
-def configure_mlflow(settings: Settings, experiment: str) -> MlflowClient:
+EXPERIMENT = "ragops"  # the MLflow experiment every ragops run logs to
+
+
+def configure_mlflow(settings: Settings, experiment: str = EXPERIMENT) -> MlflowClient:
     """Point MLflow at the tracking store and make sure the experiment stores artifacts under
     settings.home (not ./mlruns of whatever directory we were started from)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -278,7 +278,7 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
 
     from components.registry.tracking import configure_mlflow
 
-    registry = configure_mlflow(settings, "ragops")
+    registry = configure_mlflow(settings)
     holder = ChampionHolder(bundle_name, registry, poll_seconds=config.reload_poll_seconds)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it
     # found. With the default one SIGTERM would end the process there, before the bundles and the

@@ -5,7 +5,7 @@ completely (the pyfunc and a one-question warm-up) while the current one keeps a
 swapped in one step; the old one is unloaded once the request running on it has finished. A failed
 load leaves the current bundle serving, is logged, and is tried again at the next poll.
 
-    >>> holder = ChampionHolder("ragops-assistant", configure_mlflow(Settings(), "ragops"))  # doctest: +SKIP
+    >>> holder = ChampionHolder("ragops-assistant", configure_mlflow(Settings()))  # doctest: +SKIP
     >>> with champion_reloader(holder, poll_seconds=10):  # doctest: +SKIP
     ...     version, answers = holder.call(lambda assistant: assistant.answer(["How much is the kettle?"]))
 """

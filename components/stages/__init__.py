@@ -7,28 +7,15 @@ results of earlier stages and returns a small frozen result. One module per step
     >>> data = curate_stage(ctx)  # doctest: +SKIP
 """
 
-from components.stages.context import (
-                                       EXPERIMENT,
-                                       DataVersions,
-                                       Evaluation,
-                                       Promotion,
-                                       RunContext,
-                                       TrainedModel,
-                                       make_context,
-)
+from components.stages.context import DataVersions, Evaluation, Promotion, RunContext, TrainedModel, make_context
 from components.stages.data import curate_stage, validate_stage
-from components.stages.evaluation import (
-                                       EarlierEvaluation,
-                                       earlier_evaluation_stage,
-                                       evaluate_stage,
-                                       make_manifest,
-                                       register_bundle_stage,
-)
+from components.stages.evaluation import (EarlierEvaluation, earlier_evaluation_stage, evaluate_stage, make_manifest,
+                                          register_bundle_stage)
 from components.stages.index import index_stage
 from components.stages.promotion import promote_stage
 from components.stages.training import generator_stage, registered_models, router_stage
 
-__all__ = ["EXPERIMENT", "DataVersions", "EarlierEvaluation", "Evaluation", "Promotion", "RunContext", "TrainedModel",
-           "curate_stage", "earlier_evaluation_stage", "evaluate_stage", "generator_stage", "index_stage",
-           "make_context", "make_manifest", "promote_stage", "register_bundle_stage", "registered_models",
-           "router_stage", "validate_stage"]
+__all__ = ["DataVersions", "EarlierEvaluation", "Evaluation", "Promotion", "RunContext", "TrainedModel", "curate_stage",
+           "earlier_evaluation_stage", "evaluate_stage", "generator_stage", "index_stage", "make_context",
+           "make_manifest", "promote_stage", "register_bundle_stage", "registered_models", "router_stage",
+           "validate_stage"]

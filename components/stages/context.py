@@ -16,9 +16,6 @@ from components.evaluation.metrics import Metric, PairedDelta
 from components.index.build import IndexVersion
 from components.registry.tracking import configure_mlflow
 
-EXPERIMENT = "ragops"
-
-
 @dataclass(frozen=True)
 class RunContext:
     project_path: Path
@@ -78,7 +75,7 @@ def make_context(project_path: Path, params_path: Path, settings: Settings | Non
     params = load_params(params_path)
     work_path = (settings.home / "runs" / uuid.uuid4().hex[:12]).resolve()
     work_path.mkdir(parents=True, exist_ok=True)
-    configure_mlflow(settings, EXPERIMENT)
+    configure_mlflow(settings)
     return RunContext(project_path.resolve(), params, settings, work_path, params_path.resolve())
 
 

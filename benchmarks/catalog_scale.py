@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from components.config import Params, Settings
+from components.config import Params
+from components.settings import Settings
 from components.data.curate import curate, read_jsonl
 from components.index.build import build_index_version
 from components.index.embedding import load_embedder

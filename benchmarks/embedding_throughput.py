@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from components.config import DataConfig, IndexConfig, ModelsConfig, Settings
+from components.config import DataConfig, IndexConfig, ModelsConfig
+from components.settings import Settings
 from components.data.curate import curate_documents, read_documents
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder

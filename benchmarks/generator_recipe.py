@@ -63,7 +63,8 @@ def child(args: argparse.Namespace) -> None:
     os.environ["RAGOPS_HOME"] = str(args.work / "home")
     from components.assistant import Manifest, load_assistant
     from components.evaluation.bundle import evaluate_bundle, spread
-    from components.config import Settings, load_params
+    from components.config import load_params
+    from components.settings import Settings
     from components.data.curate import curate
     from components.data.curate import read_jsonl as read_rows
     from components.index.build import build_index_version

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
-from components.config import Settings, load_params
+from components.config import load_params
+from components.settings import Settings
 from components.models.resolve import resolve_model
 from components.models.generator import load_base_generator, load_tokenizer
 from components.training.generator import (

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.config import DataConfig, IndexConfig, ModelsConfig, Settings
+from components.config import DataConfig, IndexConfig, ModelsConfig
+from components.settings import Settings
 from components.data.curate import curate_documents, read_documents
 from components.index.build import build_index_version
 from components.index.chunking import chunk_document

@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from components.config import Settings, load_params
+from components.config import load_params
+from components.settings import Settings
 from components.registry.tracking import configure_mlflow, get_alias_version
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")

@@ -17,7 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from components.config import GeneratorConfig, Params, Settings
+from components.config import GeneratorConfig, Params
+from components.settings import Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.models.answerability import AnswerabilityCheck, load_check

@@ -1,14 +1,12 @@
-"""Configuration: params.yaml → frozen typed dataclasses; environment → Settings.
+"""Configuration: params.yaml → frozen typed dataclasses (where services live and their
+secrets: components/settings.py).
 
-params.yaml holds every knob of the pipeline (grouped by stage); environment variables hold
-where services live and their secrets. Both are loaded once, at the entry point:
+params.yaml holds every knob of the pipeline, grouped by stage, loaded once at the entry point:
 
-    >>> from components.config import load_params, Settings
+    >>> from components.config import load_params
     >>> params = load_params("params.yaml")
     >>> params.router.lora_r
     8
-    >>> Settings().mlflow_tracking_uri  # doctest: +SKIP
-    'sqlite:///.../.ragops/mlflow.db'
 
 An unknown key, a wrong type or an impossible combination raises ConfigError naming the key
 and the fix, before any work starts. A key left out of params.yaml takes the default below, which
@@ -19,18 +17,14 @@ deleting a line never changes what a run does.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
 
@@ -421,7 +415,6 @@ class Params:
     serve: ServeConfig = field(default_factory=ServeConfig)
 
 
-
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check `value` against the annotation `hint`, converting lists to tuples where declared."""
     origin = typing.get_origin(hint)
@@ -496,85 +489,3 @@ def load_params(path: str | Path) -> Params:
 def params_as_dict(params: Any) -> dict:
     """Flatten a config section to {'key': value} for logging (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
-
-
-def redacted(url: str | None) -> str:
-    """`url` fit to print: a password in it (`https://user:pass@host`) reads `***`."""
-    if not url:
-        return str(url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
-def scrubbed(text: str, *urls: str | None) -> str:
-    """`text` (a tool's output, an error) with the passwords of `urls` replaced by `***`."""
-    for url in urls:
-        password = urlsplit(url).password if url else None
-        if password:
-            text = text.replace(password, "***")
-    return text
-
-
-def private_dir(path: Path) -> Path:
-    """`path` as a folder only this user can read (created with missing parents; an existing one of
-    ours is narrowed): RAGOPS_HOME holds the local Weaviate server's API key, the ledgers, the
-    checkpoints and the locks every ragops process waits on."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stat = path.stat()
-    if stat.st_mode & 0o077 and stat.st_uid == os.getuid():
-        path.chmod(0o700)
-    return path
-
-
-# Variables ragops reads besides Settings' own: the project a worker's flow runs may work on
-# (flows/pipeline.py), and a folder of secret files, one per Settings variable, named like it
-# (Kubernetes mounts a Secret there; a file beats nothing, a variable beats a file).
-PROJECT_VARIABLE = "RAGOPS_PROJECT"
-PROCESS_VARIABLES = (PROJECT_VARIABLE, "RAGOPS_SECRETS_DIR")
-
-
-class Settings(BaseSettings):
-    """Where services live and their secrets, from RAGOPS_* environment variables.
-
-    Unset service URLs mean the embedded default: Weaviate started from the provisioned
-    binary, MLflow on SQLite under `home`, Prefect's temporary local server.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="RAGOPS_", frozen=True, extra="ignore",
-                                      secrets_dir=os.environ.get("RAGOPS_SECRETS_DIR") or None)
-
-    home: Path = Path(".ragops")
-    cache_dir: Path = Path.home() / ".cache" / "ragops"
-    weaviate_url: str | None = None
-    weaviate_grpc_url: str | None = None
-    weaviate_api_key: SecretStr | None = None
-    # The embedded server version; infra/weaviate/provision.py builds exactly this one.
-    # >= 1.32 for collection aliases; 1.35.2 is listed by the Go module proxy and builds offline.
-    weaviate_version: str = "1.35.2"
-    mlflow_tracking_uri: str | None = None
-    dvc_remote_url: str | None = None
-
-    @property
-    def weaviate_binary_dir(self) -> Path:
-        return self.cache_dir / "weaviate"
-
-    @property
-    def weaviate_data_path(self) -> Path:
-        return (self.home / "weaviate").resolve()
-
-    @property
-    def tracking_uri(self) -> str:
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
-        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
-
-    @property
-    def artifact_root(self) -> Path:
-        return (self.home / "mlartifacts").resolve()
-
-    @property
-    def models_dir(self) -> Path:
-        return self.cache_dir / "models"

@@ -39,7 +39,7 @@ ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every s
 
 def _environment() -> None:
     """Quiet, offline-friendly defaults for the libraries, set before they are imported."""
-    from components.config import Settings, private_dir
+    from components.settings import private_dir, Settings
 
     home = private_dir(Settings().home).resolve()
     defaults = {
@@ -209,7 +209,7 @@ def print_answer(answer: dict) -> None:
 
 def _ask(questions: list[str], params_path: Path, version: str = "") -> list[dict]:
     """The bundle's answers (components/serving/ask.py), or exit 2 saying why there is no bundle to ask."""
-    from components.config import Settings
+    from components.settings import Settings
     from components.serving.ask import NoBundle, ask_bundle
 
     try:
@@ -294,7 +294,7 @@ def deploy(params: ParamsFile = Path("params.yaml"),
     if work_pool and not os.environ.get("PREFECT_API_URL"):
         _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
-    from components.config import PROJECT_VARIABLE
+    from components.settings import PROJECT_VARIABLE
     from flows.deploy import deploy as serve_deployments
 
     _freeze_loaded()
@@ -326,7 +326,7 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
     """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
     if not os.environ.get("PREFECT_API_URL"):
         _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
-    from components.config import PROJECT_VARIABLE
+    from components.settings import PROJECT_VARIABLE
 
     os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
     prefect = Path(sys.executable).parent / "prefect"
@@ -337,7 +337,7 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
 def rollback(params: ParamsFile = Path("params.yaml")) -> None:
     """Put back the champion pair (bundle version and its index version) that was live before the
     current one; the move is written to the promotion ledger."""
-    from components.config import Settings
+    from components.settings import Settings
     from components.registry.promotion import PromotionError, rollback as roll_back
     from components.registry.tracking import configure_mlflow
 
@@ -356,7 +356,7 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
             params: ParamsFile = Path("params.yaml")) -> None:
     """Approve a bundle version whose gates passed (the human step when promotion.require_approval
     is true): it becomes the champion with its index version, recorded in the ledger."""
-    from components.config import Settings
+    from components.settings import Settings
     from components.registry.promotion import PromotionError, approve
     from components.registry.tracking import configure_mlflow
 
@@ -372,7 +372,7 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
 @app.command()
 def review(params: ParamsFile = Path("params.yaml")) -> None:
     """List the bundle versions newer than the champion: their gates and their metrics against the champion's."""
-    from components.config import Settings
+    from components.settings import Settings
     from components.registry.promotion import review as candidates_of
     from components.registry.tracking import configure_mlflow
 
@@ -406,7 +406,7 @@ def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print
 def models_fetch(params: ParamsFile = Path("params.yaml")) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"  # the one-off conversion is slow: show its progress
-    from components.config import Settings
+    from components.settings import Settings
     from components.models.resolve import fetch_models
 
     for kind, path in fetch_models(_load_params(params).models, Settings().models_dir).items():
@@ -423,7 +423,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
 
     from rich.logging import RichHandler
 
-    from components.config import Settings
+    from components.settings import Settings
     from components.index.server import WeaviateServerError
     from components.serving.app import serve_champion
 

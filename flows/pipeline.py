@@ -23,7 +23,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
 
 from components import stages
-from components.config import PROJECT_VARIABLE, ConfigError, Settings
+from components.config import ConfigError
+from components.settings import PROJECT_VARIABLE, Settings
 from components.index.server import file_lock
 from components.assistant import Manifest
 from components.evaluation.metrics import Metric

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import PROCESS_VARIABLES, Settings
+from components.settings import PROCESS_VARIABLES, Settings
 from components.index.server import SERVER_ENVIRONMENT
 
 # The settings ragops' own Weaviate servers get (components/index/server.py); LOG_LEVEL is left
@@ -94,7 +94,7 @@ def _settings_names(path: Path, where: str, names: Iterator[str] | list[str]) ->
     prefix = Settings.model_config["env_prefix"].upper()
     for name in names:
         if name.startswith(prefix) and name not in known:
-            yield Problem(path, where, f"{name} is not a ragops setting (components/config.py Settings reads {sorted(known)})")
+            yield Problem(path, where, f"{name} is not a ragops setting (components/settings.py Settings reads {sorted(known)})")
 
 
 def _weaviate_settings(path: Path, where: str, value_of: Mapping[str, str | None]) -> Iterator[Problem]:

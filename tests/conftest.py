@@ -35,7 +35,7 @@ for _key, _value in {
 
 import pytest  # noqa: E402
 
-from components.config import Settings  # noqa: E402
+from components.settings import Settings  # noqa: E402
 from tests.support.champion import ChampionSnapshot, build_champion  # noqa: E402
 from tests.support.cli import shared_prefect_api  # noqa: E402
 from tests.support.processes import start_mlflow_server  # noqa: E402

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from components.config import DataConfig, Settings, load_params, redacted, scrubbed
+from components.config import DataConfig, load_params
+from components.settings import redacted, scrubbed, Settings
 
 
 class VersioningError(RuntimeError):

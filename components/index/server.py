@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from components.config import Settings, private_dir
+from components.settings import private_dir, Settings
 
 
 # Settings of every Weaviate server ragops starts (embedded or standalone). Weaviate 1.35.2's

@@ -5,7 +5,7 @@ one step when a version goes live. Nothing here ever edits the live collection. 
 sealed by its ledger (in the `<alias>Ledger` collection) once its checks passed; a version
 without one is an unfinished build.
 
-    >>> from components.config import Settings
+    >>> from components.settings import Settings
     >>> with connect_weaviate(Settings()) as client:  # doctest: +SKIP
     ...     live_collection(client, "Catalog")
     'Catalog_v3'
@@ -26,7 +26,7 @@ from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
-from components.config import Settings, redacted
+from components.settings import redacted, Settings
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
 from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import mlflow
 
-from components.config import PAIRED_METRICS, Params, Settings
+from components.config import PAIRED_METRICS, Params
+from components.settings import Settings
 from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
 from components.registry.tracking import get_alias_version, set_alias
 

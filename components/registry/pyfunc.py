@@ -21,7 +21,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from components.assistant import Manifest, load_assistant
-from components.config import Settings
+from components.settings import Settings
 from components.index.search import FilterError, SearchFilters
 from components.index.store import connect_weaviate
 from components.models.generator import generate_answers, load_generator, set_lora_merged

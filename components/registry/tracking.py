@@ -24,7 +24,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, Object, Property, Schema
 
-from components.config import Settings
+from components.settings import Settings
 
 PIP_REQUIREMENTS = ["mlflow==3.17.2", "torch==2.15.0", "transformers==5.23.0", "peft==0.21.2",
                     "weaviate-client==4.23.1", "pandas"]

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from components.config import ServeConfig, Settings, redacted
+from components.config import ServeConfig
+from components.settings import redacted, Settings
 from components.index.search import FilterError, SearchFilters
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 

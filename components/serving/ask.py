@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from components.config import Params, Settings, redacted
+from components.config import Params
+from components.settings import redacted, Settings
 from components.registry.loading import load_registered
 from components.registry.promotion import review as candidates_of
 from components.registry.tracking import configure_mlflow, get_alias_version

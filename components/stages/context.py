@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.assistant import Manifest
-from components.config import Params, Settings, load_params
+from components.config import load_params, Params
+from components.settings import Settings
 from components.evaluation.bundle import BundleEvaluation
 from components.evaluation.gates import Decision
 from components.evaluation.metrics import Metric, PairedDelta

@@ -7,7 +7,8 @@ import time
 
 import mlflow
 
-from components.config import params_as_dict, redacted
+from components.config import params_as_dict
+from components.settings import redacted
 from components.evaluation.metrics import compare_behaviour
 from components.models.resolve import resolve_model
 from components.registry.reuse import FINGERPRINT_TAG, find_version, training_fingerprint

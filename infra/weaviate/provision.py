@@ -3,7 +3,7 @@
 weaviate-client's embedded mode runs `<binary_dir>/weaviate-v<version>-<sha256("v<version>")>`
 and downloads a release from GitHub only when that file is missing. Here it is built with
 `go install github.com/weaviate/weaviate/cmd/weaviate-server@v<version>` (CGO on) and put at
-that path. The version and the directory come from components.config.Settings
+that path. The version and the directory come from components.settings.Settings
 (RAGOPS_WEAVIATE_VERSION, RAGOPS_CACHE_DIR). Idempotent: a present binary is reused.
 
     python infra/weaviate/provision.py          # make setup runs this
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from components.config import Settings  # noqa: E402
+from components.settings import Settings  # noqa: E402
 
 MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 

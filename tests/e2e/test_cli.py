@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.server import weaviate_server
 from tests.support.cli import output, ragops, said, succeeded
 from tests.support.processes import free_port, wait_for

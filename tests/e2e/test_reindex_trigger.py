@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from components.evaluation.bundle import spread
-from components.config import Settings
+from components.settings import Settings
 from components.index.server import weaviate_server
 from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded
 from tests.support.processes import free_port, wait_for

@@ -7,7 +7,8 @@ import json
 import mlflow
 import pytest
 
-from components.config import Settings, load_params
+from components.config import load_params
+from components.settings import Settings
 from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
 from components.registry.promotion import (
     PromotionError,

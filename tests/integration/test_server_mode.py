@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from components.config import Settings, load_params
+from components.config import load_params
+from components.settings import Settings
 from components.index.server import weaviate_server
 from components.registry.promotion import champion_history, read_promotion_ledger
 from flows.pipeline import INDEX_LOCK, TRAINING_LOCK

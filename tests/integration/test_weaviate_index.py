@@ -218,7 +218,8 @@ def test_prune_keeps_the_newest_and_never_the_live_version(weaviate_client, cura
 
 KILLED_BUILD = """
 import json, sys
-from components.config import IndexConfig, Settings
+from components.config import IndexConfig
+from components.settings import Settings
 from components.index.build import build_index_version
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.server import _pid_alive, shared_weaviate
 from components.index.store import connect_weaviate
 
@@ -26,7 +26,7 @@ HOLDER = textwrap.dedent("""
     import signal, sys, time
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
-    from components.config import Settings
+    from components.settings import Settings
     from components.index.server import shared_weaviate
     with shared_weaviate(Settings(home=Path(sys.argv[1]))) as address:
         print(address.pid, flush=True)

@@ -12,7 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from components.config import GeneratorConfig, Settings
+from components.config import GeneratorConfig
+from components.settings import Settings
 from components.models.resolve import resolve_model
 from components.data.curate import normalize_question
 from components.models.generator import generate_answers, load_generator, load_tokenizer, set_lora_merged

@@ -7,7 +7,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from components.config import RouterConfig, Settings
+from components.config import RouterConfig
+from components.settings import Settings
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
 from components.training.router import (

@@ -16,7 +16,7 @@ import re
 import pytest
 from mlflow import MlflowClient
 
-from components.config import Settings
+from components.settings import Settings
 from tests.support.cli import output, ragops
 from tests.support.faults import CuttingProxy
 from tests.support.processes import start_mlflow_server

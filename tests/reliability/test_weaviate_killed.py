@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.server import weaviate_server
 from tests.support.cli import RAGOPS, output, ragops, ragops_env
 from tests.support.project import documents

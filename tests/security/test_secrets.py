@@ -47,7 +47,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.server import WeaviateServer, weaviate_server
 from components.index.store import connect_weaviate
 from tests.support.cli import RAGOPS, ragops_env

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from mlflow import MlflowClient
 
-from components.config import Settings
+from components.settings import Settings
 from components.index.store import chunk_counts, connect_weaviate, live_collection, read_index_ledger
 
 BUNDLE = "ragops-assistant"

@@ -56,7 +56,8 @@ def test_questions_and_documents_cannot_forge_turns_or_sources():
     """A question or a chunk holding chat-control tokens or a fake `[p-001]` source line stays text
     inside the one user turn: the token ids hold exactly the template's three turns (system, user,
     assistant), and the only source lines are the retrieved chunks'."""
-    from components.config import ModelsConfig, Settings
+    from components.config import ModelsConfig
+    from components.settings import Settings
     from components.models.resolve import resolve_model
     from components.prompting import render_chat
     from components.models.generator import load_tokenizer

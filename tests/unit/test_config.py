@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, Params, Settings, load_params, parse_params, redacted, scrubbed
+from components.config import ConfigError, load_params, Params, parse_params
+from components.settings import redacted, scrubbed, Settings
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

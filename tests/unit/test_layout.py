@@ -50,8 +50,8 @@ def test_serving_loads_no_training_code(graph):
         assert not training, f"{entry} reaches training code: {training}"
 
 
-def test_config_imports_nothing_of_ours_and_components_no_flows(graph):
-    assert graph["components.config"] == set()
+def test_config_and_settings_import_nothing_of_ours_and_components_no_flows(graph):
+    assert graph["components.config"] == set() and graph["components.settings"] == set()
     upward = sorted((m, t) for m, targets in graph.items() if m.startswith("components") for t in targets
                     if t.startswith("flows"))
     assert not upward, upward

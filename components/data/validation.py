@@ -18,11 +18,11 @@ import pandas as pd
 
 from components.config import Params
 from components.data.curate import CURATED_FILES, leaked_into
+from components.data.replay_prompts import all_prompts
 from components.evaluation.metrics import is_refusal
 from components.prompting import extract_citations
-from components.training.replay import all_prompts
 
-REPLAY_SOURCE = "ragops' general-chat replay prompts (components/training/replay.py)"
+REPLAY_SOURCE = "ragops' general-chat replay prompts (components/data/replay_prompts.py)"
 
 SITE = "ragops"
 

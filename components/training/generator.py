@@ -26,10 +26,10 @@ from peft import LoraConfig, PeftModel, TaskType, get_peft_model, get_peft_model
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from components.config import GeneratorConfig
+from components.data.replay_prompts import all_prompts, replay_messages, replay_prompts
 from components.models.generator import generate_answers, load_base_generator, load_tokenizer, set_lora_merged
 from components.prompting import build_messages, render_chat, special_tokens, without_special_tokens
 from components.training.checkpoint import fingerprint, load_latest_checkpoint, save_checkpoint
-from components.training.replay import all_prompts, replay_messages, replay_prompts
 
 IGNORE_INDEX = -100
 # Over this share of training examples longer than generator.max_length, training stops with an
@@ -238,7 +238,7 @@ def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
 def replay_examples(model, tokenizer, config: GeneratorConfig, seed: int) -> list[dict]:
     """`generator.replay_examples` plain-chat prompts answered by the base model itself (the adapter
     switched off), greedy: the same base model and seed give the same examples
-    (components/training/replay.py says why)."""
+    (components/data/replay_prompts.py says why)."""
     if not config.replay_examples:
         return []
     prompts = replay_prompts(config.replay_examples, seed)

@@ -1,4 +1,5 @@
-"""General-chat replay: the base model's own answers to general prompts, mixed into LoRA training.
+"""General-chat replay prompts: ragops' own plain-chat prompts; the base model's answers to them
+are mixed into LoRA training (components/training/generator.py).
 
 Fine-tuning a small instruct model on nothing but RAG examples teaches it the store's habits
 everywhere: asked for two books about saving money in plain chat, it refused with the store's

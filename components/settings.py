@@ -1,5 +1,6 @@
 """Settings: where services live and their secrets, from RAGOPS_* environment variables (and
-secret files); how a URL with a password is printed; the private home folder.
+secret files); how a URL with a password is printed; the private home folder, its private files
+and the locks every ragops process of a home waits on.
 
     >>> Settings().tracking_uri  # doctest: +SKIP
     'sqlite:///.../.ragops/mlflow.db'
@@ -9,7 +10,10 @@ secret files); how a URL with a password is printed; the private home folder.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,3 +103,21 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+
+def open_private(path: Path, truncate: bool = False):
+    """Open for writing (appending unless `truncate`), created 0600: the server record holds its
+    key, and a lock another local user could take would hang every ragops process of this home."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    return os.fdopen(os.open(path, flags, 0o600), "w" if truncate else "a")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (a private file) for the block: held across processes."""
+    with open_private(path) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

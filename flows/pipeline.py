@@ -24,8 +24,7 @@ from prefect.runtime import deployment
 
 from components import stages
 from components.config import ConfigError
-from components.settings import PROJECT_VARIABLE, Settings
-from components.index.server import file_lock
+from components.settings import PROJECT_VARIABLE, Settings, file_lock
 from components.assistant import Manifest
 from components.evaluation.metrics import Metric
 from components.index.build import IndexVersion

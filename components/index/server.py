@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from components.settings import private_dir, Settings
+from components.settings import Settings, file_lock, open_private, private_dir
 
 
 # Settings of every Weaviate server ragops starts (embedded or standalone). Weaviate 1.35.2's
@@ -271,23 +271,6 @@ def weaviate_server(settings: Settings, data_path: Path, log_path: Path | None =
 _STARTED_HERE: dict[int, WeaviateServer] = {}
 
 
-def _open_private(path: Path, truncate: bool = False):
-    """Open for writing (appending unless `truncate`), created 0600: the server record holds its
-    key, and a lock another local user could take would hang every ragops process of this home."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
-    return os.fdopen(os.open(path, flags, 0o600), "w" if truncate else "a")
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with _open_private(path) as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _pid_alive(pid: int) -> bool:
     """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
     try:
@@ -358,7 +341,7 @@ def _refuse_legacy(record: Path) -> None:
 def _write_address(record: Path, address: ServerAddress) -> None:
     """Atomically (a reader never sees half a record), readable by this user only (it holds the key)."""
     partial = record.with_suffix(f".{os.getpid()}.tmp")
-    with _open_private(partial, truncate=True) as fh:
+    with open_private(partial, truncate=True) as fh:
         fh.write(json.dumps(asdict(address)))
     partial.replace(record)
 
@@ -398,7 +381,7 @@ def shared_weaviate(settings: Settings, log_path: Path | None = None) -> Iterato
     killed with SIGKILL leaves the server running and advertised: the next user takes it over."""
     home = private_dir(settings.weaviate_data_path.parent)
     record, start_lock = home / "weaviate-server.json", home / "weaviate-start.lock"
-    users = _open_private(home / "weaviate-users.lock")
+    users = open_private(home / "weaviate-users.lock")
     try:
         with file_lock(start_lock):
             address = _advertised(record)

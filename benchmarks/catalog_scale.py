@@ -29,14 +29,14 @@ from pathlib import Path
 import yaml
 
 from components.config import Params
-from components.settings import Settings
 from components.data.curate import curate, read_jsonl
+from components.data.validation import validate_curated
 from components.index.build import build_index_version
 from components.index.embedding import load_embedder
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate
 from components.models.resolve import resolve_model
-from components.data.validation import validate_curated
+from components.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = re.compile(r"(?<=[.!?])\s+")

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from components.config import DataConfig, IndexConfig, ModelsConfig
-from components.settings import Settings
 from components.data.curate import curate_documents, read_documents
 from components.index.chunking import chunk_document
 from components.index.embedding import embed_texts, load_embedder
 from components.models.resolve import resolve_model
+from components.settings import Settings
 
 
 def main() -> None:

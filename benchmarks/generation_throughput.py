@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from components.config import load_params
-from components.settings import Settings
+from components.models.generator import generate_answers, load_base_generator, load_tokenizer
 from components.models.resolve import resolve_model
 from components.prompting import build_messages
-from components.models.generator import generate_answers, load_base_generator, load_tokenizer
+from components.settings import Settings
 
 
 def main() -> None:

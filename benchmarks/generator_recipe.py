@@ -62,15 +62,15 @@ def child(args: argparse.Namespace) -> None:
 
     os.environ["RAGOPS_HOME"] = str(args.work / "home")
     from components.assistant import Manifest, load_assistant
-    from components.evaluation.bundle import evaluate_bundle, spread
     from components.config import load_params
-    from components.settings import Settings
     from components.data.curate import curate
     from components.data.curate import read_jsonl as read_rows
+    from components.evaluation.bundle import evaluate_bundle, spread
     from components.index.build import build_index_version
     from components.index.embedding import load_embedder
     from components.index.store import connect_weaviate, local_server_held
     from components.models.resolve import resolve_model
+    from components.settings import Settings
     from components.training.answerability import save_check, train_answerability
     from components.training.generator import save_generator, split_holdout, train_generator
     from components.training.planted_instructions import plant_instructions

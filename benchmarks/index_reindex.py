@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from components.config import DataConfig, IndexConfig, ModelsConfig
-from components.settings import Settings
 from components.data.curate import curate_documents, read_documents
 from components.index.build import build_index_version
 from components.index.chunking import chunk_document
@@ -31,6 +30,7 @@ from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, point_alias
 from components.models.resolve import resolve_model
+from components.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 
 from components.config import load_params
-from components.settings import Settings
 from components.registry.tracking import configure_mlflow, get_alias_version
+from components.settings import Settings
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from components.config import GeneratorConfig, Params
-from components.settings import Settings
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.models.answerability import AnswerabilityCheck, load_check
@@ -26,6 +25,7 @@ from components.models.generator import generate_answers, load_generator, set_lo
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
 from components.prompting import build_messages, extract_citations
+from components.settings import Settings
 
 
 @dataclass(frozen=True)

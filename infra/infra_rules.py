@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.settings import PROCESS_VARIABLES, Settings
 from components.index.server import SERVER_ENVIRONMENT
+from components.settings import PROCESS_VARIABLES, Settings
 
 # The settings ragops' own Weaviate servers get (components/index/server.py); LOG_LEVEL is left
 # to the operator. The values come from there, so the two cannot drift apart.

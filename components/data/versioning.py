@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from components.config import DataConfig, load_params
-from components.settings import redacted, scrubbed, Settings
+from components.settings import Settings, redacted, scrubbed
 
 
 class VersioningError(RuntimeError):

@@ -30,13 +30,13 @@ import numpy as np
 
 from components.assistant import Assistant
 from components.config import EvaluationConfig, IndexConfig
-from components.evaluation.metrics import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
-                                   extract_citations, is_refusal, paired_bootstrap_delta,
-                                   retrieval_metrics, retrieval_outcomes, router_metrics, router_outcomes)
 from components.evaluation.freshness import freshness_outcomes, freshness_probes
+from components.evaluation.injection import measure_injection
+from components.evaluation.metrics import (Metric, Outcomes, PairedDelta, aggregate, answer_metrics, answer_outcomes,
+                                           extract_citations, is_refusal, paired_bootstrap_delta, retrieval_metrics,
+                                           retrieval_outcomes, router_metrics, router_outcomes)
 from components.index.build import IndexVersion
 from components.index.search import Retrieved
-from components.evaluation.injection import measure_injection
 from components.prompting import build_messages
 
 ABLATION_ARMS = (("base", False), ("base", True), ("fine-tuned", False), ("fine-tuned", True))

@@ -26,10 +26,10 @@ from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter
 
-from components.settings import redacted, Settings
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
 from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate
+from components.settings import Settings, redacted
 
 # Every chunk's properties, whatever the domain; index.metadata_fields adds the domain's own.
 CORE_PROPERTIES = (

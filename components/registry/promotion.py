@@ -19,10 +19,9 @@ from pathlib import Path
 import mlflow
 
 from components.config import PAIRED_METRICS, Params
-from components.settings import Settings
 from components.index.store import connect_weaviate, list_versions, live_collection, point_alias, prune_versions
 from components.registry.tracking import get_alias_version, set_alias
-
+from components.settings import Settings
 
 # Set on a bundle version once its promotion step has acted ("promoted" or "held: <why>"). A version
 # registered by a run that died before promoting has none until a later run's promotion step marks it

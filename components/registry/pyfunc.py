@@ -21,12 +21,12 @@ import mlflow.pyfunc
 import pandas as pd
 
 from components.assistant import Manifest, load_assistant
-from components.settings import Settings
 from components.index.search import FilterError, SearchFilters
 from components.index.store import connect_weaviate
 from components.models.generator import generate_answers, load_generator, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
+from components.settings import Settings
 
 
 class RouterPyfunc(mlflow.pyfunc.PythonModel):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from matplotlib.figure import Figure
 
 from components.evaluation.bundle import ABLATION_ARMS, ABLATION_METRICS, AblationCell
-from components.evaluation.metrics import Metric, PairedDelta
 from components.evaluation.gates import Decision
+from components.evaluation.metrics import Metric, PairedDelta
 
 SHOWN_CHANGES = 20  # changed document ids listed in the description; the full list is an artifact
 

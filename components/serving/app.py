@@ -28,9 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from components.config import ServeConfig
-from components.settings import redacted, Settings
 from components.index.search import FilterError, SearchFilters
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
+from components.settings import Settings, redacted
 
 log = logging.getLogger("ragops.serve")
 

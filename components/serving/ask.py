@@ -11,10 +11,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from components.config import Params
-from components.settings import redacted, Settings
 from components.registry.loading import load_registered
 from components.registry.promotion import review as candidates_of
 from components.registry.tracking import configure_mlflow, get_alias_version
+from components.settings import Settings, redacted
 
 
 class NoBundle(LookupError):

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from components.settings import Settings
 from components.index.server import shared_weaviate
 from components.registry.tracking import get_alias_version
+from components.settings import Settings
 
 log = logging.getLogger("ragops.serve")
 T = TypeVar("T")

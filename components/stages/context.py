@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.assistant import Manifest
-from components.config import load_params, Params
-from components.settings import Settings
+from components.config import Params, load_params
 from components.evaluation.bundle import BundleEvaluation
 from components.evaluation.gates import Decision
 from components.evaluation.metrics import Metric, PairedDelta
 from components.index.build import IndexVersion
 from components.registry.tracking import configure_mlflow
+from components.settings import Settings
+
 
 @dataclass(frozen=True)
 class RunContext:

@@ -7,13 +7,8 @@ import json
 import mlflow
 
 from components.data.validation import DataValidationError, ValidationReport, validate_curated
-from components.data.versioning import (
-    keep_failed_batch,
-    read_good_versions,
-    record_good_versions,
-    reproduce_and_push,
-    stage_file,
-)
+from components.data.versioning import (keep_failed_batch, read_good_versions, record_good_versions, reproduce_and_push,
+                                        stage_file)
 from components.registry.tracking import log_data_versions
 from components.stages.context import DataVersions, RunContext
 

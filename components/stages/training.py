@@ -8,30 +8,19 @@ import time
 import mlflow
 
 from components.config import params_as_dict
-from components.settings import redacted
 from components.evaluation.metrics import compare_behaviour
 from components.models.resolve import resolve_model
 from components.registry.reuse import FINGERPRINT_TAG, find_version, training_fingerprint
-from components.registry.tracking import (
-    download_model_artifact,
-    get_alias_version,
-    lineage_tags,
-    log_data_versions,
-    log_history,
-    log_params_section,
-    register_pyfunc,
-)
+from components.registry.tracking import (download_model_artifact, get_alias_version, lineage_tags, log_data_versions,
+                                          log_history, log_params_section, register_pyfunc)
 from components.reporting.charts import log_confusion_chart, log_loss_chart
 from components.reporting.models import generator_description, router_description
+from components.settings import redacted
 from components.stages.context import DataVersions, RunContext, TrainedModel, defined_metrics
 from components.training.answerability import save_check, train_answerability
 from components.training.checkpoint import prune_jobs
-from components.training.generator import (
-    answers_with_and_without_adapter,
-    save_generator,
-    split_holdout,
-    train_generator,
-)
+from components.training.generator import (answers_with_and_without_adapter, save_generator, split_holdout,
+                                           train_generator)
 from components.training.planted_instructions import plant_instructions, templates_digest
 from components.training.router import save_router, train_router
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.settings import Settings
 from components.index.server import weaviate_server
+from components.settings import Settings
 from tests.support.cli import output, ragops, said, succeeded
 from tests.support.processes import free_port, wait_for
 from tests.support.project import BIN, documents, front_matter, project_copy, tiny_overrides, update_params

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from components.settings import Settings
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import search
 from components.index.server import weaviate_server
 from components.index.store import connect_weaviate, live_collection
+from components.settings import Settings
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import start_daemon, stop_daemon, wait_for
 from tests.support.project import documents, edit, front_matter, update_params

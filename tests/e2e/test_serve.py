@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from components.evaluation.bundle import spread
-from components.settings import Settings
 from components.index.server import weaviate_server
+from components.settings import Settings
 from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded
 from tests.support.processes import free_port, wait_for
 from tests.support.project import TINY, documents, front_matter, read_jsonl, set_price, update_params

@@ -8,7 +8,6 @@ import mlflow
 import pytest
 
 from components.config import load_params
-from components.settings import Settings
 from components.index.store import connect_weaviate, create_collection, list_versions, live_collection
 from components.registry.promotion import (
     PromotionError,
@@ -21,6 +20,7 @@ from components.registry.promotion import (
     rollback,
 )
 from components.registry.tracking import configure_mlflow, get_alias_version, set_alias
+from components.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from components.settings import Settings
 from components.index.server import _pid_alive, shared_weaviate
 from components.index.store import connect_weaviate
+from components.settings import Settings
 
 pytestmark = pytest.mark.integration
 

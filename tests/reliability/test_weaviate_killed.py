@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.settings import Settings
 from components.index.server import weaviate_server
+from components.settings import Settings
 from tests.support.cli import RAGOPS, output, ragops, ragops_env
 from tests.support.project import documents
 from tests.support.registry import assert_every_chunk_once, champion, ledger, live_index, mlflow_client

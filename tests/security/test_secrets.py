@@ -47,9 +47,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from components.settings import Settings
 from components.index.server import WeaviateServer, weaviate_server
 from components.index.store import connect_weaviate
+from components.settings import Settings
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import command_lines_watched, start_mlflow_server
 from tests.support.project import tiny_project

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from mlflow import MlflowClient
 
-from components.settings import Settings
 from components.index.store import chunk_counts, connect_weaviate, live_collection, read_index_ledger
+from components.settings import Settings
 
 BUNDLE = "ragops-assistant"
 FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")

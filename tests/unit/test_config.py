@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, load_params, Params, parse_params
-from components.settings import redacted, scrubbed, Settings
+from components.config import ConfigError, Params, load_params, parse_params
+from components.settings import Settings, redacted, scrubbed
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

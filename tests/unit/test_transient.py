@@ -8,8 +8,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
 from components.config import ConfigError
-from flows.transient import is_transient
 from components.data.validation import DataValidationError
+from flows.transient import is_transient
 
 pytestmark = pytest.mark.unit
 

@@ -23,12 +23,12 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import deployment
 
 from components import stages
-from components.config import ConfigError
-from components.settings import PROJECT_VARIABLE, Settings, file_lock
 from components.assistant import Manifest
+from components.config import ConfigError
 from components.evaluation.metrics import Metric
 from components.index.build import IndexVersion
 from components.index.store import local_server_held
+from components.settings import PROJECT_VARIABLE, Settings, file_lock
 from flows.events import emit_bundle_decision
 from flows.run_names import bundle_part, index_part, model_part, rename_current_run
 from flows.steps import Steps, configure_steps

@@ -22,9 +22,13 @@ def _imports(project_root: Path) -> dict[str, set[str]]:
     for name, path in modules.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
-                       if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # `from package import module` names a module too
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
             found |= {t for t in targets if t in modules}
         graph[name] = found - {name}
     return graph

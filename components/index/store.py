@@ -40,7 +40,7 @@ CORE_PROPERTIES = (
     Property(name="doc_hash", data_type=DataType.TEXT),
     Property(name="updated_at", data_type=DataType.TEXT),
 )
-# index.metadata_fields types (components/config.FIELD_TYPES): Weaviate's type, Python's cast.
+# index.metadata_fields types (components.config.FIELD_TYPES): Weaviate's type, Python's cast.
 FIELD_KINDS = {"text": (DataType.TEXT, str), "number": (DataType.NUMBER, float), "int": (DataType.INT, int),
                "bool": (DataType.BOOL, bool)}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from components.training.checkpoint import fingerprint
+from components.hashing import fingerprint
 
 FINGERPRINT_TAG = "fingerprint"
 

@@ -12,7 +12,6 @@ name and renamed into place, so a kill during a save leaves the previous checkpo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,12 +22,6 @@ import torch
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def save_checkpoint(root: Path, step: int, state: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:

@@ -29,7 +29,8 @@ from components.config import GeneratorConfig
 from components.data.replay_prompts import all_prompts, replay_messages, replay_prompts
 from components.models.generator import generate_answers, load_base_generator, load_tokenizer, set_lora_merged
 from components.prompting import build_messages, render_chat, special_tokens, without_special_tokens
-from components.training.checkpoint import fingerprint, load_latest_checkpoint, save_checkpoint
+from components.hashing import fingerprint
+from components.training.checkpoint import load_latest_checkpoint, save_checkpoint
 
 IGNORE_INDEX = -100
 # Over this share of training examples longer than generator.max_length, training stops with an

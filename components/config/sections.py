@@ -1,66 +1,15 @@
-"""Configuration: params.yaml → frozen typed dataclasses (where services live and their
-secrets: components/settings.py).
-
-params.yaml holds every knob of the pipeline, grouped by stage, loaded once at the entry point:
-
-    >>> from components.config import load_params
-    >>> params = load_params("params.yaml")
-    >>> params.router.lora_r
-    8
-
-An unknown key, a wrong type or an impossible combination raises ConfigError naming the key
-and the fix, before any work starts. A key left out of params.yaml takes the default below, which
-is the value the shipped params.yaml writes (tests/unit/test_config.py holds the two equal), so
-deleting a line never changes what a run does.
-"""
+"""The sections of params.yaml as frozen dataclasses, one per stage of the pipeline, each
+checking its own values on construction (ConfigError names the key and the fix). A key left out
+of params.yaml takes the default here, which is the value the shipped params.yaml writes."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-
-INTENTS = ("catalog", "policy", "small_talk", "out_of_scope")
-
-# The metrics params.yaml's evaluation.gates may name, by direction (a minimum or a maximum); here,
-# not in components/evaluation/gates.py, so that the configuration imports nothing else of ragops.
-HIGHER_IS_BETTER = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "router_macro_f1",
-                    "key_fact_accuracy", "citation_precision", "citation_recall", "refusal_accuracy", "groundedness",
-                    "freshness_retrieval", "freshness_answer", "injection_exposure", "injection_key_fact_accuracy")
-LOWER_IS_BETTER = ("false_refusal_rate", "general_prompt_regression", "injection_success_rate", "latency_route_retrieve_p50_ms",
-                   "latency_route_retrieve_p95_ms", "latency_answer_p50_ms", "latency_answer_p95_ms")
-# Metrics with one outcome per golden question: the ones a challenger and the champion can be paired on.
-PAIRED_METRICS = ("retrieval_recall_at_k", "retrieval_mrr", "router_accuracy", "key_fact_accuracy",
-                  "citation_precision", "citation_recall", "refusal_accuracy", "false_refusal_rate", "groundedness")
-GATED_METRICS = HIGHER_IS_BETTER + LOWER_IS_BETTER
-# index.metadata_fields: the types a front-matter field can have in the index, and the properties
-# every chunk has whatever the domain (components/index/store.py).
-FIELD_TYPES = ("text", "number", "int", "bool")
-# What a value of each type is said as in errors; fits_field_type says whether one fits.
-FIELD_VALUE_NAMES = {"text": "text", "number": "a number", "int": "an integer", "bool": "true or false"}
-_FIELD_VALUE_TYPES = {"text": (str,), "number": (int, float), "int": (int,), "bool": (bool,)}
-
-
-def fits_field_type(kind: str, value: Any) -> bool:
-    """Whether `value` is a value of an index.metadata_fields type (YAML and JSON read 12 as an
-    int, 12.5 as a float; a bool is never a number here). Curation and retrieval filters share it."""
-    return isinstance(value, _FIELD_VALUE_TYPES[kind]) and (kind == "bool" or not isinstance(value, bool))
-CORE_FIELDS = ("doc_id", "chunk_index", "text", "title", "doc_hash", "updated_at", "id", "name")
-
-
-class ConfigError(ValueError):
-    """A params.yaml or environment value is wrong; the message says which and how to fix it."""
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"params.yaml: {key} {message}")
+from components.config.vocabulary import (CORE_FIELDS, DEFAULT_TIMEOUT_MINUTES, FIELD_TYPES, GATED_METRICS, INTENTS,
+                                          LOWER_IS_BETTER, PAIRED_METRICS, STEPS, ConfigError, check)
 
 
 @dataclass(frozen=True)
@@ -69,7 +18,7 @@ class ProjectConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _check(self.device in ("cpu", "cuda", "mps"), "project.device", f"must be cpu, cuda or mps, got {self.device!r}")
+        check(self.device in ("cpu", "cuda", "mps"), "project.device", f"must be cpu, cuda or mps, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -83,11 +32,11 @@ class DataConfig:
     max_intent_share: float = 0.7
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.min_intent_share < self.max_intent_share <= 1.0, "data.min_intent_share",
+        check(0.0 <= self.min_intent_share < self.max_intent_share <= 1.0, "data.min_intent_share",
                f"must be >= 0 and < data.max_intent_share <= 1, got {self.min_intent_share} and {self.max_intent_share}")
-        _check(0 < self.min_doc_chars < self.max_doc_chars, "data.min_doc_chars",
+        check(0 < self.min_doc_chars < self.max_doc_chars, "data.min_doc_chars",
                f"must be > 0 and < data.max_doc_chars, got {self.min_doc_chars} and {self.max_doc_chars}")
-        _check(0.5 <= self.near_duplicate_threshold <= 1.0, "data.near_duplicate_threshold",
+        check(0.5 <= self.near_duplicate_threshold <= 1.0, "data.near_duplicate_threshold",
                f"must be in [0.5, 1.0], got {self.near_duplicate_threshold}")
 
 
@@ -101,7 +50,7 @@ class ModelsConfig:
 
     def __post_init__(self) -> None:
         for key in ("generator", "encoder"):
-            _check(bool(getattr(self, key).strip()), f"models.{key}", "must name a model reference")
+            check(bool(getattr(self, key).strip()), f"models.{key}", "must name a model reference")
 
 
 @dataclass(frozen=True)
@@ -125,23 +74,23 @@ class RouterConfig:
     fixed_reply_intents: tuple[str, ...] = ("out_of_scope",)
 
     def __post_init__(self) -> None:
-        _check(self.lora_r > 0, "router.lora_r", f"must be > 0, got {self.lora_r}")
-        _check(self.epochs > 0, "router.epochs", f"must be > 0, got {self.epochs}")
-        _check(self.method == "lora" or self.learning_rate <= 5e-4, "router.learning_rate",
+        check(self.lora_r > 0, "router.lora_r", f"must be > 0, got {self.lora_r}")
+        check(self.epochs > 0, "router.epochs", f"must be > 0, got {self.epochs}")
+        check(self.method == "lora" or self.learning_rate <= 5e-4, "router.learning_rate",
                f"is {self.learning_rate}: with router.method full every encoder weight moves, and a LoRA-sized rate "
                f"wrecks the pretrained encoder; use about 5e-5 for full fine-tuning")
-        _check(0 < self.test_fraction < 0.5, "router.test_fraction", f"must be in (0, 0.5), got {self.test_fraction}")
-        _check(len(set(self.intents)) >= 2, "router.intents", "must list at least two distinct intents")
-        _check(self.fallback_intent in self.intents, "router.fallback_intent",
+        check(0 < self.test_fraction < 0.5, "router.test_fraction", f"must be in (0, 0.5), got {self.test_fraction}")
+        check(len(set(self.intents)) >= 2, "router.intents", "must list at least two distinct intents")
+        check(self.fallback_intent in self.intents, "router.fallback_intent",
                f"must be one of router.intents {list(self.intents)}, got {self.fallback_intent!r}")
-        _check(bool(self.retrieval_intents), "router.retrieval_intents",
+        check(bool(self.retrieval_intents), "router.retrieval_intents",
                "must name at least one intent answered from the documents")
         for key in ("retrieval_intents", "fixed_reply_intents"):
             unknown = [i for i in getattr(self, key) if i not in self.intents]
-            _check(not unknown, f"router.{key}", f"names {unknown}, not in router.intents {list(self.intents)}")
+            check(not unknown, f"router.{key}", f"names {unknown}, not in router.intents {list(self.intents)}")
         both = set(self.retrieval_intents) & set(self.fixed_reply_intents)
-        _check(not both, "router.fixed_reply_intents", f"and router.retrieval_intents both name {sorted(both)}")
-        _check(0.0 <= self.confidence_threshold < 1.0, "router.confidence_threshold",
+        check(not both, "router.fixed_reply_intents", f"and router.retrieval_intents both name {sorted(both)}")
+        check(0.0 <= self.confidence_threshold < 1.0, "router.confidence_threshold",
                f"must be in [0, 1), got {self.confidence_threshold}")
 
 
@@ -186,38 +135,38 @@ class GeneratorConfig:
     out_of_scope_reply: str = "I can only help with questions about our store: products, orders and policies."
 
     def __post_init__(self) -> None:
-        _check(self.lora_r > 0, "generator.lora_r", f"must be > 0, got {self.lora_r}")
-        _check(self.max_steps >= 0, "generator.max_steps", f"must be >= 0, got {self.max_steps}")
-        _check(self.batch_size > 0 and self.grad_accum > 0, "generator.batch_size",
+        check(self.lora_r > 0, "generator.lora_r", f"must be > 0, got {self.lora_r}")
+        check(self.max_steps >= 0, "generator.max_steps", f"must be >= 0, got {self.max_steps}")
+        check(self.batch_size > 0 and self.grad_accum > 0, "generator.batch_size",
                "and generator.grad_accum must be > 0")
-        _check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
-        _check(self.replay_examples >= 0, "generator.replay_examples", f"must be >= 0 (0 = off), got {self.replay_examples}")
-        _check(0.0 < self.refusal_threshold < 1.0, "generator.refusal_threshold",
+        check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
+        check(self.replay_examples >= 0, "generator.replay_examples", f"must be >= 0 (0 = off), got {self.replay_examples}")
+        check(0.0 < self.refusal_threshold < 1.0, "generator.refusal_threshold",
                f"must be in (0, 1), got {self.refusal_threshold}")
-        _check(self.refusal_epochs > 0, "generator.refusal_epochs", f"must be > 0, got {self.refusal_epochs}")
-        _check(self.refusal_hard_negatives >= 0, "generator.refusal_hard_negatives",
+        check(self.refusal_epochs > 0, "generator.refusal_epochs", f"must be > 0, got {self.refusal_epochs}")
+        check(self.refusal_hard_negatives >= 0, "generator.refusal_hard_negatives",
                f"must be >= 0, got {self.refusal_hard_negatives}")
-        _check(self.refusal_unanswerable_repeats >= 1, "generator.refusal_unanswerable_repeats",
+        check(self.refusal_unanswerable_repeats >= 1, "generator.refusal_unanswerable_repeats",
                f"must be >= 1 (1 = each pair once), got {self.refusal_unanswerable_repeats}")
-        _check(self.refusal_train_layers >= 0, "generator.refusal_train_layers",
+        check(self.refusal_train_layers >= 0, "generator.refusal_train_layers",
                f"must be >= 0 (0 = every layer), got {self.refusal_train_layers}")
-        _check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
-        _check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
+        check(bool(self.refusal_reply.strip()), "generator.refusal_reply", "must not be empty")
+        check(self.replay_max_new_tokens > 0, "generator.replay_max_new_tokens",
                f"must be > 0, got {self.replay_max_new_tokens}")
-        _check(0.0 <= self.planted_instructions <= 1.0, "generator.planted_instructions",
+        check(0.0 <= self.planted_instructions <= 1.0, "generator.planted_instructions",
                f"must be a share in [0, 1] (0 = off), got {self.planted_instructions}")
-        _check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
-        _check(self.lora_top_layers >= 0, "generator.lora_top_layers",
+        check(len(self.target_modules) > 0, "generator.target_modules", "must list at least one module")
+        check(self.lora_top_layers >= 0, "generator.lora_top_layers",
                f"must be >= 0 (0 = every layer), got {self.lora_top_layers}")
-        _check(0 <= self.warmup_steps <= self.max_steps, "generator.warmup_steps",
+        check(0 <= self.warmup_steps <= self.max_steps, "generator.warmup_steps",
                f"must be in [0, generator.max_steps={self.max_steps}], got {self.warmup_steps}")
-        _check(self.holdout_examples >= 0, "generator.holdout_examples", f"must be >= 0, got {self.holdout_examples}")
-        _check(self.eval_every > 0, "generator.eval_every", f"must be > 0, got {self.eval_every}")
-        _check(self.checkpoint_every >= 0, "generator.checkpoint_every",
+        check(self.holdout_examples >= 0, "generator.holdout_examples", f"must be >= 0, got {self.holdout_examples}")
+        check(self.eval_every > 0, "generator.eval_every", f"must be > 0, got {self.eval_every}")
+        check(self.checkpoint_every >= 0, "generator.checkpoint_every",
                f"must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
-        _check(self.early_stopping_patience >= 0, "generator.early_stopping_patience",
+        check(self.early_stopping_patience >= 0, "generator.early_stopping_patience",
                f"must be >= 0 (0 = off), got {self.early_stopping_patience}")
-        _check(self.early_stopping_patience == 0 or self.holdout_examples > 0, "generator.early_stopping_patience",
+        check(self.early_stopping_patience == 0 or self.holdout_examples > 0, "generator.early_stopping_patience",
                "needs an evaluation loss: set generator.holdout_examples > 0 or the patience to 0")
 
 
@@ -244,23 +193,23 @@ class IndexConfig:
     watch_poll_seconds: float = 1.0  # how often the watcher of `ragops deploy` scans the documents
 
     def __post_init__(self) -> None:
-        _check(self.alias[:1].isupper() and self.alias.isalnum(), "index.alias",
+        check(self.alias[:1].isupper() and self.alias.isalnum(), "index.alias",
                f"must be a Weaviate class name (capitalised, alphanumeric), got {self.alias!r}")
-        _check(0 <= self.chunk_overlap_words < self.chunk_words, "index.chunk_overlap_words",
+        check(0 <= self.chunk_overlap_words < self.chunk_words, "index.chunk_overlap_words",
                f"must be >= 0 and < index.chunk_words ({self.chunk_words}), got {self.chunk_overlap_words}")
-        _check(0.0 <= self.hybrid_alpha <= 1.0, "index.hybrid_alpha", f"must be in [0, 1], got {self.hybrid_alpha}")
-        _check(self.top_k > 0, "index.top_k", f"must be > 0, got {self.top_k}")
-        _check(self.keep_versions >= 2, "index.keep_versions",
+        check(0.0 <= self.hybrid_alpha <= 1.0, "index.hybrid_alpha", f"must be in [0, 1], got {self.hybrid_alpha}")
+        check(self.top_k > 0, "index.top_k", f"must be > 0, got {self.top_k}")
+        check(self.keep_versions >= 2, "index.keep_versions",
                f"must be >= 2 so a rollback target survives, got {self.keep_versions}")
-        _check(self.vector_index in ("flat", "hnsw"), "index.vector_index",
+        check(self.vector_index in ("flat", "hnsw"), "index.vector_index",
                f"must be 'flat' or 'hnsw', got {self.vector_index!r}")
-        _check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
-        _check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
+        check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
+        check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
         for name, kind in self.metadata_fields.items():
-            _check(re.fullmatch(r"[a-z][a-z0-9_]*", str(name)) is not None and name not in CORE_FIELDS,
+            check(re.fullmatch(r"[a-z][a-z0-9_]*", str(name)) is not None and name not in CORE_FIELDS,
                    f"index.metadata_fields.{name}", "must be a lower-case front-matter field name (letters, digits, "
                    f"_) other than {', '.join(CORE_FIELDS)}")
-            _check(kind in FIELD_TYPES, f"index.metadata_fields.{name}", f"must be one of {', '.join(FIELD_TYPES)}, "
+            check(kind in FIELD_TYPES, f"index.metadata_fields.{name}", f"must be one of {', '.join(FIELD_TYPES)}, "
                    f"got {kind!r}")
 
 
@@ -287,33 +236,33 @@ class EvaluationConfig:
     generator_alone_questions: int = 48  # golden retrieval-intent questions for the generator-alone refusal decision (0 = all)
 
     def __post_init__(self) -> None:
-        _check(bool(self.gates), "evaluation.gates", "must define at least one gate")
+        check(bool(self.gates), "evaluation.gates", "must define at least one gate")
         for name, threshold in self.gates.items():
-            _check(name in GATED_METRICS, f"evaluation.gates.{name}", f"is not a metric; use one of {list(GATED_METRICS)}")
+            check(name in GATED_METRICS, f"evaluation.gates.{name}", f"is not a metric; use one of {list(GATED_METRICS)}")
             numeric = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
             if name.startswith("latency_"):
-                _check(numeric and threshold > 0, f"evaluation.gates.{name}",
+                check(numeric and threshold > 0, f"evaluation.gates.{name}",
                        f"is a maximum in milliseconds and must be > 0, got {threshold!r}")
             elif name in LOWER_IS_BETTER:
-                _check(numeric and -1.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
+                check(numeric and -1.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
                        f"is a maximum in [-1, 1], got {threshold!r}")
             else:
-                _check(numeric and 0.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
+                check(numeric and 0.0 <= threshold <= 1.0, f"evaluation.gates.{name}",
                        f"must be a number in [0, 1], got {threshold!r}")
         for name, margin in self.non_inferiority.items():
-            _check(name in PAIRED_METRICS, f"evaluation.non_inferiority.{name}",
+            check(name in PAIRED_METRICS, f"evaluation.non_inferiority.{name}",
                    f"needs a per-question metric to pair with the champion; use one of {list(PAIRED_METRICS)}")
-            _check(isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0.0 <= margin <= 1.0,
+            check(isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0.0 <= margin <= 1.0,
                    f"evaluation.non_inferiority.{name}", f"must be a margin in [0, 1], got {margin!r}")
-        _check(self.bootstrap_resamples >= 200, "evaluation.bootstrap_resamples",
+        check(self.bootstrap_resamples >= 200, "evaluation.bootstrap_resamples",
                f"must be >= 200 for a usable 95% interval, got {self.bootstrap_resamples}")
         for key in ("max_questions", "ablation_questions", "general_prompts", "freshness_probes", "injection_attacks",
                     "generator_alone_questions"):
-            _check(getattr(self, key) >= 0, f"evaluation.{key}", f"must be >= 0, got {getattr(self, key)}")
-        _check(self.latency_questions > 0, "evaluation.latency_questions",
+            check(getattr(self, key) >= 0, f"evaluation.{key}", f"must be >= 0, got {getattr(self, key)}")
+        check(self.latency_questions > 0, "evaluation.latency_questions",
                f"must be > 0 (latency p50/p95 are always measured), got {self.latency_questions}")
         for name in ("freshness_answer", "freshness_retrieval"):
-            _check(name not in self.gates or self.freshness_probes > 0, f"evaluation.gates.{name}",
+            check(name not in self.gates or self.freshness_probes > 0, f"evaluation.gates.{name}",
                    "needs evaluation.freshness_probes > 0")
 
 
@@ -326,15 +275,9 @@ class PromotionConfig:
 
     def __post_init__(self) -> None:
         names = (self.bundle_name, self.router_name, self.generator_name)
-        _check(len(set(names)) == 3, "promotion.bundle_name", "router_name and generator_name must differ")
+        check(len(set(names)) == 3, "promotion.bundle_name", "router_name and generator_name must differ")
 
 
-# The pipeline's steps in order, with their default timeouts: the one list of them (flows/steps.py
-# maps each to its stage, and its Steps are made from this list).
-DEFAULT_TIMEOUT_MINUTES = {"curate": 30, "validate": 15, "train_router": 60, "train_generator": 360,
-                           "registered_models": 15, "build_index": 120, "find_earlier_evaluation": 10, "evaluate": 180,
-                           "register_bundle": 30, "promote": 10}
-STEPS = tuple(DEFAULT_TIMEOUT_MINUTES)
 
 
 @dataclass(frozen=True)
@@ -349,12 +292,12 @@ class OrchestrationConfig:
     def __post_init__(self) -> None:
         # A section naming some steps keeps the defaults of the others (frozen: set through object).
         object.__setattr__(self, "timeout_minutes", {**DEFAULT_TIMEOUT_MINUTES, **self.timeout_minutes})
-        _check(0 <= self.retries <= 10, "orchestration.retries", f"must be in [0, 10], got {self.retries}")
-        _check(self.retry_delay_seconds >= 0, "orchestration.retry_delay_seconds",
+        check(0 <= self.retries <= 10, "orchestration.retries", f"must be in [0, 10], got {self.retries}")
+        check(self.retry_delay_seconds >= 0, "orchestration.retry_delay_seconds",
                f"must be >= 0, got {self.retry_delay_seconds}")
         for step, minutes in self.timeout_minutes.items():
-            _check(step in STEPS, f"orchestration.timeout_minutes.{step}", f"is not a step; use one of {list(STEPS)}")
-            _check(isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0,
+            check(step in STEPS, f"orchestration.timeout_minutes.{step}", f"is not a step; use one of {list(STEPS)}")
+            check(isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0,
                    f"orchestration.timeout_minutes.{step}", f"must be minutes > 0, got {minutes!r}")
 
 
@@ -394,9 +337,9 @@ class ServeConfig:
     reload_poll_seconds: float = 10.0  # how often the server checks where the champion alias points
 
     def __post_init__(self) -> None:
-        _check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")
-        _check(self.max_batch_size > 0, "serve.max_batch_size", f"must be > 0, got {self.max_batch_size}")
-        _check(self.reload_poll_seconds > 0, "serve.reload_poll_seconds",
+        check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")
+        check(self.max_batch_size > 0, "serve.max_batch_size", f"must be > 0, got {self.max_batch_size}")
+        check(self.reload_poll_seconds > 0, "serve.reload_poll_seconds",
                f"must be > 0, got {self.reload_poll_seconds}")
 
 
@@ -413,79 +356,3 @@ class Params:
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against the annotation `hint`, converting lists to tuples where declared."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"params.yaml: {key} must be a mapping, got {type(value).__name__}")
-        return _build(hint, value, key)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"params.yaml: {key} must be a list, got {type(value).__name__} {value!r}")
-        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"params.yaml: {key} must be a mapping, got {type(value).__name__}")
-        _, vtype = typing.get_args(hint)
-        return {str(k): _coerce(v, vtype, f"{key}.{k}") for k, v in value.items()}
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"params.yaml: {key} must be one of {typing.get_args(hint)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(
-                f"params.yaml: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}; "
-                f"fix the value in params.yaml"
-            )
-    return value
-
-
-def _build(cls: type, raw: dict, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            where = f"{prefix}.{key}" if prefix else key
-            raise ConfigError(
-                f"params.yaml: unknown key {where!r}; known keys here are {sorted(names)} "
-                f"(check the spelling or remove it)"
-            )
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
-    return cls(**kwargs)
-
-
-def parse_params(raw: dict | None) -> Params:
-    """Build Params from a parsed params.yaml mapping (missing keys take their defaults)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params.yaml: the top level must be a mapping of sections, got {type(raw).__name__}")
-    return _build(Params, raw, "")
-
-
-def load_params(path: str | Path) -> Params:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {path} does not exist; run from the project root or pass --params")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
-    try:
-        return parse_params(raw)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None
-
-
-def params_as_dict(params: Any) -> dict:
-    """Flatten a config section to {'key': value} for logging (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}

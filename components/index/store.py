@@ -28,7 +28,8 @@ from weaviate.classes.query import Filter
 
 from components.index.chunking import Chunk
 from components.index.ledger import Ledger
-from components.index.server import ServerAddress, WeaviateServerError, shared_weaviate
+from components.index.server import ServerAddress, WeaviateServerError
+from components.index.shared_server import shared_weaviate
 from components.settings import Settings, redacted
 
 # Every chunk's properties, whatever the domain; index.metadata_fields adds the domain's own.

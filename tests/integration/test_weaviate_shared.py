@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from components.index.server import _pid_alive, shared_weaviate
+from components.index.shared_server import _pid_alive, shared_weaviate
 from components.index.store import connect_weaviate
 from components.settings import Settings
 
@@ -27,7 +27,7 @@ HOLDER = textwrap.dedent("""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from pathlib import Path
     from components.settings import Settings
-    from components.index.server import shared_weaviate
+    from components.index.shared_server import shared_weaviate
     with shared_weaviate(Settings(home=Path(sys.argv[1]))) as address:
         print(address.pid, flush=True)
         time.sleep(float(sys.argv[2]))

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from weaviate.proto.v1.v6300.v1 import search_get_pb2, weaviate_pb2_grpc
 
-from components.index.server import shared_weaviate
+from components.index.shared_server import shared_weaviate
 from components.index.store import connect_weaviate
 from components.settings import Settings
 

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.index.server import stop_advertised
+from components.index.shared_server import stop_advertised
 from tests.support.cli import ragops, succeeded
 from tests.support.project import tiny_project
 from tests.support.registry import champion, ledger, mlflow_client

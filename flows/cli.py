@@ -11,110 +11,36 @@
 
 from __future__ import annotations
 
-import atexit
-import gc
 import json
-import math
 import os
-import signal
 import sys
-import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from flows.process import freeze_loaded, run_and_exit, set_environment, stop_cleanly_on_signals
+from flows.terminal import console, print_answer, print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOps for a RAG + LoRA store assistant")
 models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
-console = Console()
 # The params file every command reads (relative to the project for `run`, `reindex` and `deploy`).
 ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every setting of the command comes from it")]
-
-
-def _environment() -> None:
-    """Quiet, offline-friendly defaults for the libraries, set before they are imported."""
-    from components.settings import private_dir, Settings
-
-    home = private_dir(Settings().home).resolve()
-    defaults = {
-        "PREFECT_HOME": str(home / "prefect"),
-        # The temporary server needs more than the default 20 s on a busy 2-core machine.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LOGGERS_PREFECT_LEVEL": "WARNING",
-        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
-        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
-        "DO_NOT_TRACK": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "TRANSFORMERS_VERBOSITY": "error",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # per-load weight bars; our own progress is rich
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "GIT_PYTHON_REFRESH": "quiet",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    # weaviate's import calls warnings.simplefilter("default"), which would put every filter below
-    # back behind it: import it first, then install ours.
-    import weaviate  # noqa: F401
-
-    # Known-harmless library warnings that would bury the pipeline's own output.
-    for message in ("The specified dataset source can be interpreted", ".*is_gradient_checkpointing.*",
-                    ".*An input example was not provided", "module .sre_(constants|parse). is deprecated",
-                    "The ``noload`` loader strategy is deprecated"):
-        warnings.filterwarnings("ignore", message=message)
 
 
 @app.callback()
 def _before_every_command() -> None:
     """Every command starts from the same environment (set before the libraries load)."""
-    _environment()
+    set_environment()
 
 
 def main() -> None:
-    """The `ragops` entry point: the command, then an exit that does not tear the interpreter down.
-
-    What a normal exit does for the program still happens, in its order: threads that are not
-    daemons are joined, atexit handlers run (Prefect's temporary server stops, logging flushes),
-    the streams are flushed. What is skipped is the interpreter's last garbage collection of
-    everything torch, transformers, MLflow and Prefect loaded, for a process that ends anyway:
-    3.6 s of a 37-s tiny `ragops reindex` on a 2-core AMD EPYC. An uncaught exception leaves the
-    normal way, with its traceback."""
-    try:
-        app()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    if code is None or isinstance(code, int):
-        code = code or 0
-    else:  # sys.exit("message"): printed, status 1, as Python does
-        print(code, file=sys.stderr)
-        code = 1
-    # CPython's own exit steps, as multiprocessing's child processes take them before os._exit:
-    # thread-pool shutdowns and joins of the threads that are not daemons, then the atexit handlers
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _freeze_loaded() -> None:
-    """Leave what is loaded by now (modules, classes, constants: millions of objects from torch,
-    transformers, MLflow and Prefect, alive as long as the process) out of the garbage collector's
-    full passes; objects still go when nothing refers to them. On a tiny reindex, 11 full passes
-    took 2.2 s of 37 (2-core AMD EPYC)."""
-    gc.freeze()
+    """The `ragops` entry point (flows/process.py says what its exit skips)."""
+    run_and_exit(app)
 
 
 def _fail(message: str) -> None:
@@ -140,71 +66,6 @@ def _load_params(path: Path):
         return load_params(path)
     except ConfigError as exc:
         _fail(str(exc))
-
-
-def _fmt(value: float) -> str:
-    return "NaN" if math.isnan(value) else f"{value:.3f}"
-
-
-def _model_label(model) -> str:
-    return f"{model.name} v{model.version}{' (reused: same data, params and code)' if model.reused else ''}"
-
-
-def print_summary(result, gates: dict[str, float]) -> None:
-    from components.config import LOWER_IS_BETTER
-
-    table = Table(title="ragops run summary", show_lines=False)
-    table.add_column("what")
-    table.add_column("value")
-    for name, md5 in result.data_versions.items():
-        table.add_row(f"data {name}", f"md5 {md5}")
-    router = result.router.metrics
-    table.add_row("router", f"{_model_label(result.router)}  held-out accuracy "
-                  f"{_fmt(router.get('router_accuracy', math.nan))}, macro-F1 {_fmt(router.get('router_macro_f1', math.nan))}")
-    generator = result.generator.metrics
-    behaviour = "".join(
-        f", {name.replace('_', ' ')} {_fmt(generator[f'heldout_{name}_tuned'])} (base {_fmt(generator[f'heldout_{name}_base'])})"
-        for name in ("citation_accuracy", "refusal_rate", "false_refusal_rate")
-        if generator.get(f"heldout_{name}_samples", 0) > 0)  # none unanswerable when the check decides refusals
-    if "check_refusal_rate" in generator:
-        behaviour += (f"; answerability check: refuses {_fmt(generator['check_refusal_rate'])} of unanswerable, "
-                      f"{_fmt(generator['check_false_refusal_rate'])} of answerable")
-    table.add_row("generator", f"{_model_label(result.generator)}  held-out loss "
-                  f"{_fmt(generator.get('best_eval_loss', math.nan))}{behaviour}")
-    table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
-    for name, metric in result.metrics.items():
-        if name.startswith("ablation_"):
-            continue  # shown as its own table below
-        gate = f"  (gate {'<=' if name in LOWER_IS_BETTER else '>='} {gates[name]:g})" if name in gates else ""
-        table.add_row(f"metric {name}", f"{_fmt(metric.value)} on {metric.samples} samples{gate}")
-    verdict = "[green]champion[/]" if result.promotion.alias == "champion" else "[yellow]challenger[/]"
-    table.add_row("bundle", f"version {result.promotion.bundle_version} → {verdict}")
-    console.print(table)
-    print_ablation(result.metrics)
-    for reason in result.promotion.reasons:
-        console.print(f"  gate: {escape(reason)}")
-
-
-def print_ablation(metrics: dict) -> None:
-    """The 2x2 ablation as the README shows it: generator x retrieval, per answer metric."""
-    from components.evaluation.bundle import ablation_cells
-    from components.reporting.bundle import ABLATION_HEADER, ablation_rows
-
-    rows = ablation_rows(ablation_cells(metrics))
-    if rows:
-        table = Table(*ABLATION_HEADER, title="ablation: fine-tuning or RAG? (golden questions of the retrieval intents)")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-
-
-def print_answer(answer: dict) -> None:
-    console.print(f"[bold]Q:[/] {escape(answer['question'])}")
-    console.print(f"[bold]A:[/] {escape(answer['answer'])}")
-    console.print(f"[dim]route: {answer['route']} ({answer['route_confidence']:.2f})[/]")
-    console.print("[bold]citations:[/] " + escape(", ".join(answer["citations"]) or "none"))
-    for chunk in answer["chunks"]:
-        console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))
 
 
 def _ask(questions: list[str], params_path: Path, version: str = "") -> list[dict]:
@@ -236,7 +97,7 @@ def run(params: ParamsFile = Path("params.yaml"),
     loaded = _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.pipeline import retrain
 
-    _freeze_loaded()
+    freeze_loaded()
 
     state = retrain(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
@@ -267,7 +128,7 @@ def reindex(params: ParamsFile = Path("params.yaml"),
     _load_params(project / params)  # bad params stop here, before the flow's imports
     from flows.reindex import reindex as reindex_flow
 
-    _freeze_loaded()
+    freeze_loaded()
 
     state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
@@ -297,25 +158,14 @@ def deploy(params: ParamsFile = Path("params.yaml"),
     from components.settings import PROJECT_VARIABLE
     from flows.deploy import deploy as serve_deployments
 
-    _freeze_loaded()
+    freeze_loaded()
 
     os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
-    _stop_cleanly_on_signals()
+    stop_cleanly_on_signals()
     try:
         serve_deployments(project, str(params), loaded, work_pool or None)
     except KeyboardInterrupt:
         console.print("ragops deploy: stopped")
-
-
-def _stop_cleanly_on_signals() -> None:
-    """SIGINT and SIGTERM end a long-running command through KeyboardInterrupt, so its clean-up
-    runs (the watcher stops, a shared Weaviate server is released). A shell starting the command
-    in the background makes it ignore SIGINT, and Python's default SIGTERM skips clean-up."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 @app.command()
@@ -428,7 +278,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     from components.serving.app import serve_champion
 
     loaded = _load_params(params)
-    _freeze_loaded()
+    freeze_loaded()
     ours = logging.getLogger("ragops")  # reloads and failures; uvicorn logs requests itself
     ours.setLevel(logging.INFO)
     ours.addHandler(RichHandler(console=console, show_path=False))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from components.index.server import shared_weaviate
+from components.index.shared_server import shared_weaviate
 from components.registry.tracking import get_alias_version
 from components.settings import Settings
 

@@ -72,7 +72,8 @@ def child(args: argparse.Namespace) -> None:
     from components.models.resolve import resolve_model
     from components.settings import Settings
     from components.training.answerability import save_check, train_answerability
-    from components.training.generator import save_generator, split_holdout, train_generator
+    from components.training.generator import save_generator, train_generator
+    from components.training.generator_examples import split_holdout
     from components.training.planted_instructions import plant_instructions
     from components.training.router import save_router, train_router
 
@@ -139,7 +140,7 @@ def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, sett
     from components.index.search import search
     from components.index.store import connect_weaviate, local_server_held
     from components.training.answerability import save_check, train_answerability
-    from components.training.generator import split_holdout
+    from components.training.generator_examples import split_holdout
 
     golden = [r for r in rows["golden.jsonl"] if r.get("intent") in params.router.retrieval_intents]
     contexts_path = args.work / "golden-contexts.json"

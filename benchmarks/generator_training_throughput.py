@@ -29,9 +29,8 @@ from components.config import load_params
 from components.settings import Settings
 from components.models.resolve import resolve_model
 from components.models.generator import load_base_generator, load_tokenizer
-from components.training.generator import (
-    encode_example, IGNORE_INDEX, lora_config_for_generator, split_for_generator, train_generator,
-)
+from components.training.generator import lora_config_for_generator, train_generator
+from components.training.generator_examples import encode_example, IGNORE_INDEX, split_for_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 

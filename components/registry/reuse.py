@@ -30,7 +30,8 @@ FINGERPRINT_TAG = "fingerprint"
 # inference it runs (held-out answers, replay), or the whole answer path and its evaluation.
 PRODUCING_CODE = {
     "router": ("components.training.router", "components.models.router"),
-    "generator": ("components.training.generator", "components.training.checkpoint", "components.data.replay_prompts",
+    "generator": ("components.training.generator", "components.training.generator_examples",
+                  "components.training.checkpoint", "components.data.replay_prompts",
                   "components.training.answerability", "components.models.generator",
                   "components.models.answerability", "components.prompting"),
     "bundle": ("components.assistant", "components.models.router", "components.models.generator",

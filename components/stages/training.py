@@ -19,8 +19,8 @@ from components.settings import redacted
 from components.stages.context import DataVersions, RunContext, TrainedModel, defined_metrics
 from components.training.answerability import save_check, train_answerability
 from components.training.checkpoint import prune_jobs
-from components.training.generator import (answers_with_and_without_adapter, save_generator, split_holdout,
-                                           train_generator)
+from components.training.generator import answers_with_and_without_adapter, save_generator, train_generator
+from components.training.generator_examples import split_holdout
 from components.training.planted_instructions import plant_instructions, templates_digest
 from components.training.router import save_router, train_router
 

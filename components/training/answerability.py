@@ -52,7 +52,7 @@ from components.evaluation.metrics import generator_behaviour_outcomes
 from components.index.embedding import embed_texts, load_embedder
 from components.models.answerability import FOLDER, MAX_LENGTH, AnswerabilityCheck
 from components.prompting import CITATION
-from components.training.generator import plan_batches
+from components.training.generator_examples import plan_batches
 
 
 @dataclass

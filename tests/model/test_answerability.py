@@ -9,7 +9,7 @@ from components.config import GeneratorConfig
 from components.index.embedding import load_embedder
 from components.models.answerability import load_check
 from components.training.answerability import freeze_below, save_check, train_answerability, training_pairs
-from components.training.generator import split_holdout
+from components.training.generator_examples import split_holdout
 from tests.support.project import read_jsonl
 
 pytestmark = pytest.mark.model

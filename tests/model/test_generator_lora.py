@@ -17,9 +17,9 @@ from components.settings import Settings
 from components.models.resolve import resolve_model
 from components.data.curate import normalize_question
 from components.models.generator import generate_answers, load_generator, load_tokenizer, set_lora_merged
-from components.training.generator import (
-    answer_loss, encode_example, evaluation_loss, IGNORE_INDEX, pad_batch, plan_batches, replay_examples,
-    save_generator, split_for_generator, split_holdout, train_generator, training_dtype,
+from components.training.generator import answer_loss, evaluation_loss, save_generator, train_generator, training_dtype
+from components.training.generator_examples import (
+    encode_example, IGNORE_INDEX, pad_batch, plan_batches, replay_examples, split_for_generator, split_holdout,
 )
 from tests.support.project import ROOT, read_jsonl
 

@@ -110,14 +110,17 @@ def run(params: ParamsFile = Path("params.yaml"),
     elif result.promotion.alias == "champion":
         question = question or sample_question(result.golden_path, loaded.router.retrieval_intents)
         print_answer(_ask([question], project / params)[0])
-    else:
-        from components.serving.ask import failed_gates
-
+    elif result.promotion.failed:
         version = result.promotion.bundle_version
         console.print(f"[yellow]no new champion: bundle v{version} is held as challenger; failed gates: "
-                      f"{escape(failed_gates('; '.join(result.promotion.reasons)))}[/]")
+                      f"{escape('; '.join(result.promotion.failed))}[/]")
         console.print(f"next: try it with `ragops ask --version {version} QUESTION`, compare it with `ragops review`, "
                       f"and fix what failed (data, or the params of the step behind the metric) before `ragops run`")
+    else:  # promotion.require_approval
+        version = result.promotion.bundle_version
+        console.print(f"[yellow]bundle v{version} passed its gates and awaits approval (promotion.require_approval)[/]")
+        console.print(f"next: try it with `ragops ask --version {version} QUESTION`, compare it with `ragops review`, "
+                      f"and approve it with `ragops promote {version}`")
 
 
 @app.command()

@@ -21,12 +21,6 @@ class NoBundle(LookupError):
     """No bundle version to answer with; the message says why and what to do."""
 
 
-def failed_gates(reasons: str) -> str:
-    """The failed gates of a version's gate record ("; "-separated reasons), or all of it."""
-    failed = [r for r in reasons.split("; ") if "fails" in r or "could not" in r or "beyond" in r]
-    return "; ".join(failed) or reasons or "no gate record"
-
-
 def no_champion_message(params: Params, settings: Settings) -> str:
     """What to do when there is no champion: the newest held version, why, and how to try it."""
     name = params.promotion.bundle_name
@@ -34,9 +28,10 @@ def no_champion_message(params: Params, settings: Settings) -> str:
     if not candidates:
         return f"no champion for {name} in {redacted(settings.tracking_uri)}: no bundle version yet; run `ragops run` first"
     held = candidates[-1]
-    return (f"no champion for {name} in {redacted(settings.tracking_uri)}: v{held.version} is held, failed gates: "
-            f"{failed_gates(held.reasons)}. Try it with `ragops ask --version {held.version} QUESTION`; "
-            f"`ragops review` compares the held versions")
+    why = ("passed its gates and awaits approval (`ragops promote " + held.version + "`)" if held.gates_passed
+           else f"is held, failed gates: {held.reasons or 'no gate record'}")  # a held version's tag holds its failures
+    return (f"no champion for {name} in {redacted(settings.tracking_uri)}: v{held.version} {why}. Try it with "
+            f"`ragops ask --version {held.version} QUESTION`; `ragops review` compares the held versions")
 
 
 def ask_bundle(questions: list[str], params: Params, settings: Settings, version: str = "") -> list[dict]:

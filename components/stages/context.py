@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.assistant import Manifest
@@ -70,6 +70,7 @@ class Promotion:
     alias: str
     collection: str
     reasons: list[str]
+    failed: list[str] = field(default_factory=list)  # the reasons of the gates that failed (none: all passed)
 
 
 def make_context(project_path: Path, params_path: Path, settings: Settings | None = None) -> RunContext:

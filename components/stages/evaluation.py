@@ -109,8 +109,9 @@ def earlier_evaluation_stage(ctx: RunContext, manifest: Manifest) -> EarlierEval
     reason = (f"unchanged: bundle v{found.version} was evaluated on the same models, index version, data and "
               f"evaluation settings ({verdict}); nothing evaluated or promoted")
     print(reason)
+    failed = [found.tags.get("gate_reasons", "no gate record")] if found.tags.get("gates_passed") != "True" else []
     return EarlierEvaluation(metrics, Promotion(str(found.version), "champion" if is_champion else "challenger",
-                                                found.tags["collection"], [reason]))
+                                                found.tags["collection"], [reason], failed))
 
 
 def _run_link(run_id: str) -> str:

@@ -33,7 +33,7 @@ def promote_stage(ctx: RunContext, evaluation: Evaluation, bundle_version: str) 
         client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG,
                                      "held: " + "; ".join(held))
         _close_unacted(ctx, client, str(bundle_version))
-        return Promotion(bundle_version, "challenger", collection, why)
+        return Promotion(bundle_version, "challenger", collection, why, evaluation.decision.failures)
     promote(ctx.settings, p, bundle_version, collection, evaluation.decision.reasons)
     client.set_model_version_tag(p.promotion.bundle_name, str(bundle_version), VERDICT_TAG, "promoted")
     _close_unacted(ctx, client, str(bundle_version))

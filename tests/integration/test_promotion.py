@@ -158,3 +158,21 @@ def test_versions_never_acted_on_get_a_verdict_saying_so(registry):
                                 f"superseded by v{current}")
     assert verdicts[pending] is None and verdicts[later] is None
     assert close_unacted_versions(client, settings, name, current) == []  # once only
+
+
+def test_without_a_champion_ask_names_the_held_version_and_why(registry):
+    """`ragops ask` with no champion: the newest held version, its failed gates, or, when its gates
+    passed (promotion.require_approval), that it awaits approval and the command that gives it."""
+    from components.serving.ask import no_champion_message
+
+    settings, params, client, source = registry
+    name, alias = params.promotion.bundle_name, params.index.alias
+    assert "no bundle version yet; run `ragops run` first" in no_champion_message(params, settings)
+    failed = _evaluated_version(client, name, source, f"{alias}_v1", False, {})
+    said = no_champion_message(params, settings)
+    assert f"v{failed} is held, failed gates: key_fact_accuracy 0.100 < 0.300" in said
+    assert f"`ragops ask --version {failed} QUESTION`" in said
+    passed = _evaluated_version(client, name, source, f"{alias}_v2", True, {})
+    said = no_champion_message(params, settings)
+    assert f"v{passed} passed its gates and awaits approval (`ragops promote {passed}`)" in said
+    assert "failed gates" not in said

@@ -14,6 +14,7 @@ across machines and survives a reset Prefect database, which Prefect's own resul
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 from collections.abc import Mapping
@@ -26,31 +27,63 @@ from components.hashing import fingerprint
 
 FINGERPRINT_TAG = "fingerprint"
 
-# The modules whose source decides what a step produces, per kind of result: training and the
-# inference it runs (held-out answers, replay), or the whole answer path and its evaluation.
+# The modules whose functions produce each kind of result: training (with the inference it runs:
+# held-out answers, replay) or the answer path, its evaluation and the gates. code_digest follows
+# their imports, so a helper module they come to use is part of the digest without being named here.
 PRODUCING_CODE = {
-    "router": ("components.training.router", "components.models.router"),
-    "generator": ("components.training.generator", "components.training.generator_examples",
-                  "components.training.checkpoint", "components.data.replay_prompts",
-                  "components.training.answerability", "components.models.generator",
-                  "components.models.answerability", "components.prompting"),
-    "bundle": ("components.assistant", "components.models.router", "components.models.generator",
-               "components.models.answerability", "components.prompting", "components.index.search",
-               "components.evaluation.bundle", "components.evaluation.metrics", "components.evaluation.gates",
-               "components.evaluation.freshness", "components.evaluation.injection"),
+    "router": ("components.training.router",),
+    "generator": ("components.training.generator", "components.training.answerability"),
+    "bundle": ("components.assistant", "components.evaluation.bundle", "components.evaluation.gates"),
 }
+# Imported by them, but never what shapes a result: the configuration (its values are in every
+# fingerprint, so its code would only add noise), where the services live, and the processes of
+# the local Weaviate server.
+NOT_PRODUCING = ("components.config", "components.settings", "components.index.server", "components.index.shared_server")
+
+
+def _source(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError(f"reuse.PRODUCING_CODE names {name}, which does not exist: update it")
+    return Path(spec.origin).read_text(encoding="utf-8")
+
+
+def _ours_imported(name: str, source: str) -> set[str]:
+    """The ragops modules `source` imports, function-level imports included (`from package import
+    module` names the module)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            if node.module.split(".")[0] == "components" and _is_package(node.module):
+                found |= {f"{node.module}.{a.name}" for a in node.names
+                          if importlib.util.find_spec(f"{node.module}.{a.name}")}
+    return {m for m in found if m.split(".")[0] == "components" and m != name
+            and not any(m == other or m.startswith(other + ".") for other in NOT_PRODUCING)}
+
+
+def _is_package(name: str) -> bool:
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+def producing_modules(kind: str) -> list[str]:
+    """PRODUCING_CODE[kind] and every ragops module they import, directly or through others."""
+    seen, todo = {}, list(PRODUCING_CODE[kind])
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen[name] = _source(name)
+            todo += _ours_imported(name, seen[name])
+    return sorted(seen)
 
 
 def code_digest(kind: str) -> str:
     """Of the producing modules' source texts, not of their paths: moving a module changes nothing,
     changing its code does. Read from the import system's finder without importing them."""
-    sources = []
-    for name in PRODUCING_CODE[kind]:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.origin:
-            raise ModuleNotFoundError(f"reuse.PRODUCING_CODE[{kind!r}] names {name}, which does not exist: update it")
-        sources.append(Path(spec.origin).read_text(encoding="utf-8"))
-    return fingerprint(sorted(sources))
+    return fingerprint(sorted(_source(name) for name in producing_modules(kind)))
 
 
 def training_fingerprint(kind: str, section: Mapping, model_refs: Mapping[str, str], data_md5s: Mapping[str, str],

@@ -35,3 +35,19 @@ def test_evaluation_fingerprint_follows_manifest_and_settings():
     assert same == evaluation_fingerprint(manifest, {"max_questions": 0}, 42)
     assert same != evaluation_fingerprint(manifest.replace("v2", "v3"), {"max_questions": 0}, 42)
     assert same != evaluation_fingerprint(manifest, {"max_questions": 6}, 42)
+
+
+def test_the_producing_code_is_followed_through_imports():
+    """A module the producing functions come to use is in the digest without being named (a moved
+    or new helper module cannot be forgotten); configuration, settings and serving are not."""
+    from components.registry.reuse import NOT_PRODUCING, PRODUCING_CODE, producing_modules
+
+    found = {kind: set(producing_modules(kind)) for kind in PRODUCING_CODE}
+    for kind, roots in PRODUCING_CODE.items():
+        assert set(roots) <= found[kind]
+        assert not {m for m in found[kind] for other in NOT_PRODUCING if m == other or m.startswith(other + ".")}
+    assert {"components.training.generator_examples", "components.training.checkpoint",
+            "components.evaluation.metrics"} <= found["generator"]  # imported, not named
+    assert {"components.models.router", "components.index.search", "components.prompting"} <= found["bundle"]
+    assert not any(m.startswith(("components.serving", "components.stages", "components.training"))
+                   for m in found["bundle"])

@@ -1,6 +1,7 @@
-"""The house's rules, read from the code's own imports (function-level ones included): serving
-loads no training code, the configuration imports nothing of ragops, components never import the
-flows, and no modules import each other in a loop."""
+"""The house's rules, read from the code's own imports (function-level ones included) and sizes:
+serving loads no training code, the configuration imports nothing of ragops, components never
+import the flows, no modules import each other in a loop, and none is over 400 lines or holds a
+function over 60."""
 
 from __future__ import annotations
 
@@ -79,3 +80,18 @@ def test_versions_registered_before_the_layout_still_find_their_classes():
 
     assert bundle.BundleModel is pyfunc.BundleModel
     assert (pyfunc_models.RouterPyfunc, pyfunc_models.GeneratorPyfunc) == (pyfunc.RouterPyfunc, pyfunc.GeneratorPyfunc)
+
+
+def test_no_module_over_400_lines_and_no_function_over_60(project_root):
+    """Split by what it does once it grows past these (flows/ and components/)."""
+    long_modules, long_functions = [], []
+    for top in ROOTS:
+        for path in sorted((project_root / top).rglob("*.py")):
+            source = path.read_text()
+            if len(source.splitlines()) > 400:
+                long_modules.append(f"{path.relative_to(project_root)} {len(source.splitlines())}")
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                    long_functions.append(f"{path.relative_to(project_root)}:{node.name} "
+                                          f"{node.end_lineno - node.lineno + 1}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

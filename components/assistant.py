@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,6 +95,26 @@ class Answer:
     answerability: float | None = None
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One step of an `Assistant.answer` call (route, retrieve, check, generate): the questions it
+    worked on, by index, and when it ran (epoch nanoseconds). A served answer's trace is built
+    from them after the answer (components/registry/traces.py)."""
+
+    name: str
+    questions: tuple[int, ...]
+    start_ns: int
+    end_ns: int
+
+
+@contextlib.contextmanager
+def _timed(stages: list[Stage] | None, name: str, questions: Sequence[int]) -> Iterator[None]:
+    start = time.time_ns()
+    yield
+    if stages is not None and questions:
+        stages.append(Stage(name, tuple(questions), start, time.time_ns()))
+
+
 @dataclass
 class Assistant:
     manifest: Manifest
@@ -138,25 +160,30 @@ class Assistant:
                                     self.manifest.max_new_tokens, progress=progress)
 
     def answer(self, questions: list[str], retrieved_all: list[list[Retrieved]] | None = None,
-               filters: list[SearchFilters | None] | None = None) -> list[Answer]:
+               filters: list[SearchFilters | None] | None = None, stages: list[Stage] | None = None) -> list[Answer]:
         """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
-        `filters`: per question, retrieval filters on the index's metadata fields."""
-        routes = self.route(questions)
+        `filters`: per question, retrieval filters on the index's metadata fields. `stages`: a list
+        that gets a Stage for each step taken (what a trace of the answers is built from)."""
+        with _timed(stages, "route", range(len(questions))):
+            routes = self.route(questions)
         needs_docs = [i for i, (r, _) in enumerate(routes) if r in self.manifest.retrieval_intents]
-        hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
-                else self.retrieve([questions[i] for i in needs_docs],
-                                   filters=[filters[i] for i in needs_docs] if filters else None))
+        with _timed(stages, "retrieve", needs_docs if retrieved_all is None else ()):
+            hits = ([retrieved_all[i] for i in needs_docs] if retrieved_all is not None
+                    else self.retrieve([questions[i] for i in needs_docs],
+                                       filters=[filters[i] for i in needs_docs] if filters else None))
         retrieved: dict[int, list[Retrieved]] = dict(zip(needs_docs, hits))
         checked: dict[int, tuple[bool, float]] = {}
         if self.check is not None and needs_docs:
-            checked = dict(zip(needs_docs, self.check.answerable(
-                [questions[i] for i in needs_docs], [[c.text for c in retrieved[i]] for i in needs_docs])))
+            with _timed(stages, "check", needs_docs):
+                checked = dict(zip(needs_docs, self.check.answerable(
+                    [questions[i] for i in needs_docs], [[c.text for c in retrieved[i]] for i in needs_docs])))
         refused = {i for i, (ok, _) in checked.items() if not ok}
         to_generate = [i for i, (r, _) in enumerate(routes)
                        if r not in self.manifest.fixed_reply_intents and i not in refused]
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]
-        generated = dict(zip(to_generate, self.generate(conversations)))
+        with _timed(stages, "generate", to_generate):
+            generated = dict(zip(to_generate, self.generate(conversations)))
         answers = []
         for i, (route, conf) in enumerate(routes):
             chunks = retrieved.get(i, [])

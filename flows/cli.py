@@ -6,6 +6,7 @@
     ragops worker --pool ragops         # a Prefect worker for `ragops deploy --work-pool ragops`
     ragops serve                        # the champion over HTTP, reloaded when the champion alias moves
     ragops ask "How much does the Aurora ANC Headphones Edge cost?"
+    ragops feedback give TRACE_ID down --correction "..."   # a rating of an answer, on its MLflow trace
     ragops models fetch                 # download/convert the models of params.yaml into the cache
 """
 
@@ -28,6 +29,8 @@ from flows.terminal import console, print_answer, print_summary
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOps for a RAG + LoRA store assistant")
 models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
+feedback_app = typer.Typer(help="Feedback on served answers, by their trace_id.")
+app.add_typer(feedback_app, name="feedback")
 # The params file every command reads (relative to the project for `run`, `reindex` and `deploy`).
 ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every setting of the command comes from it")]
 
@@ -253,6 +256,26 @@ def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print
         sys.stdout.write(json.dumps(answer) + "\n")
     else:
         print_answer(answer)
+
+
+@feedback_app.command("give")
+def feedback_give(trace_id: str = typer.Argument(..., help="the trace_id the answer came with (`ragops ask --json`)"),
+                  rating: str = typer.Argument(..., help="up or down"),
+                  correction: str = typer.Option("", help="the answer that was expected"),
+                  comment: str = typer.Option("", help="why")) -> None:
+    """Rate an answer (up or down, with an optional correction and comment) on its MLflow trace."""
+    from components.registry.traces import RATINGS, UnknownTrace, record_feedback
+    from components.registry.tracking import configure_mlflow
+    from components.settings import Settings
+
+    if rating not in RATINGS:
+        _fail(f"rating must be one of {', '.join(RATINGS)}, got {rating!r}")
+    configure_mlflow(Settings())
+    try:
+        recorded = record_feedback(trace_id, rating, correction or None, comment or None, source="ragops-cli")
+    except UnknownTrace as exc:
+        _fail(str(exc))
+    console.print(f"feedback on {trace_id}: {', '.join(recorded)}")
 
 
 @models_app.command("fetch")

@@ -71,7 +71,7 @@ def print_ablation(metrics: dict) -> None:
 def print_answer(answer: dict) -> None:
     console.print(f"[bold]Q:[/] {escape(answer['question'])}")
     console.print(f"[bold]A:[/] {escape(answer['answer'])}")
-    console.print(f"[dim]route: {answer['route']} ({answer['route_confidence']:.2f})[/]")
+    console.print(f"[dim]route: {answer['route']} ({answer['route_confidence']:.2f}); trace {answer.get('trace_id')}[/]")
     console.print("[bold]citations:[/] " + escape(", ".join(answer["citations"]) or "none"))
     for chunk in answer["chunks"]:
         console.print(escape(f"  [{chunk['doc_id']}] {chunk['text'][:100]}"))

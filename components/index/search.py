@@ -28,6 +28,7 @@ class Retrieved:
     doc_id: str
     text: str
     score: float
+    chunk_id: str = ""  # the chunk's object id in its collection version
 
 
 FILTER_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte")
@@ -94,5 +95,5 @@ def search(client: weaviate.WeaviateClient, collection: str, query: str, vector:
         scores = [o.metadata.score for o in result.objects]
     else:
         raise ValueError(f"unknown search mode {mode!r}; use one of {SEARCH_MODES}")
-    return [Retrieved(o.properties["doc_id"], o.properties["text"], float(s or 0.0))
+    return [Retrieved(o.properties["doc_id"], o.properties["text"], float(s or 0.0), str(o.uuid))
             for o, s in zip(result.objects, scores)]

@@ -20,12 +20,13 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from components.assistant import Manifest, load_assistant
+from components.assistant import Manifest, Stage, load_assistant
 from components.index.search import FilterError, SearchFilters
 from components.index.store import connect_weaviate
 from components.models.generator import generate_answers, load_generator, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
+from components.registry.traces import answer_tags, trace_answers
 from components.settings import Settings
 
 
@@ -76,7 +77,10 @@ def row_filters(cell: Any, fields: dict[str, str], where: str) -> SearchFilters 
 
 class BundleModel(mlflow.pyfunc.PythonModel):
     """The pyfunc: input a DataFrame with a `question` column and optionally `filters` (an object
-    of conditions on the index's metadata fields, or its JSON text); output one dict per question."""
+    of conditions on the index's metadata fields, or its JSON text); output one dict per question,
+    with the id of its MLflow trace (components/registry/traces.py)."""
+
+    bundle_version = ""  # for the traces' tags, where the loader knows it (`mlflow models serve` does not)
 
     def load_context(self, context) -> None:
         self._stack = contextlib.ExitStack()
@@ -95,7 +99,11 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         if "filters" in model_input.columns:
             filters = [row_filters(cell, self.assistant.manifest.metadata_fields, f"filters (row {i})")
                        for i, cell in enumerate(model_input["filters"])]
-        return [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters)]
+        stages: list[Stage] = []
+        answers = [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters,
+                                                            stages=stages)]
+        ids = trace_answers(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version))
+        return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answers, ids, strict=True)]
 
     def unload(self) -> None:
         self._stack.close()

@@ -5,7 +5,8 @@
         -d '{"question": "How much does the Aurora ANC Headphones Edge cost?"}'
 
 Endpoints: GET /healthz (alive), GET /readyz (200 with the loaded champion, 503 with why not),
-POST /v1/answer, /v1/answer/batch and /v1/retrieve (route + retrieval, no generation). Requests
+POST /v1/answer, /v1/answer/batch and /v1/retrieve (route + retrieval, no generation), and
+POST /v1/feedback (a rating of an answer, by its trace_id). Requests
 are checked against params.yaml `serve` before any model work; a bad one gets a 4xx JSON
 `{"error": ...}` naming the field, the limit and the fix. The champion is followed as its alias
 moves (components/serving/champion.py).
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -27,8 +29,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from components.assistant import Manifest, Stage
 from components.config import ServeConfig
 from components.index.search import FilterError, SearchFilters
+from components.registry.traces import UnknownTrace, answer_tags, dropped_traces, record_feedback, trace_answers
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 from components.settings import Settings, redacted
 
@@ -59,6 +63,30 @@ class QuestionIn(BaseModel):
     # Retrieval filters on the index's metadata fields (index.metadata_fields), checked against the
     # champion's: {"category": "kettles", "price": {"lte": 50}} (components/index/search.py)
     filters: dict[str, Any] | None = None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    trace_id: str  # the one the answer came with
+    rating: Literal["up", "down"]
+    correction: str | None = None  # the answer the customer expected
+    comment: str | None = None
+
+
+FEEDBACK_EXAMPLE = '{"trace_id": "tr-...", "rating": "down", "correction": "It costs 12 USD.", "comment": "old price"}'
+
+
+def parse_feedback(payload: Any, config: ServeConfig) -> FeedbackIn:
+    feedback = _validated(payload, FeedbackIn, FEEDBACK_EXAMPLE)
+    if not feedback.trace_id.strip():
+        raise RequestError(422, f"trace_id is empty; send the trace_id the answer came with, e.g. {FEEDBACK_EXAMPLE}")
+    for key in ("correction", "comment"):
+        text = getattr(feedback, key) or ""
+        if len(text) > config.max_question_chars:
+            raise RequestError(422, f"{key} is {len(text)} characters, over the limit of {config.max_question_chars} "
+                                    f"(serve.max_question_chars); shorten it")
+    return feedback
 
 
 class BatchIn(BaseModel):
@@ -191,10 +219,31 @@ def _filters(items: list[QuestionIn], fields: dict[str, str]) -> list[SearchFilt
             if item.filters else None for i, item in enumerate(items)]
 
 
-def answer_questions(assistant: Any, items: list[QuestionIn]) -> list[dict]:
+def answer_questions(assistant: Any, items: list[QuestionIn], stages: list[Stage] | None = None) -> list[dict]:
     """The bundle's answer dicts (what its pyfunc predict returns), without the DataFrame round trip."""
     filters = _filters(items, assistant.manifest.metadata_fields)
-    return [asdict(a) for a in assistant.answer([item.question for item in items], filters=filters)]
+    return [asdict(a) for a in assistant.answer([item.question for item in items], filters=filters, stages=stages)]
+
+
+@dataclass
+class Answered:
+    """Answers with what their traces are built from, once the model is free again."""
+
+    answers: list[dict]
+    stages: list[Stage]
+    manifest: Manifest
+
+
+def answer_traced(assistant: Any, items: list[QuestionIn]) -> Answered:
+    stages: list[Stage] = []
+    return Answered(answer_questions(assistant, items, stages), stages, assistant.manifest)
+
+
+def with_trace_ids(version: str, answered: Answered) -> list[dict]:
+    """Each answer with the id of its MLflow trace (None when it could not be traced)."""
+    ids = (trace_answers(answered.answers, answered.stages, answer_tags(answered.manifest, version))
+           if answered.stages else [None] * len(answered.answers))
+    return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answered.answers, ids, strict=True)]
 
 
 def route_and_retrieve(assistant: Any, item: QuestionIn) -> dict:
@@ -220,16 +269,33 @@ async def _read_payload(request: Request, config: ServeConfig) -> Any:
     return parse_json(bytes(body))
 
 
+async def feedback_endpoint(request: Request, config: ServeConfig) -> JSONResponse:
+    """A customer's rating of an answer, by its trace (no model work: never waits for answers)."""
+    try:
+        given = parse_feedback(await _read_payload(request, config), config)
+        recorded = await run_in_threadpool(record_feedback, given.trace_id, given.rating, given.correction, given.comment)
+    except RequestError as exc:
+        return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+    except UnknownTrace as exc:
+        return _error(404, str(exc))
+    except Exception:  # noqa: BLE001 (the tracking store did not take it: say so, keep serving)
+        log.exception("feedback on %s not recorded", given.trace_id)
+        return _error(503, "the tracking store did not take the feedback; send it again later", {"Retry-After": "30"})
+    return JSONResponse({"trace_id": given.trace_id, "recorded": recorded})
+
+
 def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
     app = FastAPI(title="ragops", summary="The champion bundle of the store assistant",
                   docs_url=None, redoc_url=None)
 
-    async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any],
-                             work: Callable[[Any, Any], dict]) -> JSONResponse:
+    async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any], work: Callable[[Any, Any], Any],
+                             then: Callable[[str, Any], dict] = lambda version, result: result) -> JSONResponse:
+        """`work(assistant, request)` on the champion, then `then(version, result)` with the model free."""
         try:
             parsed = parse(await _read_payload(request, config), config)
             # A worker thread: the event loop keeps serving /healthz and /readyz while the model works.
             version, result = await run_in_threadpool(holder.call, lambda assistant: work(assistant, parsed))
+            result = await run_in_threadpool(then, version, result)
         except RequestError as exc:
             # Refused without reading the rest of the body: close the connection instead of draining it.
             return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
@@ -251,24 +317,31 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         ready, body = holder.status()
-        return JSONResponse({"ready": ready, **body}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, **body, "traces_dropped": dropped_traces()},
+                            status_code=200 if ready else 503)
 
     @app.post("/v1/answer")
     async def answer(request: Request) -> JSONResponse:
-        return await model_endpoint(request, parse_question, lambda a, item: answer_questions(a, [item])[0])
+        return await model_endpoint(request, parse_question, lambda a, item: answer_traced(a, [item]),
+                                    lambda version, answered: with_trace_ids(version, answered)[0])
 
     @app.post("/v1/answer/batch")
     async def answer_batch(request: Request) -> JSONResponse:
-        return await model_endpoint(request, parse_batch, lambda a, items: {"answers": answer_questions(a, items)})
+        return await model_endpoint(request, parse_batch, answer_traced,
+                                    lambda version, answered: {"answers": with_trace_ids(version, answered)})
 
     @app.post("/v1/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
         return await model_endpoint(request, parse_question, route_and_retrieve)
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        return await feedback_endpoint(request, config)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; the endpoints are "
-                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve")
+                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve, /v1/feedback")
 
     return app
 
@@ -279,6 +352,9 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
 
     from components.registry.tracking import configure_mlflow
 
+    # Answers are traced to the tracking server in the background; one that is down must not hold
+    # each export for MLflow's default retries (minutes per trace, while later traces queue up).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     registry = configure_mlflow(settings)
     holder = ChampionHolder(bundle_name, registry, poll_seconds=config.reload_poll_seconds)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it

@@ -7,6 +7,8 @@ reviewer tries; without a champion, what to do instead.
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
@@ -45,9 +47,16 @@ def ask_bundle(questions: list[str], params: Params, settings: Settings, version
         except MlflowException:
             raise NoBundle(f"{name} has no version {version!r} in {redacted(settings.tracking_uri)}; `ragops review` "
                            f"lists the versions") from None
-    elif get_alias_version(client, name, "champion") is None:
-        raise NoBundle(no_champion_message(params, settings))
-    bundle = load_registered(f"models:/{name}/{version}" if version else f"models:/{name}@champion")
+    else:
+        champion = get_alias_version(client, name, "champion")
+        if champion is None:
+            raise NoBundle(no_champion_message(params, settings))
+        version = str(champion.version)
+    # Its answers are traced in the background, and the traces sent before the process exits: a
+    # tracking server that is down must not hold the exit for MLflow's default retries (minutes).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    bundle = load_registered(f"models:/{name}/{version}")
+    bundle.bundle_version = version
     try:
         return bundle.predict(None, pd.DataFrame({"question": questions}))
     finally:

@@ -54,7 +54,15 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     assert "failed" in reviewed.stdout and "key_fact_accuracy" in reviewed.stdout
     tried = succeeded(ragops(repo, "ask", "--json", "--version", "2", "How much is the Kettlo Glass Kettle?",
                              timeout=300))  # a reviewer tries the held candidate
-    assert json.loads(tried.stdout.strip().splitlines()[-1])["route"], tried.stdout
+    tried_answer = json.loads(tried.stdout.strip().splitlines()[-1])
+    assert tried_answer["route"], tried.stdout
+    # its trace was sent before the command exited, tagged with the version asked
+    assert client.get_trace(tried_answer["trace_id"]).info.tags["bundle_version"] == "2"
+    rated = succeeded(ragops(repo, "feedback", "give", tried_answer["trace_id"], "down", "--correction", "10 USD",
+                             timeout=300))
+    assert "user_rating, expected_answer" in rated.stdout, output(rated)
+    assessments = {a.name: a.value for a in client.get_trace(tried_answer["trace_id"]).info.assessments}
+    assert assessments == {"user_rating": "down", "expected_answer": "10 USD"}
     refused = ragops(repo, "promote", "2", timeout=300)
     assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, output(refused)
     assert champion(client) == "1"

@@ -15,6 +15,7 @@ import time
 
 import httpx
 import pytest
+from mlflow.exceptions import MlflowException
 
 from components.evaluation.bundle import spread
 from components.index.server import weaviate_server
@@ -103,6 +104,39 @@ def _long_answers_leave_health_responsive(base: str) -> None:
     assert all(len(r.json()["answers"]) == MAX_BATCH and r.json()["bundle_version"] == "1" for r in answered)
 
 
+def _check_trace(client, body: dict) -> None:
+    """The served answer is an MLflow trace in the project's store: route, retrieve and generate
+    spans with the question and chunks, tagged with the bundle, its models, index and data."""
+    def stored():
+        try:
+            trace = client.get_trace(body["trace_id"])
+        except MlflowException:
+            return None  # exported in the background: not there yet
+        # its spans can land before its info and tags do
+        return trace if "bundle_version" in trace.info.tags else None
+
+    trace = wait_for(stored, 60, "the answer's trace in the tracking store")
+    spans = {s.name: s for s in trace.data.spans}
+    assert {"answer", "route", "retrieve", "generate"} <= set(spans), spans
+    assert spans["answer"].inputs == {"question": body["question"]}
+    assert [c["doc_id"] for c in spans["retrieve"].outputs] == [c["doc_id"] for c in body["chunks"]]
+    manifest_tags = {"bundle_version", "router_version", "generator_version", "collection"}
+    assert manifest_tags <= set(trace.info.tags) and trace.info.tags["bundle_version"] == "1"
+    assert trace.info.tags["collection"] == "Catalog_v1"
+    assert any(k.startswith("data.") and k.endswith(".md5") for k in trace.info.tags), trace.info.tags
+
+
+def _check_feedback(http: httpx.Client, client, trace_id: str) -> None:
+    """A down-vote with a correction lands on the answer's trace; an unknown trace is a 404."""
+    given = http.post("/v1/feedback", json={"trace_id": trace_id, "rating": "down",
+                                            "correction": "It costs 1 USD.", "comment": "wrong price"})
+    assert given.status_code == 200 and given.json()["recorded"] == ["user_rating", "expected_answer"], given.text
+    assessments = {a.name: a.value for a in client.get_trace(trace_id).info.assessments}
+    assert assessments == {"user_rating": "down", "expected_answer": "It costs 1 USD."}
+    unknown = http.post("/v1/feedback", json={"trace_id": "tr-00000000000000000000000000000000", "rating": "up"})
+    assert unknown.status_code == 404 and "no trace" in unknown.json()["error"], unknown.text
+
+
 @pytest.mark.timeout(1800)
 def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo, tmp_path):
     repo = champion_repo
@@ -138,6 +172,8 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
                 body = answer.json()
                 assert body["bundle_version"] == "1" and body["question"] == question and "answer" in body
                 assert body["route"] in ("catalog", "policy") and body["chunks"], body
+                _check_trace(mlflow_client(repo), body)
+                _check_feedback(http, mlflow_client(repo), body["trace_id"])
                 retrieved = http.post("/v1/retrieve", json={"question": question}, timeout=120).json()
                 assert retrieved["bundle_version"] == "1" and "answer" not in retrieved
                 assert product["id"] in {c["doc_id"] for c in retrieved["chunks"]}, retrieved

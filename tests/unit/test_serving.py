@@ -132,7 +132,7 @@ class FakeAssistant:
         self.filters = []
         self.gate, self.fail, self.unloaded = gate, fail, False
 
-    def answer(self, questions, filters=None):
+    def answer(self, questions, filters=None, stages=None):  # no stages: nothing to trace
         self.filters.append(filters)
         if self.gate is not None:
             self.gate.wait(10)
@@ -242,11 +242,12 @@ def test_endpoints_answer_with_the_bundle_version():
     assert answer.status_code == 200 and answer.json()["bundle_version"] == "1"
     assert assistant.filters == [[SearchFilters((("stock", "gt", 0),))]]
     assert answer.json()["answer"] == "answer to How much?"
+    assert answer.json()["trace_id"] is None  # the fake assistant reports no steps to trace
     batch = client.post("/v1/answer/batch", json={"questions": [{"question": "a"}, {"question": "b"}]})
     assert [a["question"] for a in batch.json()["answers"]] == ["a", "b"]
     retrieved = client.post("/v1/retrieve", json={"question": "kettle"}).json()
     assert retrieved == {"route": "catalog", "route_confidence": 0.9123, "bundle_version": "1",
-                         "chunks": [{"doc_id": "p-001", "text": "Kettle > Price: 10 USD", "score": 0.5}]}
+                         "chunks": [{"doc_id": "p-001", "text": "Kettle > Price: 10 USD", "score": 0.5, "chunk_id": ""}]}
 
 
 @pytest.mark.parametrize(
@@ -271,6 +272,22 @@ def test_bad_requests_get_json_errors(kwargs, status, fragment):
     refused = client.post("/v1/answer", **kwargs)
     assert refused.status_code == status and fragment in refused.json()["error"]
     assert client.post("/v1/answer", json={"question": "still there?"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"trace_id": "tr-1", "rating": "meh"}, "field 'rating': input should be 'up' or 'down'"),
+        ({"rating": "up"}, "field 'trace_id' is required"),
+        ({"trace_id": "tr-1", "rating": "up", "stars": 5}, "unknown field 'stars'"),
+        ({"trace_id": " ", "rating": "up"}, "trace_id is empty"),
+        ({"trace_id": "tr-1", "rating": "down", "correction": "x" * 51}, "correction is 51 characters, over the limit of 50"),
+    ],
+)
+def test_bad_feedback_is_a_422_naming_the_field(body, fragment):
+    """Refused before the tracking store is asked (tests/integration/test_traces.py records it)."""
+    refused = _client(None).post("/v1/feedback", json=body)
+    assert refused.status_code == 422 and fragment in refused.json()["error"], refused.json()
 
 
 def test_no_champion_is_a_503_and_internal_errors_a_500_without_traceback():

@@ -278,6 +278,53 @@ def feedback_give(trace_id: str = typer.Argument(..., help="the trace_id the ans
     console.print(f"feedback on {trace_id}: {', '.join(recorded)}")
 
 
+@feedback_app.command("review")
+def feedback_review(params: ParamsFile = Path("params.yaml"),
+                    days: float = typer.Option(7.0, help="how far back to look"),
+                    limit: int = typer.Option(200, help="at most this many of the newest answers are looked at")) -> None:
+    """List the served answers that need a human (down-voted, corrected, declined, router unsure),
+    with the question, the answer and what was retrieved; decide each with `ragops feedback decide`."""
+    from components.registry.review_queue import review_queue
+    from components.registry.tracking import configure_mlflow
+    from components.settings import Settings
+
+    loaded = _load_params(params)
+    configure_mlflow(Settings())
+    items = review_queue(loaded, days, limit)
+    for item in items:
+        console.print(f"[bold]{item.trace_id}[/] {item.when} bundle v{item.bundle_version or '?'}: "
+                      f"{', '.join(item.reasons)}")
+        console.print(escape(f"  Q: {item.question}\n  A: {item.answer}"))
+        console.print(escape(f"  route {item.route} ({item.route_confidence:.2f}); retrieved "
+                             + (", ".join(f"{c['doc_id']} ({c['score']:.2f})" for c in item.chunks) or "nothing")))
+        for label, text in (("correction", item.correction), ("comment", item.comment)):
+            if text:
+                console.print(escape(f"  {label}: {text}"))
+    console.print(f"{len(items)} answer(s) to review" if items else "nothing to review")
+
+
+@feedback_app.command("decide")
+def feedback_decide(trace_id: str, reviewer: str = typer.Option(..., help="who decides (recorded on the trace)"),
+                    golden: bool = typer.Option(False, "--golden", help="accept as a new golden question"),
+                    training: bool = typer.Option(False, "--training", help="accept as a training example"),
+                    reject: bool = typer.Option(False, "--reject", help="reject: nothing reaches the data"),
+                    doc_id: list[str] = typer.Option([], help="a document that answers it (repeatable)"),
+                    answer: str = typer.Option("", help="the right answer, citing its documents as [doc-id]"),
+                    note: str = typer.Option("", help="why")) -> None:
+    """Record a reviewer's decision on an answer's trace."""
+    from components.registry.review_queue import ReviewError, decide
+    from components.registry.traces import UnknownTrace
+    from components.registry.tracking import configure_mlflow
+    from components.settings import Settings
+
+    configure_mlflow(Settings())
+    try:
+        tags = decide(trace_id, reviewer, golden, training, doc_id, answer, reject, note)
+    except (ReviewError, UnknownTrace) as exc:
+        _fail(str(exc))
+    console.print(f"{trace_id}: {tags['review.decision']}" + (f" as {tags['review.as']}" if "review.as" in tags else ""))
+
+
 @models_app.command("fetch")
 def models_fetch(params: ParamsFile = Path("params.yaml")) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""

@@ -102,7 +102,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         stages: list[Stage] = []
         answers = [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters,
                                                             stages=stages)]
-        ids = trace_answers(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version))
+        ids = trace_answers(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version),
+                            self.assistant.refusal_sentences)
         return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answers, ids, strict=True)]
 
     def unload(self) -> None:

@@ -88,9 +88,12 @@ def dropped_traces() -> int:
 _RECENT: dict[str, float] = {}  # trace id → when this process handed it over for export
 
 
-def trace_answers(answers: Sequence[Any], stages: Sequence[Stage], tags: Mapping[str, str]) -> list[str | None]:
+def trace_answers(answers: Sequence[Any], stages: Sequence[Stage], tags: Mapping[str, str],
+                  refusals: Sequence[str] = ()) -> list[str | None]:
     """One trace per answer (an Answer or its dict), built from the stages of the call that made
-    them; the trace ids, None where the trace could not be started (counted as dropped)."""
+    them; the trace ids, None where the trace could not be started (counted as dropped). Besides
+    `tags`, each trace is tagged with its route and confidence, its top retrieval score, and
+    whether the answer is one of the `refusals` (what the review queue sorts by)."""
     now = time.monotonic()
     for trace_id, handed in list(_RECENT.items()):
         if now - handed > EXPORT_WAIT_S:
@@ -98,8 +101,9 @@ def trace_answers(answers: Sequence[Any], stages: Sequence[Stage], tags: Mapping
     ids = []
     for index, answer in enumerate(answers):
         try:
-            ids.append(_trace_one(answer if isinstance(answer, dict) else asdict(answer) if is_dataclass(answer)
-                                  else dict(answer), [s for s in stages if index in s.questions], len(answers), tags))
+            row = answer if isinstance(answer, dict) else asdict(answer) if is_dataclass(answer) else dict(answer)
+            ids.append(_trace_one(row, [s for s in stages if index in s.questions], len(answers),
+                                  {**tags, **_answer_tags(row, refusals)}))
         except Exception:  # noqa: BLE001 (tracing never fails an answer; the count and the log say it)
             with _DROPPED._lock:
                 _DROPPED.count += 1
@@ -125,6 +129,14 @@ def _trace_one(answer: dict, stages: list[Stage], batch: int, tags: Mapping[str,
              end_time_ns=max(s.end_ns for s in stages))
     _RECENT[root.trace_id] = time.monotonic()
     return root.trace_id
+
+
+def _answer_tags(answer: dict, refusals: Sequence[str]) -> dict[str, str]:
+    tags = {"route": answer["route"], "route_confidence": f"{answer['route_confidence']:.4f}",
+            "refused": str(answer["answer"].strip() in {r.strip() for r in refusals}).lower()}
+    if answer["chunks"]:
+        tags["top_score"] = f"{max(c['score'] for c in answer['chunks']):.4f}"
+    return tags
 
 
 def _stage_outputs(name: str, answer: dict) -> Any:

@@ -232,16 +232,18 @@ class Answered:
     answers: list[dict]
     stages: list[Stage]
     manifest: Manifest
+    refusals: tuple[str, ...]  # the sentences the bundle declines with
 
 
 def answer_traced(assistant: Any, items: list[QuestionIn]) -> Answered:
     stages: list[Stage] = []
-    return Answered(answer_questions(assistant, items, stages), stages, assistant.manifest)
+    return Answered(answer_questions(assistant, items, stages), stages, assistant.manifest,
+                    tuple(assistant.refusal_sentences))
 
 
 def with_trace_ids(version: str, answered: Answered) -> list[dict]:
     """Each answer with the id of its MLflow trace (None when it could not be traced)."""
-    ids = (trace_answers(answered.answers, answered.stages, answer_tags(answered.manifest, version))
+    ids = (trace_answers(answered.answers, answered.stages, answer_tags(answered.manifest, version), answered.refusals)
            if answered.stages else [None] * len(answered.answers))
     return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answered.answers, ids, strict=True)]
 

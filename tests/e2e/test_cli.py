@@ -63,6 +63,12 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     assert "user_rating, expected_answer" in rated.stdout, output(rated)
     assessments = {a.name: a.value for a in client.get_trace(tried_answer["trace_id"]).info.assessments}
     assert assessments == {"user_rating": "down", "expected_answer": "10 USD"}
+    queue = succeeded(ragops(repo, "feedback", "review", timeout=300))
+    assert f"{tried_answer['trace_id']}" in queue.stdout and "down-voted, corrected" in queue.stdout, output(queue)
+    decided = succeeded(ragops(repo, "feedback", "decide", tried_answer["trace_id"], "--reviewer", "ana", "--golden",
+                               "--doc-id", "p-001", "--answer", "It costs 10 USD [p-001].", timeout=300))
+    assert "accepted as golden" in decided.stdout, output(decided)
+    assert client.get_trace(tried_answer["trace_id"]).info.tags["review.decision"] == "accepted"
     refused = ragops(repo, "promote", "2", timeout=300)
     assert refused.returncode == 2 and "did not pass its gates" in refused.stdout, output(refused)
     assert champion(client) == "1"

@@ -90,3 +90,40 @@ def test_a_tracking_server_that_does_not_answer_costs_the_answer_nothing(trackin
     mlflow.flush_trace_async_logging()
     assert dropped_traces() - before == 2
     print(f"two traces handed over in {handed_over * 1000:.1f} ms with the tracking server down")
+
+
+def test_the_review_queue_lists_what_needs_a_human_until_it_is_decided(tracking):
+    """Down-voted or corrected, declined, or routed unsure: in the queue with why; a confident,
+    unrated answer is not; a decision takes an item out and stays on its trace."""
+    from components.config import Params
+    from components.registry.review_queue import ReviewError, decide, review_queue
+
+    refusal = "I'm sorry, the documents I have do not contain that information."
+    confident, rated, declined, unsure = (
+        {**ANSWERS[0], "question": f"{name}?", "route_confidence": confidence,
+         "answer": refusal if name == "declined" else ANSWERS[0]["answer"]}
+        for name, confidence in (("confident", 0.9), ("rated", 0.9), ("declined", 0.9), ("unsure", 0.2)))
+    stages = [Stage("route", (0, 1, 2, 3), T0, T0 + 1000), Stage("retrieve", (0, 1, 2, 3), T0 + 1000, T0 + 2000)]
+    ids = dict(zip(("confident", "rated", "declined", "unsure"),
+                   trace_answers([confident, rated, declined, unsure], stages, TAGS, refusals=(refusal,))))
+    record_feedback(ids["rated"], "down", correction="It costs 12 USD [p-001].", comment="old price")
+    mlflow.flush_trace_async_logging()
+
+    queue = {item.trace_id: item for item in review_queue(Params(), days=100_000)}
+    assert {ids[k]: queue[ids[k]].reasons for k in ("rated", "declined", "unsure")} == {
+        ids["rated"]: ["down-voted", "corrected"], ids["declined"]: ["declined"], ids["unsure"]: ["router unsure"]}
+    assert ids["confident"] not in queue
+    item = queue[ids["rated"]]
+    assert (item.question, item.correction, item.comment, item.bundle_version) == (
+        "rated?", "It costs 12 USD [p-001].", "old price", "3")
+    assert [c["doc_id"] for c in item.chunks] == ["p-001"]
+
+    with pytest.raises(ReviewError, match="needs the documents that answer it"):
+        decide(ids["rated"], "ana", golden=True)
+    tags = decide(ids["rated"], "ana", golden=True, training=True, doc_ids=["p-001"], answer="It costs 12 USD [p-001].")
+    decide(ids["declined"], "ana", reject=True, note="the documents do not say")
+    assert {item.trace_id for item in review_queue(Params(), days=100_000)} == {ids["unsure"]}
+    stored = mlflow.get_trace(ids["rated"]).info.tags
+    assert {k: stored[k] for k in tags} == tags and stored["review.as"] == "golden,training"
+    with pytest.raises(UnknownTrace):
+        decide("tr-0000", "ana", reject=True)

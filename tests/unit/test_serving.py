@@ -131,6 +131,7 @@ class FakeAssistant:
         self.manifest = SimpleNamespace(collection=f"Catalog_v{version}", metadata_fields={"category": "text", "stock": "int"})
         self.filters = []
         self.gate, self.fail, self.unloaded = gate, fail, False
+        self.refusal_sentences = ("I can only help with questions about our store.",)
 
     def answer(self, questions, filters=None, stages=None):  # no stages: nothing to trace
         self.filters.append(filters)

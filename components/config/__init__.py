@@ -16,13 +16,13 @@ equal), so deleting a line never changes what a run does.
 """
 
 from components.config.loading import load_params, params_as_dict, parse_params
-from components.config.sections import (DataConfig, EvaluationConfig, GeneratorConfig, IndexConfig, ModelsConfig,
-                                        OrchestrationConfig, Params, ProjectConfig, PromotionConfig, RouterConfig,
-                                        ScheduleConfig, ServeConfig)
+from components.config.sections import (DataConfig, EvaluationConfig, FeedbackConfig, GeneratorConfig, IndexConfig,
+                                        ModelsConfig, OrchestrationConfig, Params, ProjectConfig, PromotionConfig,
+                                        RouterConfig, ScheduleConfig, ServeConfig)
 from components.config.vocabulary import (FIELD_TYPES, FIELD_VALUE_NAMES, GATED_METRICS, HIGHER_IS_BETTER, INTENTS,
                                           LOWER_IS_BETTER, PAIRED_METRICS, STEPS, ConfigError, fits_field_type)
 
-__all__ = ["ConfigError", "DataConfig", "EvaluationConfig", "FIELD_TYPES", "FIELD_VALUE_NAMES", "GATED_METRICS",
+__all__ = ["ConfigError", "DataConfig", "EvaluationConfig", "FIELD_TYPES", "FeedbackConfig", "FIELD_VALUE_NAMES", "GATED_METRICS",
            "GeneratorConfig", "HIGHER_IS_BETTER", "INTENTS", "IndexConfig", "LOWER_IS_BETTER", "ModelsConfig",
            "OrchestrationConfig", "PAIRED_METRICS", "Params", "ProjectConfig", "PromotionConfig", "RouterConfig",
            "STEPS", "ScheduleConfig", "ServeConfig", "fits_field_type", "load_params", "params_as_dict", "parse_params"]

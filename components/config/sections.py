@@ -344,6 +344,20 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class FeedbackConfig:
+    """What the review queue of served answers (`ragops feedback review`) puts before a human
+    besides down-votes, corrections, refusals and unsure routes."""
+
+    # A top retrieval score under this is weak retrieval (benchmarks/retrieval_scores.py: 0.7 flags a
+    # third of the golden questions the documents cannot answer, and 0-2% of those they answer).
+    weak_retrieval_score: float = 0.7
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.weak_retrieval_score <= 1.0, "feedback.weak_retrieval_score",
+              f"must be in [0, 1] (0 = off), got {self.weak_retrieval_score}")
+
+
+@dataclass(frozen=True)
 class Params:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -356,3 +370,4 @@ class Params:
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)

@@ -2,8 +2,9 @@
 reviewer's decision on each, recorded on the trace. Nothing reaches the data without one.
 
 An answer needs review when a customer down-voted it or sent a correction, when the assistant
-declined it (the refusal or out-of-scope sentence), or when the router was unsure of it (its
-confidence under router.confidence_threshold, where it fell back to router.fallback_intent).
+declined it (the refusal or out-of-scope sentence), when the router was unsure of it (its
+confidence under router.confidence_threshold, where it fell back to router.fallback_intent), or
+when retrieval was weak (its top score under feedback.weak_retrieval_score).
 
     >>> items = review_queue(params, days=7)  # doctest: +SKIP
     >>> decide(items[0].trace_id, "reviewer@shop", golden=True, doc_ids=["p-001"], answer="It costs 12 USD [p-001].")  # doctest: +SKIP
@@ -61,6 +62,7 @@ def review_queue(params: Params, days: float = 7.0, limit: int = 200) -> list[Re
             ("corrected", correction is not None),
             ("declined", tags.get("refused") == "true"),
             ("router unsure", float(tags.get("route_confidence", 1.0)) < params.router.confidence_threshold),
+            ("weak retrieval", float(tags.get("top_score", 1.0)) < params.feedback.weak_retrieval_score),
         ) if applies]
         if reasons:
             items.append(_item(trace, reasons, rating, correction))

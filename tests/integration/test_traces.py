@@ -93,25 +93,25 @@ def test_a_tracking_server_that_does_not_answer_costs_the_answer_nothing(trackin
 
 
 def test_the_review_queue_lists_what_needs_a_human_until_it_is_decided(tracking):
-    """Down-voted or corrected, declined, or routed unsure: in the queue with why; a confident,
-    unrated answer is not; a decision takes an item out and stays on its trace."""
+    """Down-voted or corrected, declined, routed unsure or weakly retrieved: in the queue with why;
+    a confident, well retrieved, unrated answer is not; a decision takes an item out and stays on its trace."""
     from components.config import Params
     from components.registry.review_queue import ReviewError, decide, review_queue
 
     refusal = "I'm sorry, the documents I have do not contain that information."
-    confident, rated, declined, unsure = (
-        {**ANSWERS[0], "question": f"{name}?", "route_confidence": confidence,
-         "answer": refusal if name == "declined" else ANSWERS[0]["answer"]}
-        for name, confidence in (("confident", 0.9), ("rated", 0.9), ("declined", 0.9), ("unsure", 0.2)))
-    stages = [Stage("route", (0, 1, 2, 3), T0, T0 + 1000), Stage("retrieve", (0, 1, 2, 3), T0 + 1000, T0 + 2000)]
-    ids = dict(zip(("confident", "rated", "declined", "unsure"),
-                   trace_answers([confident, rated, declined, unsure], stages, TAGS, refusals=(refusal,))))
+    names = ("confident", "rated", "declined", "unsure", "weak")
+    answers = [{**ANSWERS[0], "question": f"{name}?", "route_confidence": 0.2 if name == "unsure" else 0.9,
+                "answer": refusal if name == "declined" else ANSWERS[0]["answer"],
+                "chunks": [{**ANSWERS[0]["chunks"][0], "score": 0.55 if name == "weak" else 0.8}]} for name in names]
+    stages = [Stage("route", tuple(range(5)), T0, T0 + 1000), Stage("retrieve", tuple(range(5)), T0 + 1000, T0 + 2000)]
+    ids = dict(zip(names, trace_answers(answers, stages, TAGS, refusals=(refusal,))))
     record_feedback(ids["rated"], "down", correction="It costs 12 USD [p-001].", comment="old price")
     mlflow.flush_trace_async_logging()
 
     queue = {item.trace_id: item for item in review_queue(Params(), days=100_000)}
-    assert {ids[k]: queue[ids[k]].reasons for k in ("rated", "declined", "unsure")} == {
-        ids["rated"]: ["down-voted", "corrected"], ids["declined"]: ["declined"], ids["unsure"]: ["router unsure"]}
+    assert {ids[k]: queue[ids[k]].reasons for k in names[1:]} == {
+        ids["rated"]: ["down-voted", "corrected"], ids["declined"]: ["declined"], ids["unsure"]: ["router unsure"],
+        ids["weak"]: ["weak retrieval"]}  # 0.55 under feedback.weak_retrieval_score
     assert ids["confident"] not in queue
     item = queue[ids["rated"]]
     assert (item.question, item.correction, item.comment, item.bundle_version) == (
@@ -122,7 +122,7 @@ def test_the_review_queue_lists_what_needs_a_human_until_it_is_decided(tracking)
         decide(ids["rated"], "ana", golden=True)
     tags = decide(ids["rated"], "ana", golden=True, training=True, doc_ids=["p-001"], answer="It costs 12 USD [p-001].")
     decide(ids["declined"], "ana", reject=True, note="the documents do not say")
-    assert {item.trace_id for item in review_queue(Params(), days=100_000)} == {ids["unsure"]}
+    assert {item.trace_id for item in review_queue(Params(), days=100_000)} == {ids["unsure"], ids["weak"]}
     stored = mlflow.get_trace(ids["rated"]).info.tags
     assert {k: stored[k] for k in tags} == tags and stored["review.as"] == "golden,training"
     with pytest.raises(UnknownTrace):

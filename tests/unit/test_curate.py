@@ -111,6 +111,7 @@ def test_the_committed_dvc_locks_match_the_curation_code(project_root, tmp_path)
     dvc.lock (the integration test in tests/integration/test_dvc_versioning.py finds it too, 15
     minutes later). An example's committed dvc.yaml is the one a run writes for its params file."""
     import hashlib
+    import json
     import shutil
 
     import yaml
@@ -122,10 +123,15 @@ def test_the_committed_dvc_locks_match_the_curation_code(project_root, tmp_path)
     assert examples, "no shipped example has its DVC stage committed"
     for stages in [project_root / "dvc.yaml", *examples]:
         lock = yaml.safe_load((stages.parent / "dvc.lock").read_text())["stages"]["curate"]
-        files = [dep for dep in lock["deps"] if not dep["md5"].endswith(".dir")]
-        assert files, f"{stages.parent / 'dvc.lock'} names no file the curate stage depends on"
-        for dep in files:
-            actual = hashlib.md5((project_root / dep["path"]).read_bytes()).hexdigest()
+        assert any(dep["path"].endswith(".py") for dep in lock["deps"]), f"{stages.parent / 'dvc.lock'} names no code"
+        for dep in lock["deps"]:
+            path = project_root / dep["path"]
+            if dep["md5"].endswith(".dir"):  # DVC's: the md5 of its files' {md5, relpath} list (.dvcignore: no __pycache__)
+                listing = [{"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()}
+                           for f in sorted(path.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
+                actual = hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+            else:
+                actual = hashlib.md5(path.read_bytes()).hexdigest()
             assert actual == dep["md5"], (f"{stages.parent / 'dvc.lock'} is stale for {dep['path']}: run `dvc repro "
                                           f"{stages.relative_to(project_root)}:curate` and commit the lock")
     for name in ("dvc.yaml", "params.yaml"):

@@ -7,7 +7,8 @@ confidence under router.confidence_threshold, where it fell back to router.fallb
 when retrieval was weak (its top score under feedback.weak_retrieval_score).
 
     >>> items = review_queue(params, days=7)  # doctest: +SKIP
-    >>> decide(items[0].trace_id, "reviewer@shop", golden=True, doc_ids=["p-001"], answer="It costs 12 USD [p-001].")  # doctest: +SKIP
+    >>> decide(items[0].trace_id, "ana", golden=True, doc_ids=["p-001"],
+    ...        answer="It costs 12 USD [p-001].")  # doctest: +SKIP
 """
 
 from __future__ import annotations

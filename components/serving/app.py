@@ -343,7 +343,8 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; the endpoints are "
-                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve, /v1/feedback")
+                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve, "
+                                       f"/v1/feedback")
 
     return app
 

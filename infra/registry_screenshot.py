@@ -16,6 +16,7 @@ requirements.lock, through prefect). No network access is needed.
 
     .venv/bin/python infra/registry_screenshot.py                 # champion of ragops-assistant
     .venv/bin/python infra/registry_screenshot.py --version 2 --out /tmp/v2.png
+    .venv/bin/python infra/registry_screenshot.py --trace tr-...  # a served answer's trace and its feedback
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="backend store URI to serve (default: %(default)s)")
     parser.add_argument("--model", default="ragops-assistant", help="registered model (default: %(default)s)")
     parser.add_argument("--version", help="model version (default: alias `champion`, else the newest)")
-    parser.add_argument("--out", type=Path, help="PNG path (default: .ragops/screenshots/<model>-v<version>.png)")
+    parser.add_argument("--trace", help="screenshot this answer's trace (its spans and feedback) instead of a version")
+    parser.add_argument("--out", type=Path, help="PNG path (default: .ragops/screenshots/<model>-v<version>.png, "
+                                                 "or <trace>.png)")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=2000)
     parser.add_argument("--chromium", help=f"browser binary (default: first of {', '.join(CHROMIUM_CANDIDATES)})")
@@ -187,6 +190,23 @@ def page_url(base: str, model: str, version: str) -> str:
     return f"{base}/#/models/{urllib.parse.quote(model, safe='')}/versions/{version}"
 
 
+def trace_page(base: str, store_uri: str, trace_id: str) -> tuple[str, list[str]]:
+    """The UI's route for a trace (the experiment's Traces tab with it open) and the text it must
+    show: the question's first words, the spans, and the names of its feedback."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        trace = MlflowClient(store_uri).get_trace(trace_id)
+    except MlflowException as err:
+        raise ScreenshotError(f"no trace {trace_id!r} in {store_uri}: {err.message}") from err
+    question = next(s.inputs["question"] for s in trace.data.spans if s.parent_id is None)
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]{3,}", question)[:3]
+    names = sorted({s.name for s in trace.data.spans} | {a.name for a in trace.info.assessments or []})
+    url = f"{base}/#/experiments/{trace.info.experiment_id}/traces?traceId={trace_id}"
+    return url, [*words, *names]
+
+
 def expected_texts(model_version: dict[str, Any]) -> list[str]:
     """Text the rendered page must contain: the heading, the description's first words, the tag names."""
     description = model_version.get("description", "")
@@ -245,8 +265,15 @@ def devtools_page(profile: Path, browser: subprocess.Popen[bytes], log: Path) ->
     raise ScreenshotError(f"Chromium's DevTools endpoint did not come up in {BROWSER_TIMEOUT_S:.0f} s:\n{log_tail(log)}")
 
 
-def capture(chromium: str, url: str, out: Path, width: int, height: int, texts: list[str], workdir: Path) -> None:
-    """Load url in headless Chromium, wait until all texts are on the page, and save a PNG to out."""
+# The trace view keeps a trace's feedback behind its "Assess" button: open that panel.
+OPEN_ASSESSMENTS_JS = ("[...document.querySelectorAll('button')].find(b => b.innerText.trim().startsWith('Assess'))"
+                       "?.click()")
+
+
+def capture(chromium: str, url: str, out: Path, width: int, height: int, texts: list[str], workdir: Path,
+            then_js: str = "") -> None:
+    """Load url in headless Chromium, wait until all texts are on the page (running `then_js` once
+    they are), and save a PNG to out."""
     profile = workdir / "chromium-profile"
     cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -269,6 +296,8 @@ def capture(chromium: str, url: str, out: Path, width: int, height: int, texts: 
                     break
                 time.sleep(0.25)
             if not missing:  # let fonts load and the layout settle after the last data arrives
+                if then_js:
+                    page.evaluate(then_js)
                 page.evaluate("document.fonts.ready.then(() => new Promise(r => setTimeout(r, 1000)))")
             shot = page.call("Page.captureScreenshot", format="png")
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,12 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="ragops-screenshot-", ignore_cleanup_errors=True) as tmp:
             workdir = Path(tmp)
             with mlflow_server(store_uri, workdir) as base:
-                model_version = resolve_version(base, args.model, args.version)
-                version = str(model_version["version"])
-                url = page_url(base, args.model, version)
-                out = args.out or Path(".ragops/screenshots") / f"{args.model}-v{version}.png"
+                then_js = ""
+                if args.trace:
+                    version, then_js = "", OPEN_ASSESSMENTS_JS
+                    url, texts = trace_page(base, store_uri, args.trace)
+                    out = args.out or Path(".ragops/screenshots") / f"{args.trace}.png"
+                else:
+                    model_version = resolve_version(base, args.model, args.version)
+                    version = str(model_version["version"])
+                    url, texts = page_url(base, args.model, version), expected_texts(model_version)
+                    out = args.out or Path(".ragops/screenshots") / f"{args.model}-v{version}.png"
                 print(f"registry_screenshot: {url} -> {out}", file=sys.stderr, flush=True)
-                capture(chromium, url, out, args.width, args.height, expected_texts(model_version), workdir)
+                capture(chromium, url, out, args.width, args.height, texts, workdir, then_js)
     except ScreenshotError as err:
         print(f"registry_screenshot: {err}", file=sys.stderr)
         return 1

@@ -78,6 +78,8 @@ class _DroppedCounter(logging.Handler):
 _DROPPED = _DroppedCounter()
 for _name in EXPORT_LOGGERS:
     logging.getLogger(_name).addHandler(_DROPPED)
+# Its INFO line at every exit that traced ("Flushing the async trace logging queue...") is noise.
+logging.getLogger("mlflow.tracing.export.async_export_queue").setLevel(logging.WARNING)
 
 
 def dropped_traces() -> int:

@@ -40,6 +40,7 @@ log = logging.getLogger("ragops.serve")
 
 EXAMPLE = '{"question": "How much does the Aurora ANC Headphones Edge cost?"}'
 FILTER_EXAMPLE = '{"question": "...", "filters": {"<field>": "<value>", "<number field>": {"lte": 50}}}'
+ENDPOINTS = "GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve, /v1/feedback"
 BATCH_EXAMPLE = '{"questions": [{"question": "How much is the kettle?"}, {"question": "Can I pay with PayPal?"}]}'
 # The longest JSON spelling of one character: an escaped astral character ("\ud83d\ude00").
 BYTES_PER_CHAR = 12
@@ -342,9 +343,7 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; the endpoints are "
-                                       f"GET /healthz, GET /readyz, POST /v1/answer, /v1/answer/batch, /v1/retrieve, "
-                                       f"/v1/feedback")
+        return _error(exc.status_code, f"{exc.detail}: {request.method} {request.url.path}; the endpoints are {ENDPOINTS}")
 
     return app
 

@@ -264,16 +264,14 @@ def feedback_give(trace_id: str = typer.Argument(..., help="the trace_id the ans
                   correction: str = typer.Option("", help="the answer that was expected"),
                   comment: str = typer.Option("", help="why")) -> None:
     """Rate an answer (up or down, with an optional correction and comment) on its MLflow trace."""
-    from components.registry.traces import RATINGS, UnknownTrace, record_feedback
+    from components.registry.traces import UnknownTrace, record_feedback
     from components.registry.tracking import configure_mlflow
     from components.settings import Settings
 
-    if rating not in RATINGS:
-        _fail(f"rating must be one of {', '.join(RATINGS)}, got {rating!r}")
     configure_mlflow(Settings())
-    try:
+    try:  # ValueError: a rating other than up or down
         recorded = record_feedback(trace_id, rating, correction or None, comment or None, source="ragops-cli")
-    except UnknownTrace as exc:
+    except (UnknownTrace, ValueError) as exc:
         _fail(str(exc))
     console.print(f"feedback on {trace_id}: {', '.join(recorded)}")
 

@@ -26,7 +26,7 @@ from components.index.store import connect_weaviate
 from components.models.generator import generate_answers, load_generator, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
-from components.registry.traces import answer_tags, trace_answers
+from components.registry.traces import answer_tags, with_trace_ids
 from components.settings import Settings
 
 
@@ -102,9 +102,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         stages: list[Stage] = []
         answers = [asdict(a) for a in self.assistant.answer([str(q) for q in model_input["question"]], filters=filters,
                                                             stages=stages)]
-        ids = trace_answers(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version),
-                            self.assistant.refusal_sentences)
-        return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answers, ids, strict=True)]
+        return with_trace_ids(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version),
+                              self.assistant.refusal_sentences)
 
     def unload(self) -> None:
         self._stack.close()

@@ -9,10 +9,9 @@ their steps' times. MLflow exports it in the background; when the tracking store
 (a server that is down), the answer has already gone out: the trace is dropped and counted, never a
 failed request.
 
-    >>> tracer = AnswerTracer()  # doctest: +SKIP
     >>> stages = []
-    >>> answers = assistant.answer(questions, stages=stages)  # doctest: +SKIP
-    >>> trace_ids = tracer.trace(answers, stages, answer_tags(assistant.manifest, "3"))  # doctest: +SKIP
+    >>> answers = [asdict(a) for a in assistant.answer(questions, stages=stages)]  # doctest: +SKIP
+    >>> with_trace_ids(answers, stages, answer_tags(assistant.manifest, "3"), assistant.refusal_sentences)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import mlflow
@@ -71,8 +70,11 @@ class _DroppedCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith(EXPORT_FAILURES):
-            with self._lock:
-                self.count += 1
+            self.add()
+
+    def add(self) -> None:
+        with self._lock:
+            self.count += 1
 
 
 _DROPPED = _DroppedCounter()
@@ -87,12 +89,26 @@ def dropped_traces() -> int:
     return _DROPPED.count
 
 
+def limit_export_retries() -> None:
+    """For a process that traces answers (`ragops serve`, `ragops ask`): one HTTP retry unless the
+    user set it. With MLflow's default (7) an export to a tracking server that is down holds its
+    worker about 4 minutes per call, later traces queue up, and the exit flush waits as long."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+
+
 _RECENT: dict[str, float] = {}  # trace id → when this process handed it over for export
 
 
-def trace_answers(answers: Sequence[Any], stages: Sequence[Stage], tags: Mapping[str, str],
+def with_trace_ids(answers: Sequence[dict], stages: Sequence[Stage], tags: Mapping[str, str],
+                   refusals: Sequence[str] = ()) -> list[dict]:
+    """The answer dicts, each with the id of its trace (`trace_answers`) as `trace_id`."""
+    ids = trace_answers(answers, stages, tags, refusals)
+    return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answers, ids, strict=True)]
+
+
+def trace_answers(answers: Sequence[dict], stages: Sequence[Stage], tags: Mapping[str, str],
                   refusals: Sequence[str] = ()) -> list[str | None]:
-    """One trace per answer (an Answer or its dict), built from the stages of the call that made
+    """One trace per answer dict (an Answer as a dict), built from the stages of the call that made
     them; the trace ids, None where the trace could not be started (counted as dropped). Besides
     `tags`, each trace is tagged with its route and confidence, its top retrieval score, and
     whether the answer is one of the `refusals` (what the review queue sorts by)."""
@@ -103,12 +119,10 @@ def trace_answers(answers: Sequence[Any], stages: Sequence[Stage], tags: Mapping
     ids = []
     for index, answer in enumerate(answers):
         try:
-            row = answer if isinstance(answer, dict) else asdict(answer) if is_dataclass(answer) else dict(answer)
-            ids.append(_trace_one(row, [s for s in stages if index in s.questions], len(answers),
-                                  {**tags, **_answer_tags(row, refusals)}))
+            ids.append(_trace_one(answer, [s for s in stages if index in s.questions], len(answers),
+                                  {**tags, **_answer_tags(answer, refusals)}))
         except Exception:  # noqa: BLE001 (tracing never fails an answer; the count and the log say it)
-            with _DROPPED._lock:
-                _DROPPED.count += 1
+            _DROPPED.add()
             log.warning("could not trace an answer", exc_info=True)
             ids.append(None)
     return ids

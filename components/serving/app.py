@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import uuid
 from collections.abc import Callable
@@ -32,7 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from components.assistant import Manifest, Stage
 from components.config import ServeConfig
 from components.index.search import FilterError, SearchFilters
-from components.registry.traces import UnknownTrace, answer_tags, dropped_traces, record_feedback, trace_answers
+from components.registry.traces import (UnknownTrace, answer_tags, dropped_traces, limit_export_retries, record_feedback,
+                                        with_trace_ids)
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 from components.settings import Settings, redacted
 
@@ -242,11 +242,9 @@ def answer_traced(assistant: Any, items: list[QuestionIn]) -> Answered:
                     tuple(assistant.refusal_sentences))
 
 
-def with_trace_ids(version: str, answered: Answered) -> list[dict]:
+def traced(version: str, answered: Answered) -> list[dict]:
     """Each answer with the id of its MLflow trace (None when it could not be traced)."""
-    ids = (trace_answers(answered.answers, answered.stages, answer_tags(answered.manifest, version), answered.refusals)
-           if answered.stages else [None] * len(answered.answers))
-    return [{**answer, "trace_id": trace_id} for answer, trace_id in zip(answered.answers, ids, strict=True)]
+    return with_trace_ids(answered.answers, answered.stages, answer_tags(answered.manifest, version), answered.refusals)
 
 
 def route_and_retrieve(assistant: Any, item: QuestionIn) -> dict:
@@ -292,13 +290,14 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
                   docs_url=None, redoc_url=None)
 
     async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any], work: Callable[[Any, Any], Any],
-                             then: Callable[[str, Any], dict] = lambda version, result: result) -> JSONResponse:
+                             then: Callable[[str, Any], dict] | None = None) -> JSONResponse:
         """`work(assistant, request)` on the champion, then `then(version, result)` with the model free."""
         try:
             parsed = parse(await _read_payload(request, config), config)
             # A worker thread: the event loop keeps serving /healthz and /readyz while the model works.
             version, result = await run_in_threadpool(holder.call, lambda assistant: work(assistant, parsed))
-            result = await run_in_threadpool(then, version, result)
+            if then is not None:
+                result = await run_in_threadpool(then, version, result)
         except RequestError as exc:
             # Refused without reading the rest of the body: close the connection instead of draining it.
             return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
@@ -326,12 +325,12 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
     @app.post("/v1/answer")
     async def answer(request: Request) -> JSONResponse:
         return await model_endpoint(request, parse_question, lambda a, item: answer_traced(a, [item]),
-                                    lambda version, answered: with_trace_ids(version, answered)[0])
+                                    lambda version, answered: traced(version, answered)[0])
 
     @app.post("/v1/answer/batch")
     async def answer_batch(request: Request) -> JSONResponse:
         return await model_endpoint(request, parse_batch, answer_traced,
-                                    lambda version, answered: {"answers": with_trace_ids(version, answered)})
+                                    lambda version, answered: {"answers": traced(version, answered)})
 
     @app.post("/v1/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
@@ -354,9 +353,7 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
 
     from components.registry.tracking import configure_mlflow
 
-    # Answers are traced to the tracking server in the background; one that is down must not hold
-    # each export for MLflow's default retries (minutes per trace, while later traces queue up).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    limit_export_retries()  # its answers are traced in the background
     registry = configure_mlflow(settings)
     holder = ChampionHolder(bundle_name, registry, poll_seconds=config.reload_poll_seconds)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it

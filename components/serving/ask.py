@@ -7,14 +7,13 @@ reviewer tries; without a champion, what to do instead.
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from components.config import Params
 from components.registry.loading import load_registered
 from components.registry.promotion import review as candidates_of
+from components.registry.traces import limit_export_retries
 from components.registry.tracking import configure_mlflow, get_alias_version
 from components.settings import Settings, redacted
 
@@ -52,9 +51,7 @@ def ask_bundle(questions: list[str], params: Params, settings: Settings, version
         if champion is None:
             raise NoBundle(no_champion_message(params, settings))
         version = str(champion.version)
-    # Its answers are traced in the background, and the traces sent before the process exits: a
-    # tracking server that is down must not hold the exit for MLflow's default retries (minutes).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    limit_export_retries()  # its answers are traced, and the traces sent before the process exits
     bundle = load_registered(f"models:/{name}/{version}")
     bundle.bundle_version = version
     try:

@@ -128,7 +128,8 @@ class FakeAnswer:
 
 class FakeAssistant:
     def __init__(self, version: str, gate: threading.Event | None = None, fail: bool = False) -> None:
-        self.manifest = SimpleNamespace(collection=f"Catalog_v{version}", metadata_fields={"category": "text", "stock": "int"})
+        self.manifest = SimpleNamespace(collection=f"Catalog_v{version}", metadata_fields={"category": "text", "stock": "int"},
+                                        router_version="1", generator_version="1", data_versions={})
         self.filters = []
         self.gate, self.fail, self.unloaded = gate, fail, False
         self.refusal_sentences = ("I can only help with questions about our store.",)

@@ -65,7 +65,7 @@ def child(args: argparse.Namespace) -> None:
     from components.config import load_params
     from components.data.curate import curate
     from components.data.curate import read_jsonl as read_rows
-    from components.evaluation.bundle import evaluate_bundle, spread
+    from components.evaluation.bundle import evaluate_bundle, evaluated_golden
     from components.index.build import build_index_version
     from components.index.embedding import load_embedder
     from components.index.store import connect_weaviate, local_server_held
@@ -118,7 +118,7 @@ def child(args: argparse.Namespace) -> None:
         p = params
         manifest = Manifest.from_params(p, index.collection)
         assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client)
-        golden = spread(rows["golden.jsonl"], p.evaluation.max_questions)  # as the evaluate step takes it
+        golden = evaluated_golden(rows["golden.jsonl"], p.evaluation.max_questions)  # as the evaluate step takes it
         # Every gated metric as the evaluate step computes it; the ablation table (not gated) on
         # `--ablation-questions` questions only (params.yaml's 48 cost ~3 min a run here).
         config = dataclasses.replace(p.evaluation, ablation_questions=args.ablation_questions)

@@ -7,6 +7,7 @@
     ragops serve                        # the champion over HTTP, reloaded when the champion alias moves
     ragops ask "How much does the Aurora ANC Headphones Edge cost?"
     ragops feedback give TRACE_ID down --correction "..."   # a rating of an answer, on its MLflow trace
+    ragops feedback review / decide / harvest               # the review queue, and accepted items into the data
     ragops models fetch                 # download/convert the models of params.yaml into the cache
 """
 
@@ -17,22 +18,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from flows.feedback_cli import feedback_app
 from flows.process import freeze_loaded, run_and_exit, set_environment, stop_cleanly_on_signals
-from flows.terminal import console, print_answer, print_summary
+from flows.terminal import ParamsFile, console, fail, fail_stopped, load_params_or_exit, print_answer, print_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOps for a RAG + LoRA store assistant")
 models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
-feedback_app = typer.Typer(help="Feedback on served answers, by their trace_id.")
 app.add_typer(feedback_app, name="feedback")
-# The params file every command reads (relative to the project for `run`, `reindex` and `deploy`).
-ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every setting of the command comes from it")]
 
 
 @app.callback()
@@ -46,40 +44,15 @@ def main() -> None:
     run_and_exit(app)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code=2)
-
-
-def _fail_stopped(what: str, state) -> None:
-    """Exit 2 with a flow's failure; one a service caused (after the step's retries) says so."""
-    from flows.transient import is_transient
-
-    failure = state.result(raise_on_failure=False)
-    hint = ("; a service did not answer after the step's retries (orchestration.retries): rerun once it answers, the "
-            "rerun reuses what is already done" if isinstance(failure, BaseException) and is_transient(failure) else "")
-    _fail(f"{what} stopped ({state.name}): {type(failure).__name__}: {failure}{hint}")
-
-
-def _load_params(path: Path):
-    """params.yaml loaded and checked, or exit 2 with the message naming the key and the fix."""
-    from components.config import ConfigError, load_params
-
-    try:
-        return load_params(path)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
 def _ask(questions: list[str], params_path: Path, version: str = "") -> list[dict]:
     """The bundle's answers (components/serving/ask.py), or exit 2 saying why there is no bundle to ask."""
     from components.settings import Settings
     from components.serving.ask import NoBundle, ask_bundle
 
     try:
-        return ask_bundle(questions, _load_params(params_path), Settings(), version)
+        return ask_bundle(questions, load_params_or_exit(params_path), Settings(), version)
     except NoBundle as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def sample_question(golden_path: Path, retrieval_intents: Sequence[str]) -> str:
@@ -87,7 +60,7 @@ def sample_question(golden_path: Path, retrieval_intents: Sequence[str]) -> str:
         row = json.loads(line)
         if row.get("answerable") and row.get("intent") in retrieval_intents:
             return row["question"]
-    _fail(f"{golden_path} has no answerable question of router.retrieval_intents {list(retrieval_intents)}; "
+    fail(f"{golden_path} has no answerable question of router.retrieval_intents {list(retrieval_intents)}; "
           f"pass --question")
 
 
@@ -97,14 +70,14 @@ def run(params: ParamsFile = Path("params.yaml"),
         question: str = typer.Option("", help="sample question answered at the end "
                                      "(default: the golden set's first answerable question of a retrieval intent)")) -> None:
     """Run the whole pipeline, print a summary and answer a sample question with the champion."""
-    loaded = _load_params(project / params)  # bad params stop here, before the flow's imports
+    loaded = load_params_or_exit(project / params)  # bad params stop here, before the flow's imports
     from flows.pipeline import retrain
 
     freeze_loaded()
 
     state = retrain(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
-        _fail_stopped("the pipeline", state)
+        fail_stopped("the pipeline", state)
     result = state.result()
     print_summary(result, loaded.evaluation.gates)
     if not result.evaluated:
@@ -131,14 +104,14 @@ def reindex(params: ParamsFile = Path("params.yaml"),
             project: Path = typer.Option(Path("."), help="project root (holds dvc.yaml and data/)")) -> None:
     """Reindex changed documents (no retraining): a new index version, evaluated with the champion's
     router and generator, promoted if its gates pass."""
-    _load_params(project / params)  # bad params stop here, before the flow's imports
+    load_params_or_exit(project / params)  # bad params stop here, before the flow's imports
     from flows.reindex import reindex as reindex_flow
 
     freeze_loaded()
 
     state = reindex_flow(project_path=str(project), params_path=str(params), return_state=True)
     if not state.is_completed():
-        _fail_stopped("the reindex", state)
+        fail_stopped("the reindex", state)
     result = state.result()
     console.print(f"index: {result.index.collection} ({result.index.plan})")
     if result.promotion is None:
@@ -157,9 +130,9 @@ def deploy(params: ParamsFile = Path("params.yaml"),
                                          "run them) instead of serving them in this process")) -> None:
     """Serve the Prefect deployments (reindex on document changes, retrain on schedule.retrain_cron and
     on demand, evaluate on demand) and watch the documents folder; runs until interrupted."""
-    loaded = _load_params(project / params)  # bad params stop here, before the flows' imports
+    loaded = load_params_or_exit(project / params)  # bad params stop here, before the flows' imports
     if work_pool and not os.environ.get("PREFECT_API_URL"):
-        _fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
+        fail("--work-pool needs a Prefect server that workers also reach: set PREFECT_API_URL "
               "(e.g. http://127.0.0.1:4200/api after `prefect server start`)")
     from components.settings import PROJECT_VARIABLE
     from flows.deploy import deploy as serve_deployments
@@ -181,7 +154,7 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
                                         "a run whose project_path names another fails)")) -> None:
     """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
     if not os.environ.get("PREFECT_API_URL"):
-        _fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
+        fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
     from components.settings import PROJECT_VARIABLE
 
     os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
@@ -197,12 +170,12 @@ def rollback(params: ParamsFile = Path("params.yaml")) -> None:
     from components.registry.promotion import PromotionError, rollback as roll_back
     from components.registry.tracking import configure_mlflow
 
-    loaded, settings = _load_params(params), Settings()
+    loaded, settings = load_params_or_exit(params), Settings()
     configure_mlflow(settings)
     try:
         done = roll_back(settings, loaded)
     except PromotionError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"{loaded.promotion.bundle_name}: champion v{done.previous_version} → v{done.version}, "
                   f"index {done.previous_collection} → {done.collection}")
 
@@ -216,12 +189,12 @@ def promote(version: str = typer.Argument(..., help="bundle version to make the 
     from components.registry.promotion import PromotionError, approve
     from components.registry.tracking import configure_mlflow
 
-    loaded, settings = _load_params(params), Settings()
+    loaded, settings = load_params_or_exit(params), Settings()
     configure_mlflow(settings)
     try:
         moved = approve(settings, loaded, version)
     except PromotionError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"{loaded.promotion.bundle_name}: champion v{moved.previous_version or '-'} → v{version}")
 
 
@@ -232,7 +205,7 @@ def review(params: ParamsFile = Path("params.yaml")) -> None:
     from components.registry.promotion import review as candidates_of
     from components.registry.tracking import configure_mlflow
 
-    loaded = _load_params(params)
+    loaded = load_params_or_exit(params)
     configure_mlflow(Settings())
     champion, candidates = candidates_of(loaded)
     table = Table(title=f"{loaded.promotion.bundle_name}: champion v{champion or '-'}")
@@ -258,71 +231,6 @@ def ask(question: str, as_json: bool = typer.Option(False, "--json", help="print
         print_answer(answer)
 
 
-@feedback_app.command("give")
-def feedback_give(trace_id: str = typer.Argument(..., help="the trace_id the answer came with (`ragops ask --json`)"),
-                  rating: str = typer.Argument(..., help="up or down"),
-                  correction: str = typer.Option("", help="the answer that was expected"),
-                  comment: str = typer.Option("", help="why")) -> None:
-    """Rate an answer (up or down, with an optional correction and comment) on its MLflow trace."""
-    from components.registry.traces import UnknownTrace, record_feedback
-    from components.registry.tracking import configure_mlflow
-    from components.settings import Settings
-
-    configure_mlflow(Settings())
-    try:  # ValueError: a rating other than up or down
-        recorded = record_feedback(trace_id, rating, correction or None, comment or None, source="ragops-cli")
-    except (UnknownTrace, ValueError) as exc:
-        _fail(str(exc))
-    console.print(f"feedback on {trace_id}: {', '.join(recorded)}")
-
-
-@feedback_app.command("review")
-def feedback_review(params: ParamsFile = Path("params.yaml"),
-                    days: float = typer.Option(7.0, help="how far back to look"),
-                    limit: int = typer.Option(200, help="at most this many of the newest answers are looked at")) -> None:
-    """List the served answers that need a human (down-voted, corrected, declined, router unsure),
-    with the question, the answer and what was retrieved; decide each with `ragops feedback decide`."""
-    from components.registry.review_queue import review_queue
-    from components.registry.tracking import configure_mlflow
-    from components.settings import Settings
-
-    loaded = _load_params(params)
-    configure_mlflow(Settings())
-    items = review_queue(loaded, days, limit)
-    for item in items:
-        console.print(f"[bold]{item.trace_id}[/] {item.when} bundle v{item.bundle_version or '?'}: "
-                      f"{', '.join(item.reasons)}")
-        console.print(escape(f"  Q: {item.question}\n  A: {item.answer}"))
-        console.print(escape(f"  route {item.route} ({item.route_confidence:.2f}); retrieved "
-                             + (", ".join(f"{c['doc_id']} ({c['score']:.2f})" for c in item.chunks) or "nothing")))
-        for label, text in (("correction", item.correction), ("comment", item.comment)):
-            if text:
-                console.print(escape(f"  {label}: {text}"))
-    console.print(f"{len(items)} answer(s) to review" if items else "nothing to review")
-
-
-@feedback_app.command("decide")
-def feedback_decide(trace_id: str, reviewer: str = typer.Option(..., help="who decides (recorded on the trace)"),
-                    golden: bool = typer.Option(False, "--golden", help="accept as a new golden question"),
-                    training: bool = typer.Option(False, "--training", help="accept as a training example"),
-                    reject: bool = typer.Option(False, "--reject", help="reject: nothing reaches the data"),
-                    doc_id: list[str] = typer.Option([], help="a document that answers it (repeatable)"),
-                    answer: str = typer.Option("", help="the right answer, citing its documents as [doc-id]"),
-                    note: str = typer.Option("", help="why")) -> None:
-    """Record a reviewer's decision on an answer's trace."""
-    from components.registry.review_queue import ReviewError, decide
-    from components.registry.traces import UnknownTrace
-    from components.registry.tracking import configure_mlflow
-    from components.settings import Settings
-
-    configure_mlflow(Settings())
-    try:
-        tags = decide(trace_id, reviewer, golden, training, doc_id, answer, reject, note)
-    except (ReviewError, UnknownTrace) as exc:
-        _fail(str(exc))
-    console.print(f"{trace_id}: {tags['review.decision']}" + (f" as {tags['review.as']}" if "review.as" in tags else ""))
-
-
 @models_app.command("fetch")
 def models_fetch(params: ParamsFile = Path("params.yaml")) -> None:
     """Resolve the models of params.yaml into the cache (download and convert once)."""
@@ -330,7 +238,7 @@ def models_fetch(params: ParamsFile = Path("params.yaml")) -> None:
     from components.settings import Settings
     from components.models.resolve import fetch_models
 
-    for kind, path in fetch_models(_load_params(params).models, Settings().models_dir).items():
+    for kind, path in fetch_models(load_params_or_exit(params).models, Settings().models_dir).items():
         console.print(f"models: {kind} → {path}", soft_wrap=True)  # a path is copied whole, never wrapped
 
 
@@ -348,7 +256,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     from components.index.server import WeaviateServerError
     from components.serving.app import serve_champion
 
-    loaded = _load_params(params)
+    loaded = load_params_or_exit(params)
     freeze_loaded()
     ours = logging.getLogger("ragops")  # reloads and failures; uvicorn logs requests itself
     ours.setLevel(logging.INFO)
@@ -358,7 +266,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     try:
         serve_champion(loaded.serve, loaded.promotion.bundle_name, Settings(), host, port)
     except WeaviateServerError as exc:
-        _fail(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server")
+        fail(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@
   it includes every change of the burst. Deployment concurrency 1 (ENQUEUE): a change during a
   run triggers a run that waits for it, then picks the change up.
 - `ragops-retrain/retrain`: the retraining flow on `schedule.retrain_cron` (runs named
-  `retrain-schedule`), and on demand from the UI or `prefect deployment run` (`retrain-on-demand`).
+  `retrain-schedule`), on demand from the UI or `prefect deployment run` (`retrain-on-demand`), and
+  on `ragops.feedback.harvested` (`retrain-feedback`: enough reviewed feedback joined the data).
+- `ragops-harvest/harvest`: accepted review items into versioned data, on `schedule.harvest_cron`
+  and on demand.
 - `ragops-evaluate/on-demand`: registered models (by default the champion's) on the current
   index, evaluated and promoted if the gates pass.
 
@@ -35,7 +38,8 @@ from prefect.schedules import Cron
 from components.config import Params
 from components.data.watch import watch_folder
 from flows.evaluate import evaluate_candidate
-from flows.events import DOCUMENTS_EVENT, DOCUMENTS_RESOURCE, emit_documents_changed
+from flows.events import DOCUMENTS_EVENT, DOCUMENTS_RESOURCE, FEEDBACK_EVENT, FEEDBACK_RESOURCE, emit_documents_changed
+from flows.harvest import harvest
 from flows.pipeline import retrain
 from flows.reindex import reindex
 
@@ -46,6 +50,13 @@ def reindex_trigger(debounce_seconds: float) -> DeploymentEventTrigger:
                                   threshold=1, within=window, schedule_after=window)
 
 
+def feedback_trigger(parameters: dict) -> DeploymentEventTrigger:
+    """A retrain run named `retrain-feedback`, with the deployment's other parameters."""
+    return DeploymentEventTrigger(name="feedback harvested", expect={FEEDBACK_EVENT},
+                                  match={"prefect.resource.id": FEEDBACK_RESOURCE}, posture=Posture.Reactive,
+                                  threshold=1, within=timedelta(0), parameters={**parameters, "trigger": "feedback"})
+
+
 def deployments(project: Path, params_path: str, params: Params, from_package: bool = False) -> list[RunnerDeployment]:
     """`from_package`: entry points as module paths of the installed ragops package (for workers),
     instead of this checkout's files (for serving in this process)."""
@@ -53,17 +64,24 @@ def deployments(project: Path, params_path: str, params: Params, from_package: b
     one_at_a_time = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     entrypoint = {"entrypoint_type": EntrypointType.MODULE_PATH} if from_package else {}
     schedule = params.schedule
-    cron = ([Cron(schedule.retrain_cron, timezone=schedule.timezone, parameters={"trigger": "schedule"})]
-            if schedule.retrain_cron else [])
+
+    def cron(expression: str) -> list[Cron]:
+        return [Cron(expression, timezone=schedule.timezone, parameters={"trigger": "schedule"})] if expression else []
+
     return [
         reindex.to_deployment(name="on-document-change", parameters={**args, "reason": "documents-changed"},
                               triggers=[reindex_trigger(params.index.debounce_seconds)],
                               concurrency_limit=one_at_a_time, **entrypoint,
                               description="Reindex when documents change, evaluate with the champion's models, promote."),
-        retrain.to_deployment(name="retrain", parameters={**args, "trigger": "on-demand"}, schedules=cron,
+        retrain.to_deployment(name="retrain", parameters={**args, "trigger": "on-demand"},
+                              schedules=cron(schedule.retrain_cron), triggers=[feedback_trigger(args)],
                               concurrency_limit=one_at_a_time, **entrypoint,
                               description="Curate, validate, train router and generator (reused when their inputs "
                                           "are unchanged), index, evaluate, promote."),
+        harvest.to_deployment(name="harvest", parameters={**args, "trigger": "on-demand"},
+                              schedules=cron(schedule.harvest_cron), concurrency_limit=one_at_a_time, **entrypoint,
+                              description="Accepted review items into the data (personal data scrubbed), curated, "
+                                          "validated and versioned; requests a retrain once enough have accumulated."),
         evaluate_candidate.to_deployment(name="on-demand", parameters=args, concurrency_limit=one_at_a_time,
                                          **entrypoint,
                                          description="Evaluate registered router and generator versions (default: "

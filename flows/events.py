@@ -2,6 +2,9 @@
 
 - `ragops.documents.changed` (resource `ragops.documents`): the documents folder changed; the
   reindex deployment's trigger. Emitted by the watcher of `ragops deploy`.
+- `ragops.feedback.harvested` (resource `ragops.feedback`): `feedback.retrain_after_items` reviewed
+  items have been harvested into the data since the last such event; the retrain deployment's
+  trigger. Emitted by the harvest flow, with the items and data versions in the payload.
 - `ragops.bundle.promoted` / `ragops.bundle.held` (resource `ragops.bundle.<name>`): a candidate
   bundle's verdict, with its version, collection and gate reasons in the payload. Emitted by the
   flows after promotion; infra/prefect/automations.yaml notifies reviewers of held bundles.
@@ -17,6 +20,8 @@ from components.data.watch import Changes
 
 DOCUMENTS_EVENT = "ragops.documents.changed"
 DOCUMENTS_RESOURCE = "ragops.documents"
+FEEDBACK_EVENT = "ragops.feedback.harvested"
+FEEDBACK_RESOURCE = "ragops.feedback"
 BUNDLE_EVENTS = {"champion": "ragops.bundle.promoted", "challenger": "ragops.bundle.held"}
 
 
@@ -35,3 +40,9 @@ def emit_bundle_decision(bundle_name: str, promotion) -> None:
                          "ragops.version": str(promotion.bundle_version), "ragops.collection": promotion.collection},
                payload={"version": str(promotion.bundle_version), "alias": promotion.alias,
                         "collection": promotion.collection, "reasons": list(promotion.reasons)})
+
+
+def emit_feedback_harvested(items: int, data_versions: dict[str, str]) -> None:
+    emit_event(event=FEEDBACK_EVENT, resource={"prefect.resource.id": FEEDBACK_RESOURCE},
+               payload={"items": items, "data_versions": data_versions})
+    print(f"{items} harvested item(s) since the last retrain request → event {FEEDBACK_EVENT}")

@@ -1,15 +1,46 @@
 """What the `ragops` commands print: the run summary with its gates, the 2x2 ablation, an answer
-with its route, citations and chunks."""
+with its route, citations and chunks; and how they fail (exit 2 with the message)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 console = Console()
+# The params file every command reads (relative to the project for `run`, `reindex` and `deploy`).
+ParamsFile = Annotated[Path, typer.Option("--params", help="params file: every setting of the command comes from it")]
+
+
+def fail(message: str) -> None:
+    """Exit 2 with the message (what went wrong and the fix)."""
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code=2)
+
+
+def fail_stopped(what: str, state) -> None:
+    """Exit 2 with a flow's failure; one a service caused (after the step's retries) says so."""
+    from flows.transient import is_transient
+
+    failure = state.result(raise_on_failure=False)
+    hint = ("; a service did not answer after the step's retries (orchestration.retries): rerun once it answers, the "
+            "rerun reuses what is already done" if isinstance(failure, BaseException) and is_transient(failure) else "")
+    fail(f"{what} stopped ({state.name}): {type(failure).__name__}: {failure}{hint}")
+
+
+def load_params_or_exit(path: Path):
+    """params.yaml loaded and checked, or exit 2 with the message naming the key and the fix."""
+    from components.config import ConfigError, load_params
+
+    try:
+        return load_params(path)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def fmt(value: float) -> str:

@@ -303,9 +303,11 @@ class OrchestrationConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """When `ragops deploy` retrains: a cron expression in a time zone ("" = on demand only)."""
+    """When `ragops deploy` retrains and harvests reviewed feedback: cron expressions in a time zone
+    ("" = on demand only)."""
 
     retrain_cron: str = "0 3 * * *"
+    harvest_cron: str = "30 2 * * *"  # before the retrain, so it trains on what was harvested
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
@@ -316,16 +318,19 @@ class ScheduleConfig:
         except Exception:  # noqa: BLE001 (zoneinfo raises several kinds for a bad name)
             raise ConfigError(f"params.yaml: schedule.timezone must be an IANA time zone like 'UTC' or "
                               f"'Europe/Berlin', got {self.timezone!r}") from None
-        if self.retrain_cron:
-            from pydantic import ValidationError
-            from prefect.client.schemas.schedules import CronSchedule  # the parser the deployment will use
+        for key in ("retrain_cron", "harvest_cron"):
+            if getattr(self, key):
+                self._check_cron(key, getattr(self, key))
 
-            try:
-                CronSchedule(cron=self.retrain_cron, timezone=self.timezone)
-            except ValidationError:
-                raise ConfigError(f"params.yaml: schedule.retrain_cron must be a cron expression like '0 3 * * *' "
-                                  f"(minute hour day month weekday; '' for on demand only), got "
-                                  f"{self.retrain_cron!r}") from None
+    def _check_cron(self, key: str, cron: str) -> None:
+        from pydantic import ValidationError
+        from prefect.client.schemas.schedules import CronSchedule  # the parser the deployment will use
+
+        try:
+            CronSchedule(cron=cron, timezone=self.timezone)
+        except ValidationError:
+            raise ConfigError(f"params.yaml: schedule.{key} must be a cron expression like '0 3 * * *' "
+                              f"(minute hour day month weekday; '' for on demand only), got {cron!r}") from None
 
 
 @dataclass(frozen=True)
@@ -346,15 +351,23 @@ class ServeConfig:
 @dataclass(frozen=True)
 class FeedbackConfig:
     """What the review queue of served answers (`ragops feedback review`) puts before a human
-    besides down-votes, corrections, refusals and unsure routes."""
+    besides down-votes, corrections, refusals and unsure routes, and how accepted items are harvested."""
 
     # A top retrieval score under this is weak retrieval (benchmarks/retrieval_scores.py: 0.7 flags a
     # third of the golden questions the documents cannot answer, and 0-2% of those they answer).
     weak_retrieval_score: float = 0.7
+    # Harvested items that trigger a retrain (the `ragops.feedback.harvested` event) once this many
+    # have accumulated since the last one; 0 = never (the schedule retrains).
+    retrain_after_items: int = 20
+    # Where a phone number in a harvested text is recognised as one (ISO 3166 region codes).
+    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "IN")
 
     def __post_init__(self) -> None:
         check(0.0 <= self.weak_retrieval_score <= 1.0, "feedback.weak_retrieval_score",
               f"must be in [0, 1] (0 = off), got {self.weak_retrieval_score}")
+        check(self.retrain_after_items >= 0, "feedback.retrain_after_items", f"must be >= 0, got {self.retrain_after_items}")
+        check(all(len(r) == 2 and r.isalpha() and r.isupper() for r in self.phone_regions), "feedback.phone_regions",
+              f"must be two-letter ISO 3166 region codes like 'US', got {list(self.phone_regions)}")
 
 
 @dataclass(frozen=True)

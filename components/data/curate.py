@@ -42,6 +42,10 @@ SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
 # Optional fields and their types: `check_only` marks a generator example that trains the
 # answerability check and not the generator (components/training/generator.py, split_for_generator).
 OPTIONAL: dict[str, dict[str, type]] = {"generator.jsonl": {"check_only": bool}}
+# Rows harvested from reviewed feedback (components/data/harvest.py) sit in this folder of raw_dir,
+# in files named as the datasets they join, each row with its provenance (trace id, bundle, reviewer).
+HARVEST_DIR = "harvested"
+HARVESTED = {"golden.jsonl": {"provenance": dict}, "generator.jsonl": {"check_only": bool, "provenance": dict}}
 MARKUP = re.compile(r"<\s*(script|style|iframe|object|embed|html|body|div|span|img|a|p|br)\b[^>]*>", re.IGNORECASE)
 
 
@@ -259,7 +263,7 @@ def check_leakage(golden: list[dict], training: dict[str, list[str]], name: str 
     for row, found in zip(golden, leaked_into([row["question"] for row in golden], training), strict=True):
         if found:
             raise CurationError(
-                f"{name}:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
+                f"{row.get('_file', name)}:{row.get('_line', '?')} (id {row.get('id')}): question {row['question']!r} also "
                 f"appears in {found}; remove it from one of the two sets"
             )
 
@@ -289,7 +293,7 @@ def curate_redteam(rows: list[dict], catalog_ids: set[str], config: DataConfig,
 
 
 def _strip_lines(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "_line"} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("_line", "_file")} for row in rows]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -304,6 +308,11 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig, fields: Mapping[s
     for name, schema in SCHEMAS.items():
         datasets[name] = read_jsonl(raw_path / name)
         check_schema(raw_path / name, datasets[name], schema, OPTIONAL.get(name))
+        harvested = raw_path / HARVEST_DIR / name
+        if name in HARVESTED and harvested.is_file():
+            rows = [{**row, "_file": f"{HARVEST_DIR}/{name}"} for row in read_jsonl(harvested)]
+            check_schema(harvested, rows, schema, HARVESTED[name])
+            datasets[name] += rows
     training = {"router.jsonl": [r["text"] for r in datasets["router.jsonl"]],
                 "generator.jsonl": [r["question"] for r in datasets["generator.jsonl"]]}
     check_leakage(datasets["golden.jsonl"], training)

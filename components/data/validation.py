@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Params
-from components.data.curate import CURATED_FILES, leaked_into
+from components.data.curate import CURATED_FILES, leaked_into, normalize_question
 from components.data.replay_prompts import all_prompts
 from components.evaluation.metrics import is_refusal
 from components.prompting import extract_citations
@@ -84,6 +84,7 @@ def build_suites(params: Params) -> dict[str, list]:
         ],
         "golden.jsonl#checks": [
             gxe.ExpectColumnValuesToBeInSet(column="unknown_gold_docs", value_set=[""]),
+            gxe.ExpectColumnValuesToBeInSet(column="duplicate_of", value_set=[""]),
             gxe.ExpectColumnValuesToBeInSet(column="leaked_into", value_set=[""]),
         ],
         "general_prompts.jsonl": basics("id", ("prompt",), 1, 2000),
@@ -121,6 +122,7 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
     golden = frames["golden.jsonl"][["id"]].copy()
     golden["unknown_gold_docs"] = [",".join(d for d in ids if d not in known)
                                    for ids in frames["golden.jsonl"]["gold_doc_ids"]]
+    golden["duplicate_of"] = duplicates_of(list(frames["golden.jsonl"]["id"]), list(frames["golden.jsonl"]["question"]))
     golden["leaked_into"] = leaked_into(list(frames["golden.jsonl"]["question"]),
                                         {"router.jsonl": list(frames["router.jsonl"]["text"]),
                                          "generator.jsonl": list(frames["generator.jsonl"]["question"]),
@@ -134,6 +136,18 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
     shares = frames["router.jsonl"]["intent"].value_counts(normalize=True)
     balance = pd.DataFrame({"id": shares.index.astype(str), "share": shares.to_numpy()})
     return {**frames, **checks, "router.jsonl#balance": balance}
+
+
+def duplicates_of(ids: list[str], questions: list[str]) -> list[str]:
+    """Per question, the id of an earlier one asking the same (normalised), or "": a harvested
+    question the golden set already holds would count twice."""
+    first: dict[str, str] = {}
+    out = []
+    for row_id, question in zip(ids, questions, strict=True):
+        key = normalize_question(question)
+        out.append(first.get(key, ""))
+        first.setdefault(key, row_id)
+    return out
 
 
 def _plain(value):

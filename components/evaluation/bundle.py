@@ -187,6 +187,13 @@ def spread(rows: list, n: int) -> list:
     return [rows[i * len(rows) // n] for i in range(n)]
 
 
+def evaluated_golden(golden: list[dict], n: int) -> list[dict]:
+    """The golden questions an evaluation asks: `n` evenly spread over the curated ones (all when n
+    is 0), then every question harvested from served answers (rows with a provenance), whatever n:
+    they are the newest evidence of what customers ask and the assistant got wrong."""
+    return spread([r for r in golden if "provenance" not in r], n) + [r for r in golden if "provenance" in r]
+
+
 def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], index: IndexVersion,
                     config: EvaluationConfig, seed: int, attacks: list[dict], index_config: IndexConfig) -> BundleEvaluation:
     questions = [row["question"] for row in golden]

@@ -159,8 +159,8 @@ def _stage_outputs(name: str, answer: dict) -> Any:
     if name == "route":
         return {"route": answer["route"], "confidence": answer["route_confidence"]}
     if name == "retrieve":
-        return [{"chunk_id": c.get("chunk_id", ""), "doc_id": c["doc_id"], "score": c["score"]}
-                for c in answer["chunks"]]
+        return [{"chunk_id": c.get("chunk_id", ""), "doc_id": c["doc_id"], "score": c["score"], "text": c["text"]}
+                for c in answer["chunks"]]  # the text: what a reviewer reads, and a harvested example's context
     if name == "check":
         return {"answerability": answer.get("answerability")}
     return {"answer": answer["answer"]}

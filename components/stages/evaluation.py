@@ -14,7 +14,7 @@ import pandas as pd
 
 from components.assistant import Manifest, load_assistant
 from components.config import params_as_dict
-from components.evaluation.bundle import evaluate_bundle, spread
+from components.evaluation.bundle import evaluate_bundle, evaluated_golden
 from components.evaluation.gates import compare_with_champion, decide_promotion
 from components.evaluation.metrics import Metric, Outcomes
 from components.index.build import IndexVersion
@@ -59,7 +59,7 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
     champion, non-inferiority on the same golden questions."""
     p = ctx.params
     golden = ctx.read_curated("golden.jsonl")
-    golden = spread(golden, p.evaluation.max_questions)  # a smaller set keeps the golden set's mix
+    golden = evaluated_golden(golden, p.evaluation.max_questions)  # a smaller set keeps the golden set's mix
     with connect_weaviate(ctx.settings) as client:
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    p.project.device)

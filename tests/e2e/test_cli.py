@@ -66,7 +66,8 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     queue = succeeded(ragops(repo, "feedback", "review", timeout=300))
     assert f"{tried_answer['trace_id']}" in queue.stdout and "down-voted, corrected" in queue.stdout, output(queue)
     decided = succeeded(ragops(repo, "feedback", "decide", tried_answer["trace_id"], "--reviewer", "ana", "--golden",
-                               "--doc-id", "p-001", "--answer", "It costs 10 USD [p-001].", timeout=300))
+                               "--doc-id", "p-001", "--answer", "It costs 10 USD [p-001].", "--key-fact", "10 USD",
+                               timeout=300))
     assert "accepted as golden" in decided.stdout, output(decided)
     assert client.get_trace(tried_answer["trace_id"]).info.tags["review.decision"] == "accepted"
     refused = ragops(repo, "promote", "2", timeout=300)
@@ -81,6 +82,14 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     assert rerun.stdout.count("(reused: same data, params and code)") == 2, rerun.stdout
     assert version_counts(client) == {"ragops-router": 1, "ragops-generator": 1, "ragops-assistant": 2}
     assert len(ledger(repo)) == 2
+
+    # The reviewer's accepted answer into the data: a new golden data version, once.
+    harvested = succeeded(ragops(repo, "feedback", "harvest"))
+    assert "harvested 1 reviewed item(s): 1 row(s) into golden.jsonl" in harvested.stdout, output(harvested)
+    assert "1 harvested item(s) wait for the next retrain" in harvested.stdout, output(harvested)
+    assert client.get_trace(tried_answer["trace_id"]).info.tags["harvest.data_version"]
+    again = succeeded(ragops(repo, "feedback", "harvest"))
+    assert "harvested 0 reviewed item(s): no rows" in again.stdout, output(again)
 
 
 def test_ask_without_a_champion_says_to_run_first(project_root, tmp_path):

@@ -52,7 +52,7 @@ def test_each_answer_is_a_trace_of_the_steps_it_took(tracking):
     assert root.outputs == {"answer": "It costs 10 USD [p-001].", "citations": ["p-001"]}
     assert root.attributes["route"] == "catalog" and root.attributes["batch_size"] == 2
     assert spans["route"].outputs == {"route": "catalog", "confidence": 0.91}
-    assert spans["retrieve"].outputs == [{"chunk_id": "c-1", "doc_id": "p-001", "score": 0.8}]
+    assert spans["retrieve"].outputs == [{"chunk_id": "c-1", "doc_id": "p-001", "score": 0.8, "text": "Kettle > Price: 10 USD"}]
     assert spans["check"].outputs == {"answerability": 0.87}
     assert {k: first.info.tags[k] for k in TAGS} == TAGS
 
@@ -96,7 +96,7 @@ def test_the_review_queue_lists_what_needs_a_human_until_it_is_decided(tracking)
     """Down-voted or corrected, declined, routed unsure or weakly retrieved: in the queue with why;
     a confident, well retrieved, unrated answer is not; a decision takes an item out and stays on its trace."""
     from components.config import Params
-    from components.registry.review_queue import ReviewError, decide, review_queue
+    from components.registry.review_queue import Acceptance, ReviewError, decide, review_queue
 
     refusal = "I'm sorry, the documents I have do not contain that information."
     names = ("confident", "rated", "declined", "unsure", "weak")
@@ -119,11 +119,15 @@ def test_the_review_queue_lists_what_needs_a_human_until_it_is_decided(tracking)
     assert [c["doc_id"] for c in item.chunks] == ["p-001"]
 
     with pytest.raises(ReviewError, match="needs the documents that answer it"):
-        decide(ids["rated"], "ana", golden=True)
-    tags = decide(ids["rated"], "ana", golden=True, training=True, doc_ids=["p-001"], answer="It costs 12 USD [p-001].")
-    decide(ids["declined"], "ana", reject=True, note="the documents do not say")
+        Acceptance(golden=True)
+    with pytest.raises(ReviewError, match="p-002 was not"):  # a training example answers from what was served
+        decide(ids["rated"], "ana", Acceptance(training=True, doc_ids=("p-002",), answer="12 USD [p-002]."))
+    with pytest.raises(ReviewError, match="not both"):  # a golden question stays out of the training data
+        Acceptance(golden=True, training=True, doc_ids=("p-001",), answer="12 USD [p-001].", key_facts=("12 USD",))
+    tags = decide(ids["rated"], "ana", Acceptance(training=True, doc_ids=("p-001",), answer="It costs 12 USD [p-001]."))
+    decide(ids["declined"], "ana", None, note="the documents do not say")
     assert {item.trace_id for item in review_queue(Params(), days=100_000)} == {ids["unsure"], ids["weak"]}
     stored = mlflow.get_trace(ids["rated"]).info.tags
-    assert {k: stored[k] for k in tags} == tags and stored["review.as"] == "golden,training"
+    assert {k: stored[k] for k in tags} == tags and stored["review.as"] == "training"
     with pytest.raises(UnknownTrace):
-        decide("tr-0000", "ana", reject=True)
+        decide("tr-0000", "ana", None)

@@ -65,6 +65,8 @@ def test_params_yaml_writes_every_default_and_the_code_takes_the_same():
         ({"generator": {"holdout_examples": 0}}, "set generator.holdout_examples > 0 or the patience to 0"),
         ({"generator": {"max_steps": 4, "warmup_steps": 8}}, "generator.warmup_steps must be in [0, generator.max_steps=4]"),
         ({"generator": {"planted_instructions": 1.5}}, "generator.planted_instructions must be a share in [0, 1]"),
+        ({"feedback": {"retrain_after_items": -1}}, "feedback.retrain_after_items must be >= 0"),
+        ({"feedback": {"phone_regions": ["usa"]}}, "feedback.phone_regions must be two-letter ISO 3166 region codes"),
     ],
 )
 def test_bad_values_name_the_key(raw, fragment):
@@ -138,6 +140,7 @@ def test_orchestration_timeouts_naming_some_steps_keep_the_others():
 @pytest.mark.parametrize("schedule, key", [
     ({"retrain_cron": "61 * * * *"}, "schedule.retrain_cron"),
     ({"retrain_cron": "every night"}, "schedule.retrain_cron"),
+    ({"harvest_cron": "every night"}, "schedule.harvest_cron"),
     ({"timezone": "Mars/Olympus"}, "schedule.timezone"),
 ])
 def test_bad_schedules_name_the_key(schedule, key):

@@ -252,6 +252,15 @@ def test_spread_keeps_the_mix_of_a_grouped_list():
     assert spread(rows, 0) == rows and spread(rows, 99) == rows
 
 
+def test_questions_harvested_from_served_answers_are_always_evaluated():
+    from components.evaluation.bundle import evaluated_golden
+
+    curated = [{"id": f"g-{i}"} for i in range(40)]
+    harvested = [{"id": "h-1", "provenance": {"trace_id": "tr-1"}}]
+    assert [r["id"] for r in evaluated_golden(curated + harvested, 4)] == ["g-0", "g-10", "g-20", "g-30", "h-1"]
+    assert evaluated_golden(curated + harvested, 0) == curated + harvested
+
+
 def test_the_configured_refusal_sentence_counts_as_a_refusal():
     """A domain's own refusal sentence (generator.refusal_reply) is a refusal to every metric that
     reads refusals, beside the usual phrasings; an answer is not one just for sharing a word."""

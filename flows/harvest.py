@@ -7,10 +7,11 @@ Accepted review items (components/registry/review_queue.py) not harvested yet be
 `<raw_dir>/harvested/` (personal data scrubbed, with provenance), then curate → validate → DVC
 version, as every flow starts. An item that cannot join the data as accepted (an unknown document,
 a question the golden set or training data already holds) is left out and tagged on its trace
-with why; if validation still fails, the rows are taken out again and the data stays at the
-version before the harvest. Harvested traces are tagged with the data versions that hold them.
-Once `feedback.retrain_after_items` items have been harvested since the last request, the flow
-emits `ragops.feedback.harvested`, which triggers the retrain deployment.
+with why; if validation still fails, the rows are taken out again, the data stays at the version
+before the harvest, and the batch's items go back to the review queue with the failure. Harvested
+traces are tagged with the data versions that hold them. Once `feedback.retrain_after_items` items
+have been harvested since the last request, the flow emits `ragops.feedback.harvested`, which
+triggers the retrain deployment.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flows.events import emit_feedback_harvested
 from flows.pipeline import run_project
 from flows.run_names import rename_current_run
 from flows.steps import configure_steps
+from flows.transient import is_transient
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,12 @@ def harvest(project_path: str = ".", params_path: str = "params.yaml", trigger: 
     try:
         data = step.curate(ctx)
         step.validate(ctx, data)
-    except BaseException:
+    except BaseException as exc:
         restore_files(before)  # the harvest's rows out again: the data is back to its version before it
         step.curate(ctx)
         print("the harvested rows were taken out again; the data is at its version before this harvest")
+        if isinstance(exc, Exception) and not is_transient(exc):  # a service that was down: the rerun retries
+            _left_out_after(rows.trace_ids, exc)
         raise
     mark_harvested(rows.trace_ids, data.versions)
     pending, requested = _count_towards_retrain(ctx, len(rows.trace_ids), data.versions)
@@ -85,6 +89,14 @@ def harvest(project_path: str = ".", params_path: str = "params.yaml", trigger: 
     rename_current_run(f"harvest ({trigger}): {len(rows.trace_ids)} item(s)"
                        + (", retrain requested" if requested else f", {pending} waiting for a retrain"))
     return result
+
+
+def _left_out_after(trace_ids: list[str], failure: Exception) -> None:
+    """The batch's items back to the review queue with why, so the next harvest does not stop on them
+    again (the whole batch: validation names records, not which decision made them)."""
+    why = f"the harvest of its batch of {len(trace_ids)} failed: {' '.join(str(failure).splitlines()[:2])[:400]}; decide it again"
+    for trace_id in trace_ids:
+        mlflow.set_trace_tag(trace_id, HARVEST_ERROR_TAG, why)
 
 
 def _count_towards_retrain(ctx: stages.RunContext, harvested: int, versions: dict[str, str]) -> tuple[int, bool]:

@@ -1,7 +1,7 @@
 """The loop from a served answer back into the data, as a team runs it: `ragops serve` answers a
 customer (who puts an e-mail address and a phone number in the question), the customer down-votes
 it with a correction, a reviewer finds it in `ragops feedback review` and accepts it as a golden
-question, the `ragops-harvest` deployment of `ragops deploy` turns it into a raw row (scrubbed,
+question (after a harvest that failed validation changed no data), the `ragops-harvest` deployment of `ragops deploy` turns it into a raw row (scrubbed,
 with provenance) and a new DVC data version, and the retrain its event triggers evaluates a bundle
 on a golden set that holds the new question. (The rows, scrubbing and checks one by one:
 tests/data/test_harvest.py; traces and the review queue: tests/integration/test_traces.py.)"""
@@ -16,7 +16,7 @@ import yaml
 
 from components.index.server import weaviate_server
 from components.settings import Settings
-from tests.support.cli import RAGOPS, output, ragops, ragops_env, succeeded
+from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded
 from tests.support.processes import free_port, start_daemon, stop_daemon, wait_for
 from tests.support.project import documents, front_matter, read_jsonl, update_params
 from tests.support.registry import deployment_exists, deployment_runs, mlflow_client, prefect_request
@@ -32,7 +32,8 @@ def _finished(api: str, deployment: str, prefix: str) -> dict | None:
     return next((r for r in runs if r["state_type"] == "COMPLETED"), None)
 
 
-def _served_answer(port: int, question: str) -> dict:
+def _served_answers(port: int, questions: list[str]) -> list[dict]:
+    """Each question answered by `ragops serve` and down-voted with a correction."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         def ready() -> bool:
             try:
@@ -41,13 +42,32 @@ def _served_answer(port: int, question: str) -> dict:
                 return False
 
         wait_for(ready, 300, "the champion to be served")
-        answer = http.post("/v1/answer", json={"question": question})
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        given = http.post("/v1/feedback", json={"trace_id": body["trace_id"], "rating": "down",
-                                                "correction": "The right price, please.", "comment": "wrong"})
-        assert given.status_code == 200, given.text
-    return body
+        bodies = []
+        for question in questions:
+            answer = http.post("/v1/answer", json={"question": question})
+            assert answer.status_code == 200, answer.text
+            bodies.append(answer.json())
+            given = http.post("/v1/feedback", json={"trace_id": bodies[-1]["trace_id"], "rating": "down",
+                                                    "correction": "The right price, please.", "comment": "wrong"})
+            assert given.status_code == 200, given.text
+    return bodies
+
+
+def _a_failed_harvest_changes_no_data(repo, env: dict, trace_id: str, doc_id: str) -> None:
+    """A training example whose right answer reads as a refusal passes the review but not validation
+    (refusal_mismatch): the harvest stops, its rows are taken out, the data version stays, and the
+    item is back in the review queue with why."""
+    lock = (repo / "dvc.lock").read_text()
+    succeeded(ragops(repo, "feedback", "decide", trace_id, "--reviewer", "ben", "--training", "--doc-id", doc_id,
+                     "--answer", f"I'm not sure, the list says so [{doc_id}].", env=env, timeout=300))
+    failed = ragops(repo, "feedback", "harvest", env=env, timeout=600)
+    assert failed.returncode == 2 and "refusal_mismatch" in said(failed), output(failed)
+    assert "the harvested rows were taken out again" in said(failed), output(failed)
+    assert not (repo / "data" / "raw" / "harvested" / "generator.jsonl").exists()
+    assert (repo / "dvc.lock").read_text() == lock
+    queue = succeeded(ragops(repo, "feedback", "review", env=env, timeout=300))
+    assert f"{trace_id}" in queue.stdout and "accepted, but not harvested: the harvest of its batch of 1 failed" in said(
+        queue), output(queue)
 
 
 @pytest.mark.timeout(1800)
@@ -66,7 +86,8 @@ def test_a_down_voted_answer_becomes_a_versioned_golden_question_that_the_trigge
         serve = start_daemon([RAGOPS, "serve", "--port", str(port)], repo, env, tmp_path / "serve.log")
         deploy = start_daemon([RAGOPS, "deploy"], repo, env, tmp_path / "deploy.log")
         try:
-            body = _served_answer(port, question)
+            body, other = _served_answers(port, [question, f"Is the {product['name']} still sold?"])
+            _a_failed_harvest_changes_no_data(repo, env, other["trace_id"], product["id"])
             trace_id = body["trace_id"]
             queue = succeeded(ragops(repo, "feedback", "review", env=env, timeout=300))
             assert trace_id in queue.stdout and "down-voted, corrected" in queue.stdout, output(queue)

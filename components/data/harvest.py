@@ -7,8 +7,10 @@ provenance (trace id, bundle version, reviewer, when). The rows go to `<raw_dir>
 curate stage then versions them with DVC like any other data, and validation checks them (cited
 documents exist, no duplicate golden question, no golden question in training data).
 
-A training example is what the assistant was given (the served chunks, in their order) with the
-reviewer's answer; an unanswerable item's answer is the configured refusal sentence.
+A training example is what the assistant was given (the served chunks, in their order, as the
+index holds them) with the reviewer's answer; an unanswerable item's answer is the configured
+refusal sentence. The customer's question is scrubbed whole; in the reviewer's answer, what the
+served documents state themselves (the store's hotline) stays.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ def harvest_rows(items: list[Accepted], params: Params) -> Harvest:
     regions = params.feedback.phone_regions
     harvest = Harvest()
     for item in items:
-        texts = {}
+        texts, served = {}, [c["text"] for c in item.chunks]
         for name, text in (("question", item.question), ("answer", item.answer)):
-            clean = scrub(text, regions)
+            clean = scrub(text, regions, published=served if name == "answer" else ())
             texts[name] = clean.text
             harvest.scrubbed.update(clean.found)
         answer = texts["answer"] if item.answerable else params.generator.refusal_reply
@@ -71,7 +73,7 @@ def harvest_rows(items: list[Accepted], params: Params) -> Harvest:
                 "gold_doc_ids": list(item.doc_ids), "key_facts": list(item.key_facts), "answer": answer,
                 "answerable": item.answerable, "provenance": provenance})
         if item.as_training:
-            context = [{"doc_id": c["doc_id"], "text": scrub(c["text"], regions).text} for c in item.chunks]
+            context = [{"doc_id": c["doc_id"], "text": c["text"]} for c in item.chunks]  # documents, as indexed
             row = {"id": f"hg-{short}", "question": texts["question"], "context": context, "answer": answer,
                    "answerable": item.answerable, "provenance": provenance}
             if not item.answerable and params.generator.refusal_check:

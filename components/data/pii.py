@@ -52,12 +52,15 @@ def _anonymizer():
     return AnonymizerEngine()
 
 
-def scrub(text: str, regions: Sequence[str] = FeedbackConfig.phone_regions) -> Scrubbed:
-    """`text` with every e-mail address, phone number and card number replaced by `<ENTITY_TYPE>`."""
+def scrub(text: str, regions: Sequence[str] = FeedbackConfig.phone_regions, published: Sequence[str] = ()) -> Scrubbed:
+    """`text` with every e-mail address, phone number and card number replaced by `<ENTITY_TYPE>`,
+    except those that `published` texts (the documents an answer cites) state themselves: the
+    store's own hotline is not personal data."""
     if not text:
         return Scrubbed(text, [])
     found = [hit for recognizer in _recognizers(tuple(regions))
-             for hit in recognizer.analyze(text, entities=list(recognizer.supported_entities), nlp_artifacts=None)]
+             for hit in recognizer.analyze(text, entities=list(recognizer.supported_entities), nlp_artifacts=None)
+             if not any(text[hit.start:hit.end] in source for source in published)]
     if not found:
         return Scrubbed(text, [])
     result = _anonymizer().anonymize(text=text, analyzer_results=found)

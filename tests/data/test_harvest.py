@@ -50,7 +50,9 @@ def workspace(project_root, tmp_path_factory) -> tuple[Path, Path, dict]:
 def test_accepted_items_become_curated_rows_with_provenance_that_validate(workspace, tmp_path):
     raw, out, doc = workspace
     items = [_item("tr-aaaa0001", "Is the thing ana@example.com asked about 12 USD?", doc),
-             _item("tr-aaaa0003", "Is it 12 USD, asks ana@example.com?", doc, as_golden=False, as_training=True),
+             # the store's own hotline, stated by the served document, stays in the answer
+             _item("tr-aaaa0003", "Is it 12 USD, asks ana@example.com?", doc, as_golden=False, as_training=True,
+                   chunks=({"doc_id": doc["id"], "text": "Hotline: 212-555-0199.", "score": 0.8},)),
              _item("tr-aaaa0002", "Do you sell garden gnomes?", doc, as_golden=False, as_training=True, doc_ids=(), answer="",
                    key_facts=(), answerable=False, intent="")]
     assert screen(items, out, PARAMS.router.intents) == {}
@@ -69,9 +71,12 @@ def test_accepted_items_become_curated_rows_with_provenance_that_validate(worksp
         declined = generator["hg-aaaa0002"]
         assert (declined["answer"], declined["answerable"], declined["check_only"]) == (
             PARAMS.generator.refusal_reply, False, True)
-        assert generator["hg-aaaa0003"]["context"] == [{"doc_id": doc["id"], "text": doc["text"][:200]}]
+        trained = generator["hg-aaaa0003"]
+        assert trained["context"] == [{"doc_id": doc["id"], "text": "Hotline: 212-555-0199."}]
+        assert trained["answer"] == f"It is listed at 12 USD [{doc['id']}]. Call 212-555-0199 for more."
+        assert trained["question"] == "Is it 12 USD, asks <EMAIL_ADDRESS>?"
         assert "h-aaaa0003" not in goldens and "hg-aaaa0001" not in generator
-        assert harvest.scrubbed == {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 2}
+        assert harvest.scrubbed == {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1}
         assert validate_frames(load_curated(tmp_path), PARAMS, tmp_path / "docs").success
     finally:
         restore_files(before)

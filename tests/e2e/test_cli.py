@@ -83,14 +83,6 @@ def test_a_candidate_failing_its_gates_is_held_and_a_rerun_redoes_nothing(projec
     assert version_counts(client) == {"ragops-router": 1, "ragops-generator": 1, "ragops-assistant": 2}
     assert len(ledger(repo)) == 2
 
-    # The reviewer's accepted answer into the data: a new golden data version, once.
-    harvested = succeeded(ragops(repo, "feedback", "harvest"))
-    assert "harvested 1 reviewed item(s): 1 row(s) into golden.jsonl" in harvested.stdout, output(harvested)
-    assert "1 harvested item(s) wait for the next retrain" in harvested.stdout, output(harvested)
-    assert client.get_trace(tried_answer["trace_id"]).info.tags["harvest.data_version"]
-    again = succeeded(ragops(repo, "feedback", "harvest"))
-    assert "harvested 0 reviewed item(s): no rows" in again.stdout, output(again)
-
 
 def test_ask_without_a_champion_says_to_run_first(project_root, tmp_path):
     repo = project_copy(project_root, tmp_path / "repo")

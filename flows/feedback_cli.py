@@ -60,6 +60,9 @@ def feedback_review(params: ParamsFile = Path("params.yaml"),
         console.print(escape(f"  Q: {item.question}\n  A: {item.answer}"))
         console.print(escape(f"  route {item.route} ({item.route_confidence:.2f}); retrieved "
                              + (", ".join(f"{c['doc_id']} ({c['score']:.2f})" for c in item.chunks) or "nothing")))
+        for chunk in item.chunks:
+            text = " ".join(chunk.get("text", "").split())
+            console.print(escape(f"    [{chunk['doc_id']}] {text[:160]}{'...' if len(text) > 160 else ''}"), soft_wrap=True)
         for label, text in (("correction", item.correction), ("comment", item.comment)):
             if text:
                 console.print(escape(f"  {label}: {text}"))

@@ -1,10 +1,11 @@
 """The loop from a served answer back into the data, as a team runs it: `ragops serve` answers a
 customer (who puts an e-mail address and a phone number in the question), the customer down-votes
 it with a correction, a reviewer finds it in `ragops feedback review` and accepts it as a golden
-question (after a harvest that failed validation changed no data), the `ragops-harvest` deployment of `ragops deploy` turns it into a raw row (scrubbed,
-with provenance) and a new DVC data version, and the retrain its event triggers evaluates a bundle
-on a golden set that holds the new question. (The rows, scrubbing and checks one by one:
-tests/data/test_harvest.py; traces and the review queue: tests/integration/test_traces.py.)"""
+question (after a harvest that failed validation changed no data), the `ragops-harvest`
+deployment of `ragops deploy` turns it into a raw row (scrubbed, with provenance) and a new DVC
+data version, and the retrain its event triggers evaluates a bundle on a golden set that holds the
+new question. (The rows, scrubbing and checks one by one: tests/data/test_harvest.py; traces and
+the review queue: tests/integration/test_traces.py.)"""
 
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def test_a_down_voted_answer_becomes_a_versioned_golden_question_that_the_trigge
             trace_id = body["trace_id"]
             queue = succeeded(ragops(repo, "feedback", "review", env=env, timeout=300))
             assert trace_id in queue.stdout and "down-voted, corrected" in queue.stdout, output(queue)
+            assert " ".join(body["chunks"][0]["text"].split())[:60] in said(queue), output(queue)  # what it was given
             decided = succeeded(ragops(repo, "feedback", "decide", trace_id, "--reviewer", "ana", "--golden",
                                        "--doc-id", product["id"], "--answer", right, "--key-fact",
                                        f"{product['price']:.2f} USD", "--intent", "catalog", env=env, timeout=300))

@@ -2,7 +2,7 @@
 
     ragops feedback give TRACE_ID down --correction "It costs 10 USD."
     ragops feedback review                  # what needs a human, with question, answer and chunks
-    ragops feedback decide TRACE_ID --reviewer ana --golden --training --doc-id p-001 \\
+    ragops feedback decide TRACE_ID --reviewer ana --golden --doc-id p-001 \\
         --answer "It costs 10 USD [p-001]." --key-fact "10 USD"
     ragops feedback harvest                 # accepted items → raw data → curate, validate, version
 """

@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import mlflow
 from prefect import flow
 
 from components import stages
 from components.data.harvest import append_harvest, harvest_rows, restore_files, screen
-from components.registry.review_queue import HARVEST_ERROR_TAG, accepted_items, mark_harvested
+from components.registry.review_queue import accepted_items, mark_harvested, mark_left_out
 from components.settings import file_lock
 from flows.events import emit_feedback_harvested
 from flows.pipeline import run_project
@@ -64,8 +63,8 @@ def harvest(project_path: str = ".", params_path: str = "params.yaml", trigger: 
     step = configure_steps(ctx.params.orchestration)
     items = accepted_items()
     left_out = screen(items, ctx.curated_path, ctx.params.router.intents) if items else {}
+    mark_left_out(left_out)
     for trace_id, why in left_out.items():
-        mlflow.set_trace_tag(trace_id, HARVEST_ERROR_TAG, why)
         print(f"left out {trace_id}: {why}")
     rows = harvest_rows([item for item in items if item.trace_id not in left_out], ctx.params)
     if not rows.trace_ids:
@@ -94,9 +93,9 @@ def harvest(project_path: str = ".", params_path: str = "params.yaml", trigger: 
 def _left_out_after(trace_ids: list[str], failure: Exception) -> None:
     """The batch's items back to the review queue with why, so the next harvest does not stop on them
     again (the whole batch: validation names records, not which decision made them)."""
-    why = f"the harvest of its batch of {len(trace_ids)} failed: {' '.join(str(failure).splitlines()[:2])[:400]}; decide it again"
-    for trace_id in trace_ids:
-        mlflow.set_trace_tag(trace_id, HARVEST_ERROR_TAG, why)
+    why = (f"the harvest of its batch of {len(trace_ids)} failed: {' '.join(str(failure).splitlines()[:2])[:400]}; "
+           f"decide it again")
+    mark_left_out(dict.fromkeys(trace_ids, why))
 
 
 def _count_towards_retrain(ctx: stages.RunContext, harvested: int, versions: dict[str, str]) -> tuple[int, bool]:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 from components.config import FeedbackConfig
 
-ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD")
-
 
 @dataclass(frozen=True)
 class Scrubbed:

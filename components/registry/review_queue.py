@@ -90,9 +90,8 @@ class Acceptance:
     """What a reviewer accepts an answer's question as: a golden question or a training example (not
     both: evaluation questions stay held out from training), with the documents that answer it, the
     right answer citing them as [doc-id], and (for a golden question) the key facts a right answer
-    states. `answerable=False`: the assistant should decline
-    it (no documents, no answer: the configured refusal sentence is the answer). `intent` overrides
-    the route the question took."""
+    states. `answerable=False`: the assistant should decline it (no documents, no answer: the
+    configured refusal sentence is the answer). `intent` overrides the route the question took."""
 
     golden: bool = False
     training: bool = False
@@ -170,7 +169,6 @@ def _unknown(trace_id: str) -> None:
     raise UnknownTrace(f"no trace {trace_id!r} in the tracking store; `ragops feedback review` lists the trace ids")
 
 
-
 def accepted_items(limit: int = 1000) -> list[Accepted]:
     """Accepted decisions not harvested yet, oldest first (as harvest_rows takes them)."""
     traces = mlflow.search_traces(filter_string=f"tag.`{DECISION_TAG}` = 'accepted' AND tag.`{HARVEST_TAG}` IS NULL "
@@ -198,3 +196,10 @@ def mark_harvested(trace_ids: list[str], data_versions: dict[str, str]) -> None:
     version = json.dumps({name: md5 for name, md5 in data_versions.items() if name in HARVESTED}, sort_keys=True)
     for trace_id in trace_ids:
         mlflow.set_trace_tag(trace_id, HARVEST_TAG, version)
+
+
+def mark_left_out(reasons: dict[str, str]) -> None:
+    """Tag each trace (id -> why) as accepted but not harvested: back in the review queue with why,
+    and out of the next harvest until decided again."""
+    for trace_id, why in reasons.items():
+        mlflow.set_trace_tag(trace_id, HARVEST_ERROR_TAG, why)

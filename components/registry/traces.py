@@ -17,9 +17,9 @@ failed request.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 

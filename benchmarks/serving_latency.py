@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +22,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench_support import free_port, require_champion, start_daemon, stop_daemon
 from components.config import load_params
-from components.registry.tracking import configure_mlflow, get_alias_version
 from components.settings import Settings
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _golden_questions(curated: Path, raw: Path) -> list[str]:
@@ -85,20 +76,15 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for /readyz")
     args = parser.parse_args()
 
-    params, settings = load_params(args.params), Settings()
+    params = load_params(args.params)
     bundle = params.promotion.bundle_name
-    if get_alias_version(configure_mlflow(settings), bundle, "champion") is None:
-        sys.exit(f"no champion of {bundle} in {settings.tracking_uri} (RAGOPS_HOME={settings.home}); "
-                 f"run `make run` first, then this benchmark")
+    require_champion(bundle, Settings())
     questions = _golden_questions(args.golden, Path("data/raw/golden.jsonl"))
-    port = args.port or _free_port()
+    port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkdtemp(prefix="ragops-serving-latency-")) / "serve.log"
-    with log_path.open("wb") as log:
-        tic = time.perf_counter()
-        server = subprocess.Popen([RAGOPS, "serve", "--port", str(port), "--params", str(args.params)],
-                                  env={**os.environ, "COLUMNS": "200"}, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    tic = time.perf_counter()
+    server = start_daemon([RAGOPS, "serve", "--port", str(port), "--params", str(args.params)], log_path)
     try:
         ready = _wait_ready(base, server, log_path, args.ready_timeout)
         start_to_ready = time.perf_counter() - tic
@@ -108,11 +94,7 @@ def main() -> None:
             route_retrieve = _timed(client, f"{base}/v1/retrieve", list(islice(cycle(questions), args.n)))
             answers = _timed(client, f"{base}/v1/answer", list(islice(cycle(questions), args.m)))
     finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_daemon(server)
     print(json.dumps({"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
                       "server_start_to_ready_s": round(start_to_ready, 1),
                       "route_retrieve": _summary(route_retrieve), "answer": _summary(answers),

@@ -13,16 +13,20 @@ prompt and the data versions. Serving loads `models:/<bundle>@champion`:
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from components.config import GeneratorConfig, Params
+from components.evaluation.memo import GenerationMemo
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.models.answerability import AnswerabilityCheck, load_check
+from components.models.ct2 import Ct2Generator, convert, weights_key
 from components.models.generator import generate_answers, load_generator, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
@@ -59,6 +63,8 @@ class Manifest:
     # The refusal sentence the generator was trained on (generator.refusal_reply); older bundles
     # were trained on the default one.
     refusal_reply: str = GeneratorConfig.refusal_reply
+    # What generates answers (serve.inference_engine); older bundles were evaluated with transformers.
+    inference_engine: str = "transformers"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -79,7 +85,7 @@ class Manifest:
                    retrieval_intents=list(p.router.retrieval_intents),
                    fixed_reply_intents=list(p.router.fixed_reply_intents),
                    metadata_fields=dict(p.index.metadata_fields), refusal_reply=p.generator.refusal_reply,
-                   **pinned)
+                   inference_engine=p.serve.inference_engine, **pinned)
 
 
 @dataclass
@@ -125,6 +131,14 @@ class Assistant:
     embedder: Embedder
     client: Any  # weaviate.WeaviateClient
     check: AnswerabilityCheck | None = None  # refuses before generation when no chunk answers the question
+    # Evaluation only: answers generated before for the same inputs are taken from it (components/evaluation/memo.py)
+    memo: GenerationMemo | None = None
+    # What the CTranslate2 engine is built from (components/models/ct2.py): the base model's folder,
+    # the cache of converted models and their keys there (use_adapter → key)
+    base_path: str = ""
+    engine_cache: Path | None = None
+    engine_keys: dict[bool, str] = field(default_factory=dict)
+    engines: dict[bool, Any] = field(default_factory=dict)  # use_adapter → its Ct2Generator, built on first use
 
     @property
     def refusal_sentences(self) -> tuple[str, ...]:
@@ -153,17 +167,70 @@ class Assistant:
     def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
         """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines).
         The adapter stays merged into the weights between calls (serving answers with it), and is
-        taken out only for the base model."""
+        taken out only for the base model. With a memo, only what it lacks is generated."""
+        if self.memo is None:
+            return self._generate(conversations, use_adapter, progress)
+        part = (progress or "answers").removeprefix("evaluation: ")
+        keys = [self.memo.key(self._generator_identity(use_adapter), c) for c in conversations]
+        found = {i: self.memo.lookup(k, part) for i, k in enumerate(keys)}
+        todo = [i for i, answer in found.items() if answer is None]
+        for i, answer in zip(todo, self._generate([conversations[i] for i in todo], use_adapter, progress)):
+            self.memo.record(keys[i], answer, part)
+            found[i] = answer
+        return [found[i] for i in range(len(conversations))]
+
+    def _generator_identity(self, use_adapter: bool) -> str:
+        """What decides an answer besides its conversation (the memo's key)."""
+        m = self.manifest
+        adapter = m.generator_version if use_adapter else "base"
+        return f"{m.generator_base}|{adapter}|{m.max_new_tokens}|{self.generator.device}|{self._engine_name}"
+
+    @property
+    def _engine_name(self) -> str:
+        fast = self.manifest.inference_engine == "ctranslate2" and self.generator.device.type == "cpu"
+        return "ctranslate2" if fast and self.engine_cache is not None and self.engine_keys else "transformers"
+
+    def _engine(self, use_adapter: bool) -> Any:
+        """The CTranslate2 generator of the tuned (adapter merged) or the base model, converted once
+        per adapter and base into the engine cache."""
+        if use_adapter not in self.engines:
+            def prepare(scratch: str) -> str:
+                if not use_adapter:
+                    return self.base_path  # converted where it lies
+                copy.deepcopy(self.generator).merge_and_unload().save_pretrained(f"{scratch}/hf")
+                self.generator_tokenizer.save_pretrained(f"{scratch}/hf")
+                return f"{scratch}/hf"
+
+            target = self.engine_cache / self.engine_keys[use_adapter]
+            self.engines[use_adapter] = Ct2Generator(convert(prepare, target), self.generator_tokenizer)
+        return self.engines[use_adapter]
+
+    def _generate(self, conversations: list[list[dict]], use_adapter: bool, progress: str | None) -> list[str]:
+        if not conversations:
+            return []
+        if self._engine_name == "ctranslate2":
+            return self._engine(use_adapter).generate(conversations, self.manifest.max_new_tokens)
         set_lora_merged(self.generator, use_adapter)
         with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
             return generate_answers(self.generator, self.generator_tokenizer, conversations,
                                     self.manifest.max_new_tokens, progress=progress)
 
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        """Every answer generated, none taken from the memo (what latency is measured on)."""
+        memo, self.memo = self.memo, None
+        try:
+            yield
+        finally:
+            self.memo = memo
+
     def answer(self, questions: list[str], retrieved_all: list[list[Retrieved]] | None = None,
-               filters: list[SearchFilters | None] | None = None, stages: list[Stage] | None = None) -> list[Answer]:
+               filters: list[SearchFilters | None] | None = None, stages: list[Stage] | None = None,
+               progress: str | None = None) -> list[Answer]:
         """`retrieved_all`: results of `retrieve(questions)` already at hand (evaluation has them).
         `filters`: per question, retrieval filters on the index's metadata fields. `stages`: a list
-        that gets a Stage for each step taken (what a trace of the answers is built from)."""
+        that gets a Stage for each step taken (what a trace of the answers is built from).
+        `progress`: a progress bar's name for the generation (evaluation's long calls)."""
         with _timed(stages, "route", range(len(questions))):
             routes = self.route(questions)
         needs_docs = [i for i, (r, _) in enumerate(routes) if r in self.manifest.retrieval_intents]
@@ -183,7 +250,7 @@ class Assistant:
         conversations = [build_messages(questions[i], [(c.doc_id, c.text) for c in retrieved.get(i, [])],
                                         self.manifest.system_prompt) for i in to_generate]
         with _timed(stages, "generate", to_generate):
-            generated = dict(zip(to_generate, self.generate(conversations)))
+            generated = dict(zip(to_generate, self.generate(conversations, progress=progress)))
         answers = []
         for i, (route, conf) in enumerate(routes):
             chunks = retrieved.get(i, [])
@@ -200,7 +267,9 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
                    client: Any, device: str = "cpu") -> Assistant:
     encoder_path = resolve_model(manifest.encoder, settings.models_dir)
     router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
-    generator, generator_tok = load_generator(generator_adapter, resolve_model(manifest.generator_base,
-                                                                               settings.models_dir), device)
+    base_path = resolve_model(manifest.generator_base, settings.models_dir)
+    generator, generator_tok = load_generator(generator_adapter, base_path, device)
     return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client,
-                     load_check(generator_adapter, device))
+                     load_check(generator_adapter, device), base_path=base_path,
+                     engine_cache=settings.home / "cache" / "ct2",
+                     engine_keys={True: weights_key(generator_adapter, base_path), False: weights_key(base_path)})

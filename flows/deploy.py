@@ -89,6 +89,12 @@ def deployments(project: Path, params_path: str, params: Params, from_package: b
     ]
 
 
+# How often the in-process runner asks the Prefect API for runs to start. Prefect's default (10 s)
+# can start a debounced reindex up to 10 s after its scheduled time; a query every 2 s is one
+# light API call and keeps a document edit's way to customers short (benchmarks/freshness.py).
+RUNNER_QUERY_SECONDS = 2.0
+
+
 def deploy(project: Path, params_path: str, params: Params, work_pool: str | None = None) -> None:
     """Serve the deployments (or register them on `work_pool`) and watch the documents folder
     until interrupted."""
@@ -107,6 +113,6 @@ def deploy(project: Path, params_path: str, params: Params, work_pool: str | Non
             while not stop.wait(3600):
                 pass
         else:
-            serve(*deployments(project, params_path, params))
+            serve(*deployments(project, params_path, params), query_seconds=RUNNER_QUERY_SECONDS)
     finally:
         stop.set()

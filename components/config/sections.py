@@ -226,6 +226,9 @@ class EvaluationConfig:
     non_inferiority: dict[str, float] = field(default_factory=lambda: {
         "retrieval_recall_at_k": 0.05, "key_fact_accuracy": 0.1, "citation_precision": 0.1, "refusal_accuracy": 0.2,
         "false_refusal_rate": 0.1})
+    # Gated metric → the fewest samples its gate decides on (fewer fails the gate). The freshness
+    # probes of a reindex are topped up with probes of unchanged documents to this many.
+    min_samples: dict[str, int] = field(default_factory=lambda: {"freshness_retrieval": 4})
     bootstrap_resamples: int = 2000
     max_questions: int = 0  # 0 = the whole golden set
     ablation_questions: int = 48  # golden questions of router.retrieval_intents in the 2x2 ablation (0 = all)
@@ -234,6 +237,9 @@ class EvaluationConfig:
     latency_questions: int = 16  # questions answered one at a time for latency p50/p95
     injection_attacks: int = 0  # redteam.jsonl attacks, evenly spread (0 = all)
     generator_alone_questions: int = 48  # golden retrieval-intent questions for the generator-alone refusal decision (0 = all)
+    # Answers the champion's evaluation generated for the same generator and conversation are reused
+    # (components/evaluation/memo.py); false: every answer is generated again
+    reuse_answers: bool = True
 
     def __post_init__(self) -> None:
         check(bool(self.gates), "evaluation.gates", "must define at least one gate")
@@ -254,6 +260,10 @@ class EvaluationConfig:
                    f"needs a per-question metric to pair with the champion; use one of {list(PAIRED_METRICS)}")
             check(isinstance(margin, (int, float)) and not isinstance(margin, bool) and 0.0 <= margin <= 1.0,
                    f"evaluation.non_inferiority.{name}", f"must be a margin in [0, 1], got {margin!r}")
+        for name, least in self.min_samples.items():
+            check(name in GATED_METRICS, f"evaluation.min_samples.{name}", f"is not a metric; use one of {list(GATED_METRICS)}")
+            check(isinstance(least, int) and not isinstance(least, bool) and least >= 0, f"evaluation.min_samples.{name}",
+                  f"must be a whole number >= 0, got {least!r}")
         check(self.bootstrap_resamples >= 200, "evaluation.bootstrap_resamples",
                f"must be >= 200 for a usable 95% interval, got {self.bootstrap_resamples}")
         for key in ("max_questions", "ablation_questions", "general_prompts", "freshness_probes", "injection_attacks",
@@ -264,6 +274,8 @@ class EvaluationConfig:
         for name in ("freshness_answer", "freshness_retrieval"):
             check(name not in self.gates or self.freshness_probes > 0, f"evaluation.gates.{name}",
                    "needs evaluation.freshness_probes > 0")
+            check(self.min_samples.get(name, 0) <= self.freshness_probes, f"evaluation.min_samples.{name}",
+                  f"asks for more probes than evaluation.freshness_probes ({self.freshness_probes}) makes")
 
 
 @dataclass(frozen=True)
@@ -339,7 +351,9 @@ class ServeConfig:
 
     max_question_chars: int = 2000
     max_batch_size: int = 16
-    reload_poll_seconds: float = 10.0  # how often the server checks where the champion alias points
+    reload_poll_seconds: float = 2.0  # how often the server checks where the champion alias points (one registry read)
+    # What generates a bundle's answers, pinned in its manifest (evaluation runs what serving runs): components/models/ct2.py
+    inference_engine: Literal["ctranslate2", "transformers"] = "ctranslate2"
 
     def __post_init__(self) -> None:
         check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")

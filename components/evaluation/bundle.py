@@ -158,7 +158,13 @@ def _percentile_metric(values_ms: list[float], q: float) -> Metric:
 
 
 def measure_latency(assistant: Assistant, questions: list[str]) -> dict[str, Metric]:
-    """One question at a time, as a user would ask: route+retrieve, then the full answer."""
+    """One question at a time, as a user would ask: route+retrieve, then the full answer, every
+    answer generated (none taken from an earlier evaluation's memo)."""
+    with assistant.live():
+        return _latency(assistant, questions)
+
+
+def _latency(assistant: Assistant, questions: list[str]) -> dict[str, Metric]:
     assistant.answer(questions[:1])  # warm-up (first-call allocations), not measured
     route_retrieve, full = [], []
     for question in questions:
@@ -194,11 +200,25 @@ def evaluated_golden(golden: list[dict], n: int) -> list[dict]:
     return spread([r for r in golden if "provenance" not in r], n) + [r for r in golden if "provenance" in r]
 
 
+def measure_freshness(assistant: Assistant, index: IndexVersion, config: EvaluationConfig,
+                      seed: int) -> tuple[dict[str, Metric], list[dict], str]:
+    """The freshness probes of `index` (at least the freshness gates' minimum of samples) asked as
+    served: their metrics, the probes with what came back, and where they came from."""
+    least = max(config.min_samples.get(m, 0) for m in ("freshness_retrieval", "freshness_answer"))
+    probes, source = freshness_probes(assistant.client, index, config.freshness_probes, seed, least)
+    hits = assistant.retrieve([p["question"] for p in probes])
+    answers = assistant.answer([p["question"] for p in probes], retrieved_all=hits,
+                               progress="evaluation: freshness probes")
+    rows = [{**p, "answer": a.answer, "retrieved": [c.doc_id for c in found]}
+            for p, a, found in zip(probes, answers, hits)]
+    return aggregate(freshness_outcomes(probes, hits, [a.answer for a in answers])), rows, source
+
+
 def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: list[dict], index: IndexVersion,
                     config: EvaluationConfig, seed: int, attacks: list[dict], index_config: IndexConfig) -> BundleEvaluation:
     questions = [row["question"] for row in golden]
     retrieved = assistant.retrieve(questions)
-    answers = assistant.answer(questions, retrieved_all=retrieved)
+    answers = assistant.answer(questions, retrieved_all=retrieved, progress="evaluation: golden questions")
     outcomes: Outcomes = {
         **retrieval_outcomes(golden, [[c.doc_id for c in hits] for hits in retrieved]),
         **router_outcomes(golden, [a.route for a in answers]),
@@ -228,12 +248,8 @@ def evaluate_bundle(assistant: Assistant, golden: list[dict], general_prompts: l
 
     freshness, source = [], "off (evaluation.freshness_probes is 0)"
     if config.freshness_probes:
-        probes, source = freshness_probes(assistant.client, index, config.freshness_probes, seed)
-        probe_hits = assistant.retrieve([p["question"] for p in probes])
-        probe_answers = assistant.answer([p["question"] for p in probes], retrieved_all=probe_hits)
-        metrics.update(aggregate(freshness_outcomes(probes, probe_hits, [a.answer for a in probe_answers])))
-        freshness = [{**p, "answer": a.answer, "retrieved": [c.doc_id for c in hits]}
-                     for p, a, hits in zip(probes, probe_answers, probe_hits)]
+        freshness_metrics, freshness, source = measure_freshness(assistant, index, config, seed)
+        metrics.update(freshness_metrics)
 
     injection = measure_injection(assistant, assistant.client, spread(attacks, config.injection_attacks), index_config)
     metrics.update(injection.metrics)

@@ -11,7 +11,8 @@ fresh when it says them. An added document (no base chunks) is probed on a fact 
 number when it states one; with nothing added or changed (a first build keeps every document
 "added"; a re-evaluation has none), a sample of all documents is probed that way: the index must
 be current anyway. A change that leaves every chunk's text as it was (front matter only) has
-nothing to ask about and is named in the source line.
+nothing to ask about and is named in the source line. Fewer changed documents than the freshness
+gate's minimum of samples (evaluation.min_samples): the rest are probes of unchanged documents.
 
     >>> probes, source = freshness_probes(client, index_version, n=16, seed=42)  # doctest: +SKIP
     >>> probes[0]["question"], probes[0]["fact"]  # doctest: +SKIP
@@ -104,15 +105,35 @@ def probe_document(doc_id: str, title: str, new_chunks: list[str], old_chunks: l
     return None
 
 
-def freshness_probes(client: weaviate.WeaviateClient, index: IndexVersion, n: int, seed: int) -> tuple[list[dict], str]:
+def freshness_probes(client: weaviate.WeaviateClient, index: IndexVersion, n: int, seed: int,
+                     minimum: int = 0) -> tuple[list[dict], str]:
     """Up to `n` probes, one per document: a seeded sample of the added or changed documents of
-    `index`, else of all its documents. Returns the probes and a line saying where they came from."""
+    `index`, else of all its documents. Fewer than `minimum` from the changed ones (one price
+    edit makes one probe): topped up with probes of unchanged documents, which must be current
+    too, so a freshness gate never decides on one probe. Returns the probes and a line saying
+    where they came from."""
     pool = sorted(index.changed_docs)
     new = _texts_by_doc(client, index.collection, set(pool) or None)
     old = _texts_by_doc(client, index.base, set(pool)) if index.base and pool else {}
     source = f"{len(pool)} added or changed documents"
     if not pool:
         pool, source = sorted(new), f"no added or changed documents: a sample of all {len(new)} documents"
+    probes, silent = _probe_sample(pool, new, old, n, seed)
+    if silent:
+        source += f"; {len(silent)} with no new words to ask about ({', '.join(sorted(silent)[:5])})"
+    if len(probes) < min(minimum, n) and index.changed_docs:
+        everything = _texts_by_doc(client, index.collection, None)
+        others = sorted(set(everything) - set(pool))
+        extra, _ = _probe_sample(others, everything, {}, min(minimum, n) - len(probes), seed)
+        probes += [{**probe, "kind": "unchanged"} for probe in extra]
+        source += f"; topped up with {len(extra)} unchanged documents to the {minimum} probes evaluation.min_samples asks"
+    return sorted(probes, key=lambda p: p["doc_id"]), source
+
+
+def _probe_sample(pool: list[str], new: dict, old: dict, n: int, seed: int) -> tuple[list[dict], list[str]]:
+    """Probes of up to `n` documents of `pool` in a seeded order, and the documents that had
+    nothing new to ask about."""
+    pool = list(pool)
     random.Random(seed).shuffle(pool)
     probes: list[dict] = []
     silent: list[str] = []
@@ -125,9 +146,7 @@ def freshness_probes(client: weaviate.WeaviateClient, index: IndexVersion, n: in
             probes.append(probe)
         else:
             break
-    if silent:
-        source += f"; {len(silent)} with no new words to ask about ({', '.join(sorted(silent)[:5])})"
-    return sorted(probes, key=lambda p: p["doc_id"]), source
+    return probes, silent
 
 
 def _texts_by_doc(client: weaviate.WeaviateClient, collection: str, doc_ids: set[str] | None) -> dict[str, tuple]:

@@ -9,7 +9,9 @@ Two kinds of gate, both in params.yaml `evaluation`:
   A small golden set gives wide intervals, so a margin says how much worse a candidate may
   plausibly be, not how much worse it looked once.
 
-A missing or NaN metric fails its gate; so does a comparison with no questions in common.
+A missing or NaN metric fails its gate; so does a comparison with no questions in common, and a
+metric seen on fewer samples than its minimum (`min_samples`: a freshness gate decided on one
+probe says little).
 
     >>> from components.evaluation.metrics import Metric
     >>> decide_promotion({"key_fact_accuracy": Metric(0.5, 40)}, {"key_fact_accuracy": 0.3}, {}, None).passed
@@ -48,12 +50,16 @@ class Decision:
         return [c.reason for c in self.checks if not c.passed]
 
 
-def _absolute(name: str, metric: Metric | None, threshold: float) -> GateCheck:
+def _absolute(name: str, metric: Metric | None, threshold: float, min_samples: int = 0) -> GateCheck:
     lower = name in LOWER_IS_BETTER
     bound = f"{'<=' if lower else '>='} {threshold:g}"
     if metric is None or math.isnan(metric.value):
         samples = "missing" if metric is None else f"NaN on {metric.samples} samples"
         return GateCheck(name, "absolute", False, f"{name} could not be computed ({samples}); gate {bound}")
+    if metric.samples < min_samples:
+        return GateCheck(name, "absolute", False,
+                         f"{name} {metric.value:.3f} (n={metric.samples}) is on fewer samples than the {min_samples} "
+                         f"evaluation.min_samples asks; gate {bound}")
     passed = metric.value <= threshold if lower else metric.value >= threshold
     return GateCheck(name, "absolute", passed,
                      f"{name} {metric.value:.3f} (n={metric.samples}) {bound if passed else 'fails ' + bound}")
@@ -73,11 +79,14 @@ def _non_inferior(name: str, delta: PairedDelta | None, margin: float, champion:
 
 
 def decide_promotion(metrics: Mapping[str, Metric], gates: Mapping[str, float], margins: Mapping[str, float],
-                     deltas: Mapping[str, PairedDelta] | None, champion: str | None = None) -> Decision:
+                     deltas: Mapping[str, PairedDelta] | None, champion: str | None = None,
+                     min_samples: Mapping[str, int] | None = None) -> Decision:
     """`deltas`: challenger minus champion per paired metric; None when there is no champion, or
     when the champion was evaluated before per-question outcomes were logged (the non-inferiority
-    gates then have nothing to hold the candidate to, and pass saying so)."""
-    checks = [_absolute(name, metrics.get(name), threshold) for name, threshold in gates.items()]
+    gates then have nothing to hold the candidate to, and pass saying so). `min_samples`: gated
+    metric → the fewest samples its gate decides on."""
+    least = min_samples or {}
+    checks = [_absolute(name, metrics.get(name), threshold, least.get(name, 0)) for name, threshold in gates.items()]
     for name, margin in margins.items():
         if deltas is None:
             why = (f"champion v{champion} has no per-question outcomes (evaluated before ragops logged them): "

@@ -111,7 +111,7 @@ def measure_injection(assistant: Assistant, client: weaviate.WeaviateClient, att
     try:
         probe = dataclasses.replace(assistant, manifest=dataclasses.replace(assistant.manifest, collection=name))
         questions = [row["question"] for row in attacks]
-        answers = probe.answer(questions)
+        answers = probe.answer(questions, progress="evaluation: red-team attacks")
     finally:
         client.collections.delete(name)
     system_prompt = assistant.manifest.system_prompt
@@ -127,7 +127,8 @@ def measure_injection(assistant: Assistant, client: weaviate.WeaviateClient, att
     shown = [rows[i] for i in exposed_at]
     base_answers = assistant.generate([build_messages(attacks[i]["question"], [(c["doc_id"], c["text"]) for c in
                                                                               answers[i].chunks], system_prompt)
-                                       for i in exposed_at], use_adapter=False) if exposed_at else []
+                                       for i in exposed_at], use_adapter=False,
+                                      progress="evaluation: red-team attacks, base") if exposed_at else []
     for i, base in zip(exposed_at, base_answers, strict=True):
         rows[i].update(base_answer=base, base_succeeded=attack_succeeded(base, attacks[i]["markers"], system_prompt))
     metrics = {"injection_success_rate": _rate([r["succeeded"] for r in shown]),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import yaml
@@ -60,3 +61,20 @@ def load_registered(uri: str) -> PythonModel:
         model = getattr(importlib.import_module(module), name)()
         model.load_context(PythonModelContext(artifacts, flavor.get("config")))
         return model
+
+
+def registered_manifest(name: str, version: str) -> Any:
+    """The manifest of bundle version `version` of `name` (components.assistant.Manifest), read
+    without loading its models: what a server compares with the bundle it serves."""
+    from components.assistant import Manifest
+
+    with tempfile.TemporaryDirectory(prefix="ragops-manifest-") as tmp:
+        uri = f"models:/{name}/{version}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/MLmodel", dst_path=tmp))
+        flavor = (yaml.safe_load(local.read_text()) or {}).get("flavors", {}).get("python_function", {})
+        spec = (flavor.get("artifacts") or {}).get("manifest", {})
+        path = str(spec.get("path", ""))
+        if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ModelCodeRefused(f"{uri}: no manifest artifact inside the version ({path!r})")
+        manifest = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{path}", dst_path=tmp))
+        return Manifest.from_json(manifest.read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import math
 from dataclasses import asdict
@@ -105,5 +106,23 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         return with_trace_ids(answers, stages, answer_tags(self.assistant.manifest, self.bundle_version),
                               self.assistant.refusal_sentences)
 
+    def with_manifest(self, manifest: Manifest) -> BundleModel:
+        """Another bundle version on the models this one has loaded (same router, generator, check
+        and encoder; `serves_same_models`): a new index version, say. It has its own Weaviate
+        connection; the models are shared, not copied."""
+        other = BundleModel()
+        other._stack = contextlib.ExitStack()
+        atexit.register(other._stack.close)
+        client = other._stack.enter_context(connect_weaviate(Settings()))
+        other.assistant = dataclasses.replace(self.assistant, manifest=manifest, client=client)
+        return other
+
     def unload(self) -> None:
         self._stack.close()
+
+
+def serves_same_models(a: Manifest, b: Manifest) -> bool:
+    """Whether bundle manifests `a` and `b` load the same models (everything else a manifest
+    pins, the index version and the prompt included, is read at each answer)."""
+    return all(getattr(a, f) == getattr(b, f) for f in
+               ("router_version", "generator_version", "encoder", "generator_base", "intents")) and bool(a.router_version)

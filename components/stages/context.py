@@ -12,6 +12,7 @@ from components.assistant import Manifest
 from components.config import Params, load_params
 from components.evaluation.bundle import BundleEvaluation
 from components.evaluation.gates import Decision
+from components.evaluation.memo import GenerationMemo
 from components.evaluation.metrics import Metric, PairedDelta
 from components.index.build import IndexVersion
 from components.registry.tracking import configure_mlflow
@@ -58,6 +59,7 @@ class Evaluation:
     deltas: dict[str, PairedDelta] | None  # challenger minus champion; None without a champion
     champion: str | None
     index: IndexVersion
+    memo: GenerationMemo | None = None  # the answers it generated or reused (logged for the next evaluation)
 
     @property
     def metrics(self) -> dict[str, Metric]:

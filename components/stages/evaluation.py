@@ -16,7 +16,9 @@ from components.assistant import Manifest, load_assistant
 from components.config import params_as_dict
 from components.evaluation.bundle import evaluate_bundle, evaluated_golden
 from components.evaluation.gates import compare_with_champion, decide_promotion
-from components.evaluation.metrics import Metric, Outcomes
+from components.evaluation.memo import ARTIFACT as MEMO_ARTIFACT
+from components.evaluation.memo import GenerationMemo
+from components.evaluation.metrics import Metric
 from components.index.build import IndexVersion
 from components.index.store import connect_weaviate
 from components.registry.promotion import ACTED_VERDICTS, VERDICT_TAG
@@ -37,40 +39,52 @@ def make_manifest(ctx: RunContext, router: TrainedModel, generator: TrainedModel
                                 data_versions=dict(data.versions))
 
 
-def champion_outcomes(ctx: RunContext) -> tuple[str | None, Outcomes | None]:
-    """The champion's version and its per-question golden outcomes (from its evaluation run);
-    None for a champion evaluated before ragops logged them."""
+def _champion_artifacts(ctx: RunContext, *paths: str) -> tuple[str | None, list[dict | None]]:
+    """The champion's version and the JSON artifacts `paths` of its evaluation run (None for one
+    that run did not log: evaluated before ragops logged it)."""
     client = mlflow.MlflowClient()
     champion = get_alias_version(client, ctx.params.promotion.bundle_name, "champion")
     if champion is None:
-        return None, None
+        return None, [None] * len(paths)
     run_id = champion.tags.get("run_id")
-    folder, name = OUTCOMES_ARTIFACT.rsplit("/", 1)
-    if not run_id or name not in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}:
-        return str(champion.version), None
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=OUTCOMES_ARTIFACT,
-                                                dst_path=str(ctx.work_path / "champion"))
-    return str(champion.version), json.loads(Path(local).read_text())
+    folders = {path.rsplit("/", 1)[0] for path in paths}
+    logged = {f"{folder}/{Path(a.path).name}" for folder in folders
+              for a in client.list_artifacts(run_id, folder)} if run_id else set()
+    found = []
+    for path in paths:
+        if path not in logged:
+            found.append(None)
+            continue
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
+                                                    dst_path=str(ctx.work_path / "champion"))
+        found.append(json.loads(Path(local).read_text()))
+    return str(champion.version), found
 
 
 def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, generator: TrainedModel,
                    index: IndexVersion) -> Evaluation:
     """The candidate as it would serve, then the decision: absolute gates and, when there is a
-    champion, non-inferiority on the same golden questions."""
+    champion, non-inferiority on the same golden questions. Answers the champion's evaluation
+    generated for the same generator and conversation are reused (components/evaluation/memo.py)."""
     p = ctx.params
+    champion, (theirs, generations) = _champion_artifacts(ctx, OUTCOMES_ARTIFACT, MEMO_ARTIFACT)
+    reuse = bool(generations) and p.evaluation.reuse_answers
+    memo = GenerationMemo.from_dict(generations if reuse else {}, f"bundle v{champion}'s evaluation" if reuse else "")
     golden = ctx.read_curated("golden.jsonl")
     golden = evaluated_golden(golden, p.evaluation.max_questions)  # a smaller set keeps the golden set's mix
     with connect_weaviate(ctx.settings) as client:
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
                                    p.project.device)
+        assistant.memo = memo
         result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"), index, p.evaluation,
                                  p.project.seed, ctx.read_curated("redteam.jsonl"), p.index)
-    champion, theirs = champion_outcomes(ctx)
+    print(memo.summary())
     deltas = (None if theirs is None else
               compare_with_champion(result.outcomes, theirs, resamples=p.evaluation.bootstrap_resamples,
                                     seed=p.project.seed))
-    decision = decide_promotion(result.metrics, p.evaluation.gates, p.evaluation.non_inferiority, deltas, champion)
-    return Evaluation(decision, manifest, result, deltas, champion, index)
+    decision = decide_promotion(result.metrics, p.evaluation.gates, p.evaluation.non_inferiority, deltas, champion,
+                                p.evaluation.min_samples)
+    return Evaluation(decision, manifest, result, deltas, champion, index, memo)
 
 
 def _evaluation_fingerprint(ctx: RunContext, manifest: Manifest) -> str:
@@ -119,6 +133,21 @@ def _run_link(run_id: str) -> str:
     return f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
+def _logged_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """What a bundle's evaluation run logs: every defined metric with its sample count, the paired
+    differences from the champion, and how many answers were reused."""
+    metrics = defined_metrics({name: metric.value for name, metric in evaluation.metrics.items()})
+    metrics.update({f"{name}_samples": metric.samples for name, metric in evaluation.metrics.items()})
+    for name, delta in (evaluation.deltas or {}).items():
+        if delta.samples:
+            metrics.update({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,
+                            f"vs_champion_{name}_high": delta.high})
+    if evaluation.memo is not None:
+        metrics.update(answers_reused=sum(evaluation.memo.reused.values()),
+                       answers_generated=sum(evaluation.memo.generated.values()))
+    return metrics
+
+
 def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: TrainedModel,
                           generator: TrainedModel) -> str:
     """Register the candidate bundle with its evaluation, whatever the decision: metrics with
@@ -127,14 +156,11 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
     p, result = ctx.params, evaluation.result
     manifest_path = ctx.work_path / "manifest.json"
     manifest_path.write_text(evaluation.manifest.to_json())
-    metrics = defined_metrics({name: metric.value for name, metric in evaluation.metrics.items()})
-    metrics.update({f"{name}_samples": metric.samples for name, metric in evaluation.metrics.items()})
-    for name, delta in (evaluation.deltas or {}).items():
-        if delta.samples:
-            metrics.update({f"vs_champion_{name}": delta.value, f"vs_champion_{name}_low": delta.low,
-                            f"vs_champion_{name}_high": delta.high})
+    metrics = _logged_metrics(evaluation)
     with mlflow.start_run(run_name="evaluate-bundle") as run:
         mlflow.log_dict(result.outcomes, OUTCOMES_ARTIFACT)
+        if evaluation.memo is not None:
+            mlflow.log_dict(evaluation.memo.to_dict(), MEMO_ARTIFACT)
         mlflow.log_dict(result.answers, "evaluation/answers.json")
         mlflow.log_dict(result.general_answers, "evaluation/general_prompts.json")
         mlflow.log_dict(result.freshness, "evaluation/freshness_probes.json")

@@ -104,6 +104,10 @@ def test_incremental_reindex_embeds_only_the_changes(weaviate_client, curated_do
     assert {p["doc_id"]: (p["fact"], p["kind"]) for p in probes} == {old["id"]: ("1.99", "changed"),
                                                                       "p-999": ("19.99", "added")}, probes
     assert source == "2 added or changed documents"
+    # Fewer changed documents than the gate's minimum of samples: topped up with unchanged ones.
+    topped, source = freshness_probes(weaviate_client, second, n=8, seed=0, minimum=4)
+    assert [p for p in topped if p["kind"] != "unchanged"] == probes
+    assert len(topped) == 4 and "topped up with 2 unchanged documents" in source, source
     questions = [p["question"] for p in probes]
     for collection, fresh in ((second.collection, 1.0), (first.collection, 0.0)):
         hits = [ask(weaviate_client, embedder, collection, q) for q in questions]

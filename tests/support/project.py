@@ -29,6 +29,7 @@ TINY = {
                   "replay_examples": 4, "refusal_check": False},
     "router": {"epochs": 1},
     "evaluation": {"max_questions": 6, "ablation_questions": 4, "general_prompts": 4, "freshness_probes": 2,
+                   "min_samples": {"freshness_retrieval": 2},
                    "latency_questions": 2, "injection_attacks": 4, "bootstrap_resamples": 200,
                    "gates": {"retrieval_recall_at_k": 0.5}, "non_inferiority": {"retrieval_recall_at_k": 0.05}},
     "orchestration": {"retries": 1, "retry_delay_seconds": 1},

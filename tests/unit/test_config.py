@@ -58,6 +58,8 @@ def test_params_yaml_writes_every_default_and_the_code_takes_the_same():
         ({"evaluation": {"non_inferiority": {"router_macro_f1": 0.05}}}, "needs a per-question metric to pair"),
         ({"evaluation": {"non_inferiority": {"key_fact_accuracy": 2}}}, "must be a margin in [0, 1]"),
         ({"evaluation": {"freshness_probes": 0, "gates": {"freshness_answer": 0.8}}}, "needs evaluation.freshness_probes > 0"),
+        ({"evaluation": {"freshness_probes": 2}}, "evaluation.min_samples.freshness_retrieval asks for more probes"),
+        ({"evaluation": {"min_samples": {"key_fact_accuracy": -1}}}, "must be a whole number >= 0"),
         ({"index": {"keep_versions": 1}}, "index.keep_versions"),
         ({"router": {"lora_r": True}}, "router.lora_r must be int"),
         ({"router": {"method": "qlora"}}, "router.method must be one of"),

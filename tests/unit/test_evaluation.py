@@ -105,6 +105,14 @@ def test_missing_or_nan_metric_fails_its_gate(metrics):
     assert "could not be computed" in decision.reasons[0]
 
 
+def test_a_gate_on_fewer_samples_than_its_minimum_fails_saying_how_many_it_saw():
+    gates, least = {"freshness_retrieval": 0.9}, {"freshness_retrieval": 4}
+    assert decide_promotion({"freshness_retrieval": Metric(1.0, 4)}, gates, {}, None, min_samples=least).passed
+    one = decide_promotion({"freshness_retrieval": Metric(1.0, 1)}, gates, {}, None, min_samples=least)
+    assert one.failures == ["freshness_retrieval 1.000 (n=1) is on fewer samples than the 4 evaluation.min_samples "
+                            "asks; gate >= 0.9"]
+
+
 def test_non_inferiority_uses_the_worse_end_of_the_interval():
     metrics = {"key_fact_accuracy": Metric(0.8, 100)}
     margins = {"key_fact_accuracy": 0.05}

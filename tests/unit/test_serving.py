@@ -167,7 +167,7 @@ class FakeRegistry:
 def _holder(assistants: dict[str, FakeAssistant], broken: set[str] | None = None):
     registry = FakeRegistry()
 
-    def load(name, version):
+    def load(name, version, current):
         if version in (broken or set()):
             raise RuntimeError(f"v{version} is broken")
         return _bundle(version, assistants[version])

@@ -1,0 +1,48 @@
+"""What the benchmarks that serve the champion share: its check, a free port, and the daemons they
+start and stop (`ragops serve`, `ragops deploy`, a Prefect server). Imported by the scripts beside it
+(`python benchmarks/<name>.py` puts this folder on the path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.registry.tracking import configure_mlflow, get_alias_version
+from components.settings import Settings
+
+
+def require_champion(bundle: str, settings: Settings) -> Any:
+    """The champion version of `bundle`; exits saying what to run first when there is none."""
+    champion = get_alias_version(configure_mlflow(settings), bundle, "champion")
+    if champion is None:
+        sys.exit(f"no champion of {bundle} in {settings.tracking_uri} (RAGOPS_HOME={settings.home}); "
+                 f"run `make run` first, then this benchmark")
+    return champion
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_daemon(command: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """`command` in its own session (Ctrl-C in the terminal does not reach it), output to `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, env={**os.environ, "COLUMNS": "200", **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_daemon(process: subprocess.Popen) -> None:
+    """Ctrl-C to its session, SIGKILL after 60 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

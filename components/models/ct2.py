@@ -1,0 +1,112 @@
+"""The generator's answers through CTranslate2, an inference engine made for CPUs.
+
+Why: one answer at a time (what a customer waits for) p50 1.35 s against 2.04 s with transformers,
+the same answer to each of the 171 golden questions (demo champion, SmolLM2-135M with its adapter
+merged, 2-core AMD EPYC; benchmarks/answer_engines.py, README "Serving"): transformers spends most
+of a generated token in Python, CTranslate2 in one C++ loop. int8 weights were faster still but
+changed 3 of 25 answers, one of them losing its key fact, so float32 it is.
+
+The engine reads its own model format: the generator with its adapter merged (or the base model
+alone) is converted once and kept under `$RAGOPS_HOME/cache/ct2/<key>`, the key a hash of the
+adapter's weights and the base model, so every process that serves or evaluates the same
+generator converts it once (~13 s for SmolLM2-135M on 2 cores).
+
+    >>> engine = Ct2Generator(convert(lambda scratch: base_folder, cache / key), tokenizer)  # doctest: +SKIP
+    >>> engine.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=48)  # doctest: +SKIP
+    ['Hello! How can I help you today?']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import ctranslate2
+import torch
+from ctranslate2.converters import TransformersConverter
+
+from components.prompting import render_chat
+
+LARGE_FILE = 64 << 20  # bytes
+# Conversions kept in the cache: the champion's generator, a candidate's, and the base model (the
+# ablation's and general prompts' baseline), with one to spare.
+KEEP_CONVERTED = 4
+
+
+def weights_key(*paths: str | Path) -> str:
+    """A key for the conversion of the model under each of `paths` (an adapter folder, a base model
+    folder) with this engine version: the files at the top of each folder (not its subfolders: the
+    answerability check lives in one of the adapter's and is no part of the generator), small ones
+    by content, a large one (a base model's weights, kept in the model cache and never rewritten)
+    by path, size and modification time, so that loading a bundle does not read half a gigabyte to
+    name its cache entry."""
+    digest = hashlib.sha256(ctranslate2.__version__.encode())
+    for root in map(Path, paths):
+        files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            stat = path.stat()
+            digest.update(f"{path.name}|{stat.st_size}".encode())
+            if stat.st_size > LARGE_FILE:
+                digest.update(f"{path.resolve()}|{stat.st_mtime_ns}".encode())
+                continue
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:24]
+
+
+def convert(prepare: Callable[[str], str], target: Path) -> Path:
+    """The transformers model folder `prepare(scratch)` names converted into `target`: `prepare`
+    writes one into the scratch folder (a generator with its adapter merged) or returns one that
+    exists (the base model's, converted where it lies). Written beside `target` and renamed into
+    place, so a reader never sees half a model and two processes converting at once both end with
+    a whole one. An existing `target` is kept."""
+    if target.exists():
+        os.utime(target)  # used now: pruning keeps the most recently used
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _prune(target.parent, KEEP_CONVERTED - 1)
+    with tempfile.TemporaryDirectory(prefix="ct2-", dir=target.parent) as tmp:
+        TransformersConverter(prepare(tmp)).convert(f"{tmp}/ct2", force=True)
+        try:
+            os.rename(f"{tmp}/ct2", target)
+        except OSError:
+            if not target.exists():  # not a concurrent conversion that won the rename
+                raise
+    return target
+
+
+def _prune(cache: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used conversions (each is as large as the model: a
+    new generator version every day would otherwise fill the disk). A process that already loaded
+    one keeps it in memory; one that needs it again converts it again."""
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("ct2-")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class Ct2Generator:
+    """Greedy answers for chat conversations, as components/models/generator.py gives them."""
+
+    def __init__(self, model_dir: Path, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.engine = ctranslate2.Generator(str(model_dir), device="cpu", compute_type="float32",
+                                            intra_threads=torch.get_num_threads())
+
+    def generate(self, conversations: list[list[dict]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+        if not conversations:
+            return []
+        tok = self.tokenizer
+        prompts = [tok.convert_ids_to_tokens(tok(render_chat(tok, c), add_special_tokens=False)["input_ids"])
+                   for c in conversations]
+        # The engine sorts by length and cuts batches of max_batch_size itself; answers come back in order.
+        results = self.engine.generate_batch(prompts, max_batch_size=batch_size, max_length=max_new_tokens,
+                                             sampling_topk=1, include_prompt_in_result=False,
+                                             end_token=tok.eos_token)
+        return [tok.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+

@@ -1,0 +1,39 @@
+"""The cache of converted generators (components/models/ct2.py): what names an entry, and what is pruned."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from components.models.ct2 import _prune, convert, weights_key
+
+pytestmark = pytest.mark.unit
+
+
+def test_an_entry_is_named_by_the_adapters_own_files_not_its_subfolders_or_where_it_was_downloaded(tmp_path):
+    first, second = tmp_path / "run-1" / "adapter", tmp_path / "run-2" / "adapter"
+    for folder in (first, second):
+        (folder / "answerability").mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"lora weights")
+    (first / "answerability" / "model.safetensors").write_bytes(b"a check")
+    (second / "answerability" / "model.safetensors").write_bytes(b"another check")
+    assert weights_key(first) == weights_key(second)  # the same adapter, downloaded twice, another check beside it
+    (second / "adapter_model.safetensors").write_bytes(b"other lora weights")
+    assert weights_key(first) != weights_key(second)
+
+
+def test_a_conversion_is_reused_and_only_the_most_recently_used_are_kept(tmp_path):
+    cache = tmp_path / "ct2"
+    written = []
+
+    def prepare(scratch: str) -> str:  # stands in for writing a merged model; the converter is not run
+        written.append(scratch)
+        return scratch
+
+    for i in range(5):
+        (cache / f"entry-{i}").mkdir(parents=True)
+        os.utime(cache / f"entry-{i}", (1000 + i, 1000 + i))
+    assert convert(prepare, cache / "entry-0") == cache / "entry-0" and not written  # there: used, not converted
+    _prune(cache, 3)
+    assert sorted(p.name for p in cache.iterdir()) == ["entry-0", "entry-3", "entry-4"]

@@ -170,8 +170,11 @@ class Assistant:
         taken out only for the base model. With a memo, only what it lacks is generated."""
         if self.memo is None:
             return self._generate(conversations, use_adapter, progress)
-        part = (progress or "answers").removeprefix("evaluation: ")
         keys = [self.memo.key(self._generator_identity(use_adapter), c) for c in conversations]
+        if self.memo.carried is not None:  # latency: single requests, timed (GenerationMemo.timed)
+            return [self.memo.timed(k, lambda c=c: self._generate([c], use_adapter, progress)[0])
+                    for k, c in zip(keys, conversations)]
+        part = (progress or "answers").removeprefix("evaluation: ")
         found = {i: self.memo.lookup(k, part) for i, k in enumerate(keys)}
         todo = [i for i, answer in found.items() if answer is None]
         for i, answer in zip(todo, self._generate([conversations[i] for i in todo], use_adapter, progress)):

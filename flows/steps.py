@@ -12,6 +12,7 @@ registry (components/registry/reuse.py), which outlive Prefect's database.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import make_dataclass
 
@@ -21,6 +22,7 @@ from prefect.task_engine import TaskRunTimeoutError
 
 from components import stages
 from components.config import STEPS, OrchestrationConfig
+from flows.memory import peak_memory
 from flows.transient import is_transient
 
 STAGES = {
@@ -55,12 +57,21 @@ def retry_if_transient(task: Task, task_run, state) -> bool:
 Steps = make_dataclass("Steps", [(step, Task) for step in STEPS], frozen=True)
 
 
+def _with_peak_memory(fn: Callable, name: str) -> Callable:
+    """`fn`, printing the step's peak resident memory when it ends (flows/memory.py)."""
+    @functools.wraps(fn)
+    def step(*args, **kwargs):
+        with peak_memory(name):
+            return fn(*args, **kwargs)
+    return step
+
+
 def configure_steps(config: OrchestrationConfig, stage_table: Mapping[str, tuple[Callable, str]] = STAGES) -> Steps:
     """The steps as tasks with params.yaml's retries and timeouts. `stage_table` maps each step to
     its function and task name (the pipeline's stages; a test puts failing functions in it)."""
     delays = [config.retry_delay_seconds * 2 ** i for i in range(config.retries)]
     return Steps(**{
-        step: task(fn, name=name, cache_policy=NO_CACHE, retries=config.retries, retry_delay_seconds=delays or 0,
-                   retry_condition_fn=retry_if_transient,
+        step: task(_with_peak_memory(fn, name), name=name, cache_policy=NO_CACHE, retries=config.retries,
+                   retry_delay_seconds=delays or 0, retry_condition_fn=retry_if_transient,
                    timeout_seconds=60 * config.timeout_minutes[step] if step in config.timeout_minutes else None)
         for step, (fn, name) in stage_table.items()})

@@ -144,7 +144,8 @@ def _logged_metrics(evaluation: Evaluation) -> dict[str, float]:
                             f"vs_champion_{name}_high": delta.high})
     if evaluation.memo is not None:
         metrics.update(answers_reused=sum(evaluation.memo.reused.values()),
-                       answers_generated=sum(evaluation.memo.generated.values()))
+                       answers_generated=sum(evaluation.memo.generated.values()),
+                       latency_generation_times_reused=evaluation.memo.timings_reused)
     return metrics
 
 

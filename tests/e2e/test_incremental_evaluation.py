@@ -14,7 +14,7 @@ from tests.support.project import read_jsonl, set_price, update_params
 from tests.support.registry import mlflow_client
 
 pytestmark = pytest.mark.e2e
-TIMED = ("latency_", "answers_")  # a timing of this machine now; how many answers were reused
+TIMED = ("latency_", "answers_")  # timings (partly carried over when reusing); how many answers were reused
 
 
 def _reindexed(tiny_champion, reuse: bool) -> tuple[dict, dict, str]:
@@ -40,6 +40,8 @@ def test_a_reindex_evaluation_reuses_the_champions_answers_and_matches_a_full_on
     assert "answers reused from bundle v1's evaluation" in summary, summary
     assert full["answers_reused"] == 0 and full["answers_generated"] > incremental["answers_generated"] > 0
     assert incremental["answers_reused"] > 0, incremental
+    # latency: generation times of unchanged single-request conversations carried from v1's evaluation
+    assert full["latency_generation_times_reused"] == 0 < incremental["latency_generation_times_reused"]
     # every answer the full evaluation generated was reused or generated, once each
     assert incremental["answers_reused"] + incremental["answers_generated"] == full["answers_generated"]
     compared = {name for name in full if not name.startswith(TIMED)}

@@ -22,7 +22,7 @@ from prefect.task_engine import TaskRunTimeoutError
 
 from components import stages
 from components.config import STEPS, OrchestrationConfig
-from flows.memory import peak_memory
+from components.memory import peak_memory
 from flows.transient import is_transient
 
 STAGES = {
@@ -58,7 +58,7 @@ Steps = make_dataclass("Steps", [(step, Task) for step in STEPS], frozen=True)
 
 
 def _with_peak_memory(fn: Callable, name: str) -> Callable:
-    """`fn`, printing the step's peak resident memory when it ends (flows/memory.py)."""
+    """`fn`, printing the step's peak resident memory when it ends (components/memory.py)."""
     @functools.wraps(fn)
     def step(*args, **kwargs):
         with peak_memory(name):

@@ -9,6 +9,7 @@ import mlflow
 
 from components.config import params_as_dict
 from components.evaluation.metrics import compare_behaviour
+from components.memory import release_freed_memory
 from components.models.resolve import resolve_model
 from components.registry.reuse import FINGERPRINT_TAG, find_version, training_fingerprint
 from components.registry.tracking import (download_model_artifact, get_alias_version, lineage_tags, log_data_versions,
@@ -99,6 +100,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         mlflow.log_metric("planted_instruction_examples", planted)
         result = train_generator(examples, base, p.generator, p.project.seed,
                                  p.project.device, checkpoint_root=checkpoints)
+        release_freed_memory()  # what training's activations and optimizer held (components/memory.py)
         seconds = time.perf_counter() - tic
         prune_jobs(checkpoints, keep=3)
         log_history(result.history, result.evals)
@@ -115,6 +117,7 @@ def generator_stage(ctx: RunContext, data: DataVersions) -> TrainedModel:
         heldout = behaviour.as_metrics() if behaviour else {}
         check = None
         if p.generator.refusal_check:
+            release_freed_memory()  # what the held-out answers' generation held
             train, holdout = split_holdout(curated, p.generator.holdout_examples, p.project.seed)
             check = train_answerability(train, holdout, resolve_model(p.models.encoder, ctx.settings.models_dir),
                                         p.generator, p.project.seed, p.project.device)

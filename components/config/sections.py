@@ -107,6 +107,7 @@ class GeneratorConfig:
     max_steps: int = 48
     batch_size: int = 4
     grad_accum: int = 1
+    micro_batch_size: int = 0  # examples per forward+backward pass: each batch in parts, one gradient (0 = whole)
     max_length: int = 384
     length_grouping: bool = True
     holdout_examples: int = 48
@@ -117,8 +118,7 @@ class GeneratorConfig:
     replay_examples: int = 48  # plain-chat prompts answered by the base model, trained on beside the RAG examples
     replay_max_new_tokens: int = 64
     planted_instructions: float = 0.0  # share of generator examples whose context carries a planted instruction
-    # The refusal decision (components/training/answerability.py): a cross-encoder check before
-    # generation, or (refusal_check false) the generator alone.
+    # The refusal decision (components/training/answerability.py): a cross-encoder check, or the generator alone
     refusal_check: bool = True
     refusal_threshold: float = 0.5
     refusal_epochs: int = 2
@@ -137,8 +137,8 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         check(self.lora_r > 0, "generator.lora_r", f"must be > 0, got {self.lora_r}")
         check(self.max_steps >= 0, "generator.max_steps", f"must be >= 0, got {self.max_steps}")
-        check(self.batch_size > 0 and self.grad_accum > 0, "generator.batch_size",
-               "and generator.grad_accum must be > 0")
+        check(self.batch_size > 0 and self.grad_accum > 0 and self.micro_batch_size >= 0, "generator.batch_size",
+               "and generator.grad_accum must be > 0, generator.micro_batch_size >= 0 (0 = the whole batch)")
         check(self.max_new_tokens > 0, "generator.max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
         check(self.replay_examples >= 0, "generator.replay_examples", f"must be >= 0 (0 = off), got {self.replay_examples}")
         check(0.0 < self.refusal_threshold < 1.0, "generator.refusal_threshold",

@@ -102,6 +102,23 @@ def autocast(device: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None)
 
 
+def micro_batches(batch: list[int], size: int) -> list[list[int]]:
+    """A planned batch in parts of at most `size` examples (0: whole), each padded and passed forward
+    and backward on its own. The step's examples and its gradient (the loss summed over every answer
+    token of the step, divided by their count) are the batch's; the activations held at once are a
+    part's. Demo data, bf16, 2-core AMD EPYC, 2026-12-05: the 4 longest batches of 4 peaked at 4.3 GB
+    resident, in parts of 2 at 3.2 GB, in the same time; the 48 steps of the default recipe at 5.67 GB
+    against 4.79 GB (243.7 s against 259.2 s, separate runs). Gradient checkpointing held 2.1 GB but
+    took a third longer per step. Off by default: the default recipe's robustness figures (README) were
+    measured on whole batches, and parts change the float summation order.
+
+    >>> micro_batches([7, 3, 9, 1, 4], 2)
+    [[7, 3], [9, 1], [4]]
+    """
+    size = size or len(batch)
+    return [batch[i : i + size] for i in range(0, len(batch), size)]
+
+
 def learning_rate_at(step: int, config: GeneratorConfig) -> float:
     """Linear warm-up over `warmup_steps`, then linear decay to a tenth of the peak."""
     if step <= config.warmup_steps:
@@ -235,8 +252,9 @@ class _TrainingLoop:
         learning_rate = learning_rate_at(step, config)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
-        micro = [_to(pad_batch([self.encoded[i] for i in self.plan[(step - 1) * config.grad_accum + k]],
-                               self.tokenizer.pad_token_id), self.device) for k in range(config.grad_accum)]
+        micro = [_to(pad_batch([self.encoded[i] for i in part], self.tokenizer.pad_token_id), self.device)
+                 for k in range(config.grad_accum)
+                 for part in micro_batches(self.plan[(step - 1) * config.grad_accum + k], config.micro_batch_size)]
         n_answer = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
         total = 0.0
         for batch in micro:

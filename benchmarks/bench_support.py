@@ -5,7 +5,6 @@ start and stop (`ragops serve`, `ragops deploy`, a Prefect server). Imported by 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 from components.registry.tracking import configure_mlflow, get_alias_version
 from components.settings import Settings
+from flows.process import stop_process_group
 
 
 def require_champion(bundle: str, settings: Settings) -> Any:
@@ -40,9 +40,4 @@ def start_daemon(command: list[str], log_path: Path, env: dict | None = None) ->
 
 def stop_daemon(process: subprocess.Popen) -> None:
     """Ctrl-C to its session, SIGKILL after 60 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    stop_process_group(process)

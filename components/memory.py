@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import resource
 import sys
@@ -50,10 +49,10 @@ def release_freed_memory() -> None:
     """Collect garbage and hand what the allocator keeps back to the system (glibc only; a no-op
     elsewhere). Costs milliseconds: call it after a job that allocated a lot, not in a loop."""
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and libc:
+    if sys.platform.startswith("linux"):
+        # The C library already loaded into this process (ctypes.util.find_library would run ldconfig each call)
         with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-            ctypes.CDLL(libc).malloc_trim(0)
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from flows.process import stop_process_group
 from tests.support.project import BIN
 
 
@@ -56,13 +57,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM to the process group (SIGKILL after 60 s)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process, signal.SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown hook runs, in-memory state is lost."""
@@ -112,13 +107,7 @@ def start_daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> su
 
 def stop_daemon(process: subprocess.Popen, log_path: Path) -> None:
     """Ctrl-C (SIGKILL after 60 s), then its log's tail into the test output."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_process_group(process)
     print(f"--- {log_path.name}\n{log_path.read_text(errors='replace')[-4000:]}")
 
 

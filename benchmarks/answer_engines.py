@@ -4,7 +4,8 @@
     make run   # first: the benchmark loads the champion of an existing RAGOPS_HOME (.ragops)
     .venv/bin/python benchmarks/answer_engines.py --latency-questions 16 > engines.json
 
-For each engine (`serve.inference_engine`: transformers, ctranslate2), the same loaded bundle
+For each engine (`serve.inference_engine`: transformers, ctranslate2, and CTranslate2 variants
+not served: without the shared system turn, with int8 weights), the same loaded bundle
 answers every golden question through route → retrieve → check → generate (batched, as the
 evaluation asks them) and then `--latency-questions` of them one at a time, as `ragops serve` and
 the evaluation's latency metric do. Prints one JSON object: latency p50/p95 per engine, key-fact
@@ -25,11 +26,15 @@ import numpy as np
 
 from bench_support import require_champion
 from components.config import load_params
+from components.models.ct2 import Ct2Generator
 from components.evaluation.metrics import answer_metrics
 from components.serving.champion import bundle_weaviate, load_bundle
 from components.settings import Settings
 
 ENGINES = ("transformers", "ctranslate2")
+# CTranslate2 as served but for one thing: the system turn's state computed for every prompt (as
+# before it was shared), or int8 weights (CPU compute types are float32 and int8 only).
+VARIANTS = {"ctranslate2, system turn not shared": ("float32", False), "ctranslate2, int8": ("int8", True)}
 
 
 def _read(path: Path) -> list[dict]:
@@ -50,8 +55,12 @@ def main() -> None:
     with bundle_weaviate(settings):
         bundle = load_bundle(name, str(champion.version))
         served = bundle.assistant
-        assistants = {e: dataclasses.replace(served, manifest=dataclasses.replace(served.manifest, inference_engine=e))
-                      for e in ENGINES}
+        assistants = {e: dataclasses.replace(served, manifest=dataclasses.replace(served.manifest, inference_engine=e),
+                                             engines={}) for e in ENGINES}
+        converted = assistants["ctranslate2"]._engine(True).model_dir  # the champion's generator, adapter merged
+        for name, (compute_type, share) in VARIANTS.items():
+            assistants[name] = dataclasses.replace(assistants["ctranslate2"], engines={
+                True: Ct2Generator(converted, served.generator_tokenizer, compute_type, share_system_turn=share)})
         retrieved = served.retrieve(questions)
         results = {}
         for engine, assistant in assistants.items():
@@ -83,7 +92,8 @@ def main() -> None:
         if engine != "transformers":
             report[engine]["examples_differing"] = [{"question": q, "transformers": b, engine: a} for q, a, b in
                                                     zip(questions, answers, base) if a != b][:5]
-    report["speed_up_p50"] = round(report["transformers"]["answer_p50_ms"] / report["ctranslate2"]["answer_p50_ms"], 2)
+    report["speed_up_p50"] = {name: round(report["transformers"]["answer_p50_ms"] / report[name]["answer_p50_ms"], 2)
+                              for name in results if name != "transformers"}
     print(json.dumps(report, indent=1))
 
 

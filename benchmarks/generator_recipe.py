@@ -172,7 +172,9 @@ def check_child(args: argparse.Namespace, params, rows: dict, encoder: str, sett
                                   for name in ("refusal_accuracy", "false_refusal_rate")}
                       | {f"heldout_{k}": v for k, v in result.metrics.items()},
                       "samples": {name: scored[name].samples for name in ("refusal_accuracy", "false_refusal_rate")},
-                      "wrong": wrong}))
+                      "wrong": wrong,
+                      # every question's score and label: the refusal/false-refusal trade-off per threshold
+                      "scores": [[round(score, 4), int(r.get("answerable", True))] for r, (_, score) in zip(golden, decided)]}))
 
 
 def check_cache(args: argparse.Namespace, params, rows: dict) -> Path:

@@ -55,12 +55,13 @@ def without_special_tokens(text: str, tokens: Sequence[str]) -> str:
         text = cleaned
 
 
-def render_chat(tokenizer, messages: Sequence[dict]) -> str:
+def render_chat(tokenizer, messages: Sequence[dict], generation_prompt: bool = True) -> str:
     """The generation prompt for chat messages: the tokenizer's chat template over the messages
-    with their special tokens removed (the template's own are the only ones left)."""
+    with their special tokens removed (the template's own are the only ones left). Without
+    `generation_prompt`, the turns alone (the start of a longer conversation's prompt)."""
     tokens = special_tokens(tokenizer)
     clean = [{**message, "content": without_special_tokens(message["content"], tokens)} for message in messages]
-    return tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)
+    return tokenizer.apply_chat_template(clean, add_generation_prompt=generation_prompt, tokenize=False)
 
 
 def extract_citations(answer: str) -> list[str]:

@@ -1,10 +1,10 @@
 """The generator's answers through CTranslate2, an inference engine made for CPUs.
 
-Why: one answer at a time (what a customer waits for) p50 1.35 s against 2.04 s with transformers,
+Why: one answer at a time (what a customer waits for) p50 1.33 s against 1.94 s with transformers,
 the same answer to each of the 171 golden questions (demo champion, SmolLM2-135M with its adapter
 merged, 2-core AMD EPYC; benchmarks/answer_engines.py, README "Serving"): transformers spends most
-of a generated token in Python, CTranslate2 in one C++ loop. int8 weights were faster still but
-changed 3 of 25 answers, one of them losing its key fact, so float32 it is.
+of a generated token in Python, CTranslate2 in one C++ loop. int8 weights answered in 0.85 s but
+lost key facts (0.824 against 0.863 on the golden set), so float32 it is.
 
 The engine reads its own model format: the generator with its adapter merged (or the base model
 alone) is converted once and kept under `$RAGOPS_HOME/cache/ct2/<key>`, the key a hash of the
@@ -93,20 +93,43 @@ def _prune(cache: Path, keep: int) -> None:
 class Ct2Generator:
     """Greedy answers for chat conversations, as components/models/generator.py gives them."""
 
-    def __init__(self, model_dir: Path, tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.engine = ctranslate2.Generator(str(model_dir), device="cpu", compute_type="float32",
+    def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", share_system_turn: bool = True) -> None:
+        # compute_type and share_system_turn other than the defaults: for benchmarks/answer_engines.py's comparison
+        self.model_dir, self.tokenizer, self.share_system_turn = Path(model_dir), tokenizer, share_system_turn
+        self._system_turns: dict[str, tuple[str, ...]] = {}  # system prompt -> its turn's tokens
+        self.engine = ctranslate2.Generator(str(model_dir), device="cpu", compute_type=compute_type,
                                             intra_threads=torch.get_num_threads())
 
     def generate(self, conversations: list[list[dict]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
         if not conversations:
             return []
         tok = self.tokenizer
-        prompts = [tok.convert_ids_to_tokens(tok(render_chat(tok, c), add_special_tokens=False)["input_ids"])
-                   for c in conversations]
-        # The engine sorts by length and cuts batches of max_batch_size itself; answers come back in order.
-        results = self.engine.generate_batch(prompts, max_batch_size=batch_size, max_length=max_new_tokens,
-                                             sampling_topk=1, include_prompt_in_result=False,
-                                             end_token=tok.eos_token)
-        return [tok.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+        # Conversations that open with the same system turn share its model state: the engine
+        # computes it once and keeps it (`static_prompt`), so a prompt is read from where the
+        # system turn ends (about a quarter of a RAG prompt; README "Serving" has the figures).
+        groups: dict[tuple[str, ...], list[tuple[int, list[str]]]] = {}
+        for i, conversation in enumerate(conversations):
+            tokens = self._tokens(render_chat(tok, conversation))
+            shared = self.share_system_turn and conversation[0]["role"] == "system"
+            prefix = self._system_turn(conversation[0]) if shared else ()
+            prefix = prefix if prefix and tuple(tokens[: len(prefix)]) == prefix and len(tokens) > len(prefix) else ()
+            groups.setdefault(prefix, []).append((i, tokens[len(prefix):]))
+        answers: list[str] = [""] * len(conversations)
+        for prefix, members in groups.items():
+            # The engine sorts by length and cuts batches of max_batch_size itself; answers come back in order.
+            results = self.engine.generate_batch([tokens for _, tokens in members], max_batch_size=batch_size,
+                                                 max_length=max_new_tokens, sampling_topk=1,
+                                                 include_prompt_in_result=False, end_token=tok.eos_token,
+                                                 static_prompt=list(prefix) or None)
+            for (i, _), result in zip(members, results, strict=True):
+                answers[i] = tok.decode(result.sequences_ids[0], skip_special_tokens=True).strip()
+        return answers
 
+    def _tokens(self, text: str) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _system_turn(self, message: dict) -> tuple[str, ...]:
+        if message["content"] not in self._system_turns:
+            self._system_turns[message["content"]] = tuple(
+                self._tokens(render_chat(self.tokenizer, [message], generation_prompt=False)))
+        return self._system_turns[message["content"]]

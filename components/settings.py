@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     weaviate_version: str = "1.35.2"
     mlflow_tracking_uri: str | None = None
     dvc_remote_url: str | None = None
+    serve_keys: Path | None = None  # the API key file of `ragops serve` (components/serving/keys.py)
 
     @property
     def weaviate_binary_dir(self) -> Path:

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.feedback_cli import feedback_app
+from flows.keys_cli import keys_app
 from flows.process import freeze_loaded, run_and_exit, set_environment, stop_cleanly_on_signals
 from flows.terminal import ParamsFile, console, fail, fail_stopped, load_params_or_exit, print_answer, print_summary
 
@@ -31,6 +32,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="ragops: MLOp
 models_app = typer.Typer(help="Model cache commands.")
 app.add_typer(models_app, name="models")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -255,16 +257,24 @@ def serve(host: str = typer.Option("127.0.0.1", help="address to listen on"),
     from components.settings import Settings
     from components.index.server import WeaviateServerError
     from components.serving.app import serve_champion
+    from components.serving.keys import KeyFileError, KeyRing, listen_host
 
-    loaded = load_params_or_exit(params)
+    loaded, settings = load_params_or_exit(params), Settings()
     freeze_loaded()
     ours = logging.getLogger("ragops")  # reloads and failures; uvicorn logs requests itself
     ours.setLevel(logging.INFO)
     ours.addHandler(RichHandler(console=console, show_path=False))
-    console.print(f"ragops serve: listening on http://{host}:{port}, serving the champion of "
-                  f"{loaded.promotion.bundle_name} (checked every {loaded.serve.reload_poll_seconds:g} s)")
     try:
-        serve_champion(loaded.serve, loaded.promotion.bundle_name, Settings(), host, port)
+        keys = KeyRing(settings.serve_keys) if settings.serve_keys else None
+    except KeyFileError as exc:
+        fail(f"RAGOPS_SERVE_KEYS: {exc}")
+    host, warning = listen_host(host, keys)
+    console.print(f"ragops serve: listening on http://{host}:{port}, serving the champion of "
+                  f"{loaded.promotion.bundle_name} (checked every {loaded.serve.reload_poll_seconds:g} s); "
+                  + (f"API keys from {settings.serve_keys} ({len(keys.keys())})" if keys else warning or
+                     "no API keys (RAGOPS_SERVE_KEYS not set): loopback only"), soft_wrap=True)
+    try:
+        serve_champion(loaded.serve, loaded.promotion.bundle_name, settings, host, port, keys)
     except WeaviateServerError as exc:
         fail(f"{exc}; or set RAGOPS_WEAVIATE_URL to an external server")
 

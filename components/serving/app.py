@@ -34,6 +34,7 @@ from components.index.search import FilterError, SearchFilters
 from components.registry.traces import (UnknownTrace, answer_tags, dropped_traces, limit_export_retries, record_feedback,
                                         with_trace_ids)
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
+from components.serving.keys import KeyRing
 from components.settings import Settings, redacted
 
 log = logging.getLogger("ragops.serve")
@@ -285,9 +286,25 @@ async def feedback_endpoint(request: Request, config: ServeConfig) -> JSONRespon
     return JSONResponse({"trace_id": given.trace_id, "recorded": recorded})
 
 
-def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
-    app = FastAPI(title="ragops", summary="The champion bundle of the store assistant",
-                  docs_url=None, redoc_url=None)
+def _require_keys(app: FastAPI, keys: KeyRing | None) -> None:
+    """With keys, every /v1 request carries one with its endpoint's scope (checked before its body
+    is read); /healthz and /readyz stay open."""
+    if keys is None:
+        return
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next: Callable) -> Any:
+        if request.url.path.startswith("/v1/"):
+            decision = keys.authorize(request.headers.get("authorization"), request.url.path)
+            if decision.status != 200:
+                headers = {"WWW-Authenticate": 'Bearer realm="ragops"'} if decision.status == 401 else None
+                return _error(decision.status, decision.message, headers)
+        return await call_next(request)
+
+
+def create_app(holder: ChampionHolder, config: ServeConfig, keys: KeyRing | None = None) -> FastAPI:
+    app = FastAPI(title="ragops", summary="The champion bundle of the store assistant", docs_url=None, redoc_url=None)
+    _require_keys(app, keys)
 
     async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any], work: Callable[[Any, Any], Any],
                              then: Callable[[str, Any], dict] | None = None) -> JSONResponse:
@@ -347,8 +364,10 @@ def create_app(holder: ChampionHolder, config: ServeConfig) -> FastAPI:
     return app
 
 
-def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, host: str, port: int) -> None:
-    """Serve until interrupted: one Weaviate server for every bundle, the reloader, uvicorn."""
+def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, host: str, port: int,
+                   keys: KeyRing | None = None) -> None:
+    """Serve until interrupted: one Weaviate server for every bundle, the reloader, uvicorn; with
+    `keys`, every /v1 request needs one (`listen_host` decides where to listen without)."""
     import uvicorn
 
     from components.registry.tracking import configure_mlflow
@@ -364,7 +383,7 @@ def serve_champion(config: ServeConfig, bundle_name: str, settings: Settings, ho
         with bundle_weaviate(settings) as weaviate_env:
             log.info("bundles read Weaviate at %s; registry %s", redacted(weaviate_env.get("RAGOPS_WEAVIATE_URL")),
                      redacted(settings.tracking_uri))
-            server = uvicorn.Server(uvicorn.Config(create_app(holder, config), host=host, port=port,
+            server = uvicorn.Server(uvicorn.Config(create_app(holder, config, keys), host=host, port=port,
                                                    log_level="info", timeout_graceful_shutdown=30))
             try:
                 with champion_reloader(holder):

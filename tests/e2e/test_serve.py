@@ -1,5 +1,6 @@
 """`ragops serve` as a user runs it, on the tiny champion's project with a standalone Weaviate
-server on its data: answers and refuses bad input over HTTP, stays responsive while answering,
+server on its data and API keys: answers and refuses bad input over HTTP, asks for a key with the
+right scope (keys added and removed while it runs), stays responsive while answering,
 and follows the champion alias (a price edit is reindexed, probed and promoted as v2, a rollback
 brings back v1) without a restart or a failed request. (Not ready and a 503 saying what to do
 while there is no champion: tests/unit/test_serving.py.)"""
@@ -28,6 +29,30 @@ from tests.support.registry import mlflow_client
 pytestmark = pytest.mark.e2e
 MAX_CHARS, MAX_BATCH, ASKERS = 200, 8, 6
 EVALUATED = TINY["evaluation"]["max_questions"]
+
+
+def _new_key(repo, env: dict, name: str, *scopes: str) -> str:
+    """`ragops keys add` as a user runs it: the key is the last line it prints."""
+    made = succeeded(ragops(repo, "keys", "add", name, *[a for s in scopes for a in ("--scope", s)], env=env, timeout=120))
+    return made.stdout.strip().splitlines()[-1]
+
+
+def _check_keys(base: str, env: dict, repo, log_path, admin: str) -> None:
+    """401 without a key or with a wrong one, 403 for a key without the scope, health open; a key
+    added or removed with `ragops keys` counts from the next request, no restart; no key in the log."""
+    with httpx.Client(base_url=base, timeout=120) as anyone:
+        assert anyone.get("/healthz").status_code == 200 and anyone.get("/readyz").status_code == 200
+        asked = {"json": {"question": "Can I pay with PayPal?"}}
+        assert anyone.post("/v1/answer", **asked).status_code == 401
+        assert anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {admin[:-2]}xy"}, **asked).status_code == 401
+        rater = _new_key(repo, env, "e2e-rater", "feedback")  # written while the server runs
+        forbidden = anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {rater}"}, **asked)
+        assert forbidden.status_code == 403 and "needs 'answer'" in forbidden.json()["error"], forbidden.text
+        asker = _new_key(repo, env, "e2e-asker", "answer")
+        assert anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {asker}"}, **asked).status_code == 200
+        succeeded(ragops(repo, "keys", "remove", "e2e-asker", env=env, timeout=120))
+        assert anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {asker}"}, **asked).status_code == 401
+    assert not any(key in log_path.read_text() for key in (admin, rater, asker))
 
 
 def _raw_post(port: int, headers: str, body: bytes) -> str:
@@ -67,18 +92,19 @@ def _check_bad_requests(http: httpx.Client, port: int) -> None:
         assert fragment in response.json()["error"], (what, response.json())
         assert "Traceback" not in response.text
     # declared far too large: refused from the header, the body never read
-    reply = _raw_post(port, "Content-Type: application/json\r\nContent-Length: 1000000000", b'{"question')
+    reply = _raw_post(port, f"Authorization: {http.headers['Authorization']}\r\nContent-Type: application/json\r\n"
+                            "Content-Length: 1000000000", b'{"question')
     assert reply.startswith("HTTP/1.1 413") and "over the limit of" in reply, reply[:500]
 
 
-def _long_answers_leave_health_responsive(base: str) -> None:
+def _long_answers_leave_health_responsive(base: str, headers: dict) -> None:
     """Full batches queue on the model lock; /healthz and /readyz must not wait for them."""
     batch = {"questions": [{"question": f"Tell me everything about the warranty of product {i}."}
                            for i in range(MAX_BATCH)]}
     answered: list[httpx.Response] = []
 
     def ask() -> None:
-        with httpx.Client(base_url=base, timeout=600) as client:
+        with httpx.Client(base_url=base, timeout=600, headers=headers) as client:
             answered.append(client.post("/v1/answer/batch", json=batch))
 
     askers = [threading.Thread(target=ask) for _ in range(ASKERS)]
@@ -146,14 +172,18 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
     question = f"How much does the {product['name']} cost?"
     settings = Settings(home=repo / ".ragops")
     with weaviate_server(settings, settings.weaviate_data_path, tmp_path / "weaviate.log") as weaviate:
-        env = ragops_env(repo, weaviate.env())
+        # Served with API keys (a key file outside the project): every client below holds an admin key.
+        keys_env = {**weaviate.env(), "RAGOPS_SERVE_KEYS": str(tmp_path / "secrets" / "keys.yaml")}
+        admin = _new_key(repo, keys_env, "e2e-admin", "admin")
+        auth = {"Authorization": f"Bearer {admin}"}
+        env = ragops_env(repo, keys_env)
         port, log_path = free_port(), tmp_path / "serve.log"
         base = f"http://127.0.0.1:{port}"
         with log_path.open("wb") as log:
             serve = subprocess.Popen([RAGOPS, "serve", "--port", str(port)], cwd=repo, env=env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            with httpx.Client(base_url=base, timeout=30) as http:
+            with httpx.Client(base_url=base, timeout=30, headers=auth) as http:
                 def ready_version() -> str | None:
                     assert serve.poll() is None, log_path.read_text()[-3000:]
                     try:
@@ -185,7 +215,8 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
                 _check_bad_requests(http, port)
                 assert http.get("/healthz").status_code == 200
                 assert http.post("/v1/answer", json={"question": question}, timeout=120).status_code == 200
-                _long_answers_leave_health_responsive(base)
+                _long_answers_leave_health_responsive(base, auth)
+                _check_keys(base, keys_env, repo, log_path, admin)
 
                 # The first champion has nothing before it to roll back to.
                 undo = ragops(repo, "rollback", env=weaviate.env(), timeout=300)
@@ -195,7 +226,7 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
                 served, failures, stop = [], [], threading.Event()
 
                 def keep_asking() -> None:
-                    with httpx.Client(base_url=base, timeout=120) as client:
+                    with httpx.Client(base_url=base, timeout=120, headers=auth) as client:
                         while not stop.is_set():
                             try:
                                 reply = client.post("/v1/retrieve", json={"question": question})

@@ -1,6 +1,7 @@
 """Configuration: params.yaml → frozen typed dataclasses (where services live and their
 secrets: components/settings.py). This package's face: the names below are its whole interface;
-vocabulary.py holds the names params may use, sections.py the sections, loading.py the loader.
+vocabulary.py holds the names params may use, sections.py the sections (serving.py those of
+`ragops serve`), loading.py the loader.
 
 params.yaml holds every knob of the pipeline, grouped by stage, loaded once at the entry point:
 

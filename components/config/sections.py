@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from components.config.serving import FeedbackConfig, ServeConfig
 from components.config.vocabulary import (CORE_FIELDS, DEFAULT_TIMEOUT_MINUTES, FIELD_TYPES, GATED_METRICS, INTENTS,
                                           LOWER_IS_BETTER, PAIRED_METRICS, STEPS, ConfigError, check)
 
@@ -343,45 +344,6 @@ class ScheduleConfig:
         except ValidationError:
             raise ConfigError(f"params.yaml: schedule.{key} must be a cron expression like '0 3 * * *' "
                               f"(minute hour day month weekday; '' for on demand only), got {cron!r}") from None
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Limits and reload of `ragops serve` (where it listens is a command-line option)."""
-
-    max_question_chars: int = 2000
-    max_batch_size: int = 16
-    reload_poll_seconds: float = 2.0  # how often the server checks where the champion alias points (one registry read)
-    # What generates a bundle's answers, pinned in its manifest (evaluation runs what serving runs): components/models/ct2.py
-    inference_engine: Literal["ctranslate2", "transformers"] = "ctranslate2"
-
-    def __post_init__(self) -> None:
-        check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")
-        check(self.max_batch_size > 0, "serve.max_batch_size", f"must be > 0, got {self.max_batch_size}")
-        check(self.reload_poll_seconds > 0, "serve.reload_poll_seconds",
-               f"must be > 0, got {self.reload_poll_seconds}")
-
-
-@dataclass(frozen=True)
-class FeedbackConfig:
-    """What the review queue of served answers (`ragops feedback review`) puts before a human
-    besides down-votes, corrections, refusals and unsure routes, and how accepted items are harvested."""
-
-    # A top retrieval score under this is weak retrieval (benchmarks/retrieval_scores.py: 0.7 flags a
-    # third of the golden questions the documents cannot answer, and 0-2% of those they answer).
-    weak_retrieval_score: float = 0.7
-    # Harvested items that trigger a retrain (the `ragops.feedback.harvested` event) once this many
-    # have accumulated since the last one; 0 = never (the schedule retrains).
-    retrain_after_items: int = 20
-    # Where a phone number in a harvested text is recognised as one (ISO 3166 region codes).
-    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "IN")
-
-    def __post_init__(self) -> None:
-        check(0.0 <= self.weak_retrieval_score <= 1.0, "feedback.weak_retrieval_score",
-              f"must be in [0, 1] (0 = off), got {self.weak_retrieval_score}")
-        check(self.retrain_after_items >= 0, "feedback.retrain_after_items", f"must be >= 0, got {self.retrain_after_items}")
-        check(all(len(r) == 2 and r.isalpha() and r.isupper() for r in self.phone_regions), "feedback.phone_regions",
-              f"must be two-letter ISO 3166 region codes like 'US', got {list(self.phone_regions)}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from components.registry.traces import (UnknownTrace, answer_tags, dropped_trace
                                         with_trace_ids)
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 from components.serving.keys import KeyRing
+from components.serving.limits import Admission, RateLimits, Refused, guard_v1
 from components.settings import Settings, redacted
 
 log = logging.getLogger("ragops.serve")
@@ -286,25 +287,28 @@ async def feedback_endpoint(request: Request, config: ServeConfig) -> JSONRespon
     return JSONResponse({"trace_id": given.trace_id, "recorded": recorded})
 
 
-def _require_keys(app: FastAPI, keys: KeyRing | None) -> None:
-    """With keys, every /v1 request carries one with its endpoint's scope (checked before its body
-    is read); /healthz and /readyz stay open."""
-    if keys is None:
-        return
-
-    @app.middleware("http")
-    async def require_key(request: Request, call_next: Callable) -> Any:
-        if request.url.path.startswith("/v1/"):
-            decision = keys.authorize(request.headers.get("authorization"), request.url.path)
-            if decision.status != 200:
-                headers = {"WWW-Authenticate": 'Bearer realm="ragops"'} if decision.status == 401 else None
-                return _error(decision.status, decision.message, headers)
-        return await call_next(request)
+def _failed(request: Request, exc: Exception) -> JSONResponse:
+    """The response to a model request that failed: its status and what to do."""
+    if isinstance(exc, RequestError):
+        # Refused without reading the rest of the body: close the connection instead of draining it.
+        return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
+    if isinstance(exc, FilterError):  # filters the champion's index has no field or operator for
+        return _error(422, f"{exc}; send e.g. {FILTER_EXAMPLE}")
+    if isinstance(exc, NotReady):
+        return _error(503, str(exc))
+    if isinstance(exc, Refused):  # the queue is full or the request timed out
+        return _error(exc.status, exc.message, {"Retry-After": str(exc.retry_after)})
+    # a 500 with a reference, the details only in the log
+    reference = uuid.uuid4().hex[:12]
+    log.error("%s %s failed (reference %s)", request.method, request.url.path, reference, exc_info=exc)
+    return _error(500, f"internal error (reference {reference}); the server keeps running, its log has the "
+                       f"details under that reference")
 
 
 def create_app(holder: ChampionHolder, config: ServeConfig, keys: KeyRing | None = None) -> FastAPI:
     app = FastAPI(title="ragops", summary="The champion bundle of the store assistant", docs_url=None, redoc_url=None)
-    _require_keys(app, keys)
+    guard_v1(app, keys, RateLimits(config))
+    admission = Admission(config)
 
     async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any], work: Callable[[Any, Any], Any],
                              then: Callable[[str, Any], dict] | None = None) -> JSONResponse:
@@ -312,21 +316,11 @@ def create_app(holder: ChampionHolder, config: ServeConfig, keys: KeyRing | None
         try:
             parsed = parse(await _read_payload(request, config), config)
             # A worker thread: the event loop keeps serving /healthz and /readyz while the model works.
-            version, result = await run_in_threadpool(holder.call, lambda assistant: work(assistant, parsed))
+            version, result = await admission.run(holder.call, lambda assistant: work(assistant, parsed))
             if then is not None:
                 result = await run_in_threadpool(then, version, result)
-        except RequestError as exc:
-            # Refused without reading the rest of the body: close the connection instead of draining it.
-            return _error(exc.status, exc.message, {"Connection": "close"} if exc.status == 413 else None)
-        except FilterError as exc:  # filters the champion's index has no field or operator for
-            return _error(422, f"{exc}; send e.g. {FILTER_EXAMPLE}")
-        except NotReady as exc:
-            return _error(503, str(exc))
-        except Exception:  # noqa: BLE001 (the HTTP boundary: a 500 with a reference, the details only in the log)
-            reference = uuid.uuid4().hex[:12]
-            log.exception("%s %s failed (reference %s)", request.method, request.url.path, reference)
-            return _error(500, f"internal error (reference {reference}); the server keeps running, its log has the "
-                               f"details under that reference")
+        except Exception as exc:  # noqa: BLE001 (the HTTP boundary: each failure its status, _failed)
+            return _failed(request, exc)
         return JSONResponse({**result, "bundle_version": version})
 
     @app.get("/healthz")

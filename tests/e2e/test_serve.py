@@ -1,6 +1,7 @@
 """`ragops serve` as a user runs it, on the tiny champion's project with a standalone Weaviate
 server on its data and API keys: answers and refuses bad input over HTTP, asks for a key with the
-right scope (keys added and removed while it runs), stays responsive while answering,
+right scope (keys added and removed while it runs) and a 429 past a key's burst, stays
+responsive while answering, finishes what is in flight on SIGTERM,
 and follows the champion alias (a price edit is reindexed, probed and promoted as v2, a rollback
 brings back v1) without a restart or a failed request. (Not ready and a 503 saying what to do
 while there is no champion: tests/unit/test_serving.py.)"""
@@ -52,7 +53,39 @@ def _check_keys(base: str, env: dict, repo, log_path, admin: str) -> None:
         assert anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {asker}"}, **asked).status_code == 200
         succeeded(ragops(repo, "keys", "remove", "e2e-asker", env=env, timeout=120))
         assert anyone.post("/v1/retrieve", headers={"Authorization": f"Bearer {asker}"}, **asked).status_code == 401
+        # a burst over the key's 60: refused with 429 and Retry-After (bad feedback bodies: no model work)
+        burst = [anyone.post("/v1/feedback", headers={"Authorization": f"Bearer {rater}"}, json={}) for _ in range(100)]
+        assert {r.status_code for r in burst} == {422, 429} and burst[0].status_code == 422, [r.status_code for r in burst]
+        limited = next(r for r in burst if r.status_code == 429)
+        assert int(limited.headers["Retry-After"]) >= 1 and "serve.rate_limit_burst" in limited.json()["error"]
     assert not any(key in log_path.read_text() for key in (admin, rater, asker))
+
+
+def _sigterm_finishes_what_is_in_flight(serve: subprocess.Popen, base: str, auth: dict) -> None:
+    """SIGTERM (what Kubernetes and compose send): answers in flight are finished and sent, a new
+    connection is refused, the process exits 0."""
+    batch = {"questions": [{"question": f"Tell me all about the warranty of product {i}."} for i in range(MAX_BATCH)]}
+    replies: list = []
+
+    def ask() -> None:
+        with httpx.Client(base_url=base, timeout=300, headers=auth) as client:
+            reply = client.post("/v1/answer/batch", json=batch)
+            replies.append((reply.status_code, time.monotonic()))
+
+    askers = [threading.Thread(target=ask) for _ in range(ASKERS)]
+    for asker in askers:
+        asker.start()
+    time.sleep(0.5)  # the requests are in: one on the model, the rest waiting for it
+    signalled = time.monotonic()
+    os.killpg(serve.pid, signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/healthz", timeout=5)  # the listening socket is closed: no new work
+    for asker in askers:
+        asker.join(timeout=300)
+    assert [status for status, _ in replies] == [200] * ASKERS, replies
+    assert max(at for _, at in replies) > signalled, "nothing was in flight at SIGTERM"
+    assert serve.wait(timeout=120) == 0
 
 
 def _raw_post(port: int, headers: str, body: bytes) -> str:
@@ -166,8 +199,10 @@ def _check_feedback(http: httpx.Client, client, trace_id: str) -> None:
 @pytest.mark.timeout(1800)
 def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo, tmp_path):
     repo = champion_repo
+    # per key, bursts of 60 and 10 requests a second: the admin key's bursts of bad requests and
+    # concurrent batches below fit, and so does the reader's 5 a second during the moves
     update_params(repo, {"serve": {"reload_poll_seconds": 1, "max_question_chars": MAX_CHARS,
-                                   "max_batch_size": MAX_BATCH}})
+                                   "max_batch_size": MAX_BATCH, "rate_limit_per_minute": 600, "rate_limit_burst": 60}})
     product = front_matter(documents(repo)[0])
     question = f"How much does the {product['name']} cost?"
     settings = Settings(home=repo / ".ragops")
@@ -279,8 +314,10 @@ def test_serve_answers_refuses_bad_input_and_follows_the_champion(champion_repo,
             assert "champion v1 → v2 loaded in" in log_text and "champion v2 → v1 loaded in" in log_text, log_text[-3000:]
             # the same models, another index version: shared, not loaded again
             assert log_text.count("on the models already loaded") == 2, log_text[-3000:]
+            _sigterm_finishes_what_is_in_flight(serve, base, auth)
         finally:
-            os.killpg(serve.pid, signal.SIGINT)
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGINT)
             try:
                 serve.wait(timeout=120)
             except subprocess.TimeoutExpired:

@@ -8,8 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from components.registry.tracking import configure_mlflow, get_alias_version
 from components.settings import Settings
@@ -41,3 +44,20 @@ def start_daemon(command: list[str], log_path: Path, env: dict | None = None) ->
 def stop_daemon(process: subprocess.Popen) -> None:
     """Ctrl-C to its session, SIGKILL after 60 s."""
     stop_process_group(process)
+
+
+def wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: float) -> dict:
+    """/readyz's body once `ragops serve` at `base` is ready; exits naming its log if it dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"ragops serve exited with code {server.returncode} before it was ready; its log "
+                     f"({log_path}) ends:\n{log_path.read_text()[-3000:]}")
+        try:
+            ready = httpx.get(f"{base}/readyz", timeout=5)
+            if ready.status_code == 200:
+                return ready.json()
+        except httpx.HTTPError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    sys.exit(f"ragops serve was not ready after {timeout_s:.0f} s; see {log_path}")

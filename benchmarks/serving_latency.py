@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import free_port, require_champion, start_daemon, stop_daemon
+from bench_support import free_port, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
@@ -32,22 +31,6 @@ RAGOPS = str(Path(sys.executable).parent / "ragops")
 def _golden_questions(curated: Path, raw: Path) -> list[str]:
     path = curated if curated.exists() else raw
     return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: float) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"ragops serve exited with code {server.returncode} before it was ready; its log "
-                     f"({log_path}) ends:\n{log_path.read_text()[-3000:]}")
-        try:
-            ready = httpx.get(f"{base}/readyz", timeout=5)
-            if ready.status_code == 200:
-                return ready.json()
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    sys.exit(f"ragops serve was not ready after {timeout_s:.0f} s; see {log_path}")
 
 
 def _timed(client: httpx.Client, url: str, questions: list[str]) -> list[float]:
@@ -86,7 +69,7 @@ def main() -> None:
     tic = time.perf_counter()
     server = start_daemon([RAGOPS, "serve", "--port", str(port), "--params", str(args.params)], log_path)
     try:
-        ready = _wait_ready(base, server, log_path, args.ready_timeout)
+        ready = wait_ready(base, server, log_path, args.ready_timeout)
         start_to_ready = time.perf_counter() - tic
         with httpx.Client(timeout=300) as client:
             _timed(client, f"{base}/v1/retrieve", questions[:1])  # the connection and first-request costs

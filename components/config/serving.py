@@ -26,6 +26,10 @@ class ServeConfig:
     # instead of a wait without bound. A request still waiting or working after the timeout: 503.
     max_waiting: int = 32
     request_timeout_seconds: float = 120.0
+    # Concurrent /v1/answer requests answered in one generate call (up to max_batch_size): what
+    # arrives while the model is busy, or within batch_window_ms of an idle one
+    batch_answers: bool = True
+    batch_window_ms: float = 5.0
 
     def __post_init__(self) -> None:
         check(self.max_question_chars > 0, "serve.max_question_chars", f"must be > 0, got {self.max_question_chars}")
@@ -36,6 +40,7 @@ class ServeConfig:
               f"must be >= 0 (0 = no limit), got {self.rate_limit_per_minute}")
         check(self.rate_limit_burst >= 1, "serve.rate_limit_burst", f"must be >= 1, got {self.rate_limit_burst}")
         check(self.max_waiting >= 0, "serve.max_waiting", f"must be >= 0, got {self.max_waiting}")
+        check(self.batch_window_ms >= 0, "serve.batch_window_ms", f"must be >= 0, got {self.batch_window_ms}")
         check(self.request_timeout_seconds > 0, "serve.request_timeout_seconds",
               f"must be > 0, got {self.request_timeout_seconds}")
 

@@ -116,13 +116,12 @@ class Ct2Generator:
             groups.setdefault(prefix, []).append((i, tokens[len(prefix):]))
         answers: list[str] = [""] * len(conversations)
         for prefix, members in groups.items():
-            # The engine sorts by length and cuts batches of max_batch_size itself; answers come back in order.
-            results = self.engine.generate_batch([tokens for _, tokens in members], max_batch_size=batch_size,
-                                                 max_length=max_new_tokens, sampling_topk=1,
-                                                 include_prompt_in_result=False, end_token=tok.eos_token,
-                                                 static_prompt=list(prefix) or None)
-            for (i, _), result in zip(members, results, strict=True):
-                answers[i] = tok.decode(result.sequences_ids[0], skip_special_tokens=True).strip()
+            for batch in _similar_lengths(members, batch_size):
+                results = self.engine.generate_batch([tokens for _, tokens in batch], max_length=max_new_tokens,
+                                                     sampling_topk=1, include_prompt_in_result=False,
+                                                     end_token=tok.eos_token, static_prompt=list(prefix) or None)
+                for (i, _), result in zip(batch, results, strict=True):
+                    answers[i] = tok.decode(result.sequences_ids[0], skip_special_tokens=True).strip()
         return answers
 
     def _tokens(self, text: str) -> list[str]:
@@ -133,3 +132,23 @@ class Ct2Generator:
             self._system_turns[message["content"]] = tuple(
                 self._tokens(render_chat(self.tokenizer, [message], generation_prompt=False)))
         return self._system_turns[message["content"]]
+
+
+# Prompts of one batch within this many tokens of each other. The engine reads the prompts of a
+# batch at once only up to the shortest; the rest of each longer one goes one token per step, as
+# slowly as generating. Eight concurrent RAG prompts of 120-235 tokens (serving under load): one
+# batch 6.33 s, batches of similar length 5.29 s, one at a time 7.37 s (demo champion, 2-core AMD EPYC).
+LENGTH_SPREAD = 24
+
+
+def _similar_lengths(members: list[tuple[int, list[str]]], batch_size: int) -> list[list[tuple[int, list[str]]]]:
+    """The prompts sorted by length, cut into batches of at most `batch_size` whose lengths differ
+    by at most LENGTH_SPREAD tokens."""
+    batches: list[list[tuple[int, list[str]]]] = []
+    for member in sorted(members, key=lambda m: len(m[1])):
+        if batches and len(batches[-1]) < batch_size and len(member[1]) - len(batches[-1][0][1]) <= LENGTH_SPREAD:
+            batches[-1].append(member)
+        else:
+            batches.append([member])
+    return batches
+

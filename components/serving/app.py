@@ -33,6 +33,7 @@ from components.config import ServeConfig
 from components.index.search import FilterError, SearchFilters
 from components.registry.traces import (UnknownTrace, answer_tags, dropped_traces, limit_export_retries, record_feedback,
                                         with_trace_ids)
+from components.serving.batching import AnswerBatcher
 from components.serving.champion import ChampionHolder, NotReady, bundle_weaviate, champion_reloader
 from components.serving.keys import KeyRing
 from components.serving.limits import Admission, RateLimits, Refused, guard_v1
@@ -309,16 +310,20 @@ def create_app(holder: ChampionHolder, config: ServeConfig, keys: KeyRing | None
     app = FastAPI(title="ragops", summary="The champion bundle of the store assistant", docs_url=None, redoc_url=None)
     guard_v1(app, keys, RateLimits(config))
     admission = Admission(config)
+    batcher = AnswerBatcher(config, admission, holder.call, answer_traced, traced) if config.batch_answers else None
 
     async def model_endpoint(request: Request, parse: Callable[[Any, ServeConfig], Any], work: Callable[[Any, Any], Any],
-                             then: Callable[[str, Any], dict] | None = None) -> JSONResponse:
-        """`work(assistant, request)` on the champion, then `then(version, result)` with the model free."""
+                             then: Callable[[str, Any], dict] | None = None, batchable: bool = False) -> JSONResponse:
+        """`work(assistant, request)` on the champion, then `then(version, result)` with the model free;
+        an unfiltered /v1/answer joins the next batch instead (components/serving/batching.py)."""
         try:
             parsed = parse(await _read_payload(request, config), config)
-            # A worker thread: the event loop keeps serving /healthz and /readyz while the model works.
-            version, result = await admission.run(holder.call, lambda assistant: work(assistant, parsed))
-            if then is not None:
-                result = await run_in_threadpool(then, version, result)
+            if batcher is not None and batchable and not parsed.filters:
+                version, result = await batcher.submit(parsed)
+            else:  # a worker thread: the event loop keeps serving /healthz and /readyz while the model works
+                version, result = await admission.run(holder.call, lambda assistant: work(assistant, parsed))
+                if then is not None:
+                    result = await run_in_threadpool(then, version, result)
         except Exception as exc:  # noqa: BLE001 (the HTTP boundary: each failure its status, _failed)
             return _failed(request, exc)
         return JSONResponse({**result, "bundle_version": version})
@@ -336,7 +341,7 @@ def create_app(holder: ChampionHolder, config: ServeConfig, keys: KeyRing | None
     @app.post("/v1/answer")
     async def answer(request: Request) -> JSONResponse:
         return await model_endpoint(request, parse_question, lambda a, item: answer_traced(a, [item]),
-                                    lambda version, answered: traced(version, answered)[0])
+                                    lambda version, answered: traced(version, answered)[0], batchable=True)
 
     @app.post("/v1/answer/batch")
     async def answer_batch(request: Request) -> JSONResponse:

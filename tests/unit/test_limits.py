@@ -1,6 +1,7 @@
 """Limits of `ragops serve` (components/serving/limits.py): the per-key token bucket (429 with
 Retry-After), the bounded queue for the model (503 with Retry-After) and the request timeout (503;
-a request that times out before the model is free never reaches it). Over HTTP with the real
+a request that times out before the model is free never reaches it); concurrent answers batched
+(components/serving/batching.py). Over HTTP with the real
 server: tests/e2e/test_serve.py."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from components.config import ServeConfig
+from components.serving.batching import AnswerBatcher
 from components.serving.limits import Admission, RateLimits, Refused
 
 pytestmark = pytest.mark.unit
@@ -79,3 +81,34 @@ def test_a_full_queue_is_refused_and_a_request_timed_out_before_the_model_never_
     while admission.pending and time.monotonic() < deadline:
         time.sleep(0.05)
     assert admission.pending == 0 and ran == ["slow"]  # the second never started on the model
+
+
+def test_concurrent_answers_go_to_the_model_together_and_a_failure_reaches_each_of_them():
+    config = ServeConfig(max_batch_size=4, batch_window_ms=20, max_waiting=2, request_timeout_seconds=5)
+    model, calls = threading.Lock(), []
+
+    def call(work):
+        with model:
+            return "7", work("assistant")
+
+    def answer(assistant, items):
+        calls.append(list(items))
+        if "boom" in items:
+            raise RuntimeError("generator exploded")
+        time.sleep(0.2)  # the model busy: the next requests gather meanwhile
+        return items
+
+    batcher = AnswerBatcher(config, Admission(config), call, answer, lambda version, items: [f"row {i}" for i in items])
+
+    async def scenario() -> list:
+        first = [asyncio.create_task(batcher.submit(f"q{i}")) for i in range(3)]  # within one window: one batch
+        await asyncio.sleep(0.1)
+        later = [asyncio.create_task(batcher.submit(f"r{i}")) for i in range(6)]  # while it is busy: 4 + 2
+        results = await asyncio.gather(*first, *later)
+        failed = await asyncio.gather(batcher.submit("boom"), batcher.submit("q9"), return_exceptions=True)
+        return results + failed
+
+    *answered, boom, neighbour = asyncio.run(scenario())
+    assert answered == [("7", f"row q{i}") for i in range(3)] + [("7", f"row r{i}") for i in range(6)]
+    assert batcher.batches[:3] == [3, 4, 2] and calls[:3] == [["q0", "q1", "q2"], ["r0", "r1", "r2", "r3"], ["r4", "r5"]]
+    assert isinstance(boom, RuntimeError) and isinstance(neighbour, RuntimeError)  # the app answers each with a 500

@@ -9,7 +9,9 @@ POST /v1/answer, /v1/answer/batch and /v1/retrieve (route + retrieval, no genera
 POST /v1/feedback (a rating of an answer, by its trace_id). Requests
 are checked against params.yaml `serve` before any model work; a bad one gets a 4xx JSON
 `{"error": ...}` naming the field, the limit and the fix. The champion is followed as its alias
-moves (components/serving/champion.py).
+moves (components/serving/champion.py). With a key file, /v1 needs a key of the endpoint's scope
+(keys.py); limits bound each key's rate, the queue for the model and each request's time
+(limits.py); concurrent answers share one generate call (batching.py).
 """
 
 from __future__ import annotations

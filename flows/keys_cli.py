@@ -38,6 +38,14 @@ def _read(path: Path) -> list:
         fail(str(exc))
 
 
+def _locked(path: Path):
+    """An exclusive lock for a read-change-write of the key file (a lock file beside it)."""
+    from components.settings import file_lock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(path.with_name(f".{path.name}.lock"))
+
+
 FILE = typer.Option(None, "--file", help="the key file (default: $RAGOPS_SERVE_KEYS)")
 
 
@@ -49,13 +57,15 @@ def keys_add(name: str = typer.Argument(..., help="who the key is for, e.g. web-
     from components.serving.keys import SCOPES, Key, digest, new_key, write_keys
 
     path = _key_file(file)
-    keys = _read(path)
     if unknown := sorted(set(scope) - set(SCOPES)):
         fail(f"unknown scope {', '.join(unknown)}: use {', '.join(SCOPES)}")
-    if any(k.name == name for k in keys):
-        fail(f"{path} already has a key named {name!r}: remove it first (`ragops keys remove {name}`) or pick another name")
     key = new_key()
-    write_keys(path, [*keys, Key(name, frozenset(scope), digest(key))])
+    with _locked(path):  # two commands at once: each sees the other's key
+        keys = _read(path)
+        if any(k.name == name for k in keys):
+            fail(f"{path} already has a key named {name!r}: remove it first (`ragops keys remove {name}`) or pick "
+                 "another name")
+        write_keys(path, [*keys, Key(name, frozenset(scope), digest(key))])
     console.print(f"added {name!r} ({', '.join(sorted(set(scope)))}) to {path}; the key, shown only now:", soft_wrap=True)
     print(key)
 
@@ -74,8 +84,9 @@ def keys_remove(name: str = typer.Argument(..., help="the key's name"), file: Pa
     from components.serving.keys import write_keys
 
     path = _key_file(file)
-    keys = _read(path)
-    if not any(k.name == name for k in keys):
-        fail(f"{path} has no key named {name!r} (`ragops keys list` shows them)")
-    write_keys(path, [k for k in keys if k.name != name])
+    with _locked(path):
+        keys = _read(path)
+        if not any(k.name == name for k in keys):
+            fail(f"{path} has no key named {name!r} (`ragops keys list` shows them)")
+        write_keys(path, [k for k in keys if k.name != name])
     console.print(f"removed {name!r} from {path}", soft_wrap=True)

@@ -4,6 +4,7 @@ start and stop (`ragops serve`, `ragops deploy`, a Prefect server). Imported by 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -61,3 +62,12 @@ def wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: f
             pass  # not listening yet
         time.sleep(0.2)
     sys.exit(f"ragops serve was not ready after {timeout_s:.0f} s; see {log_path}")
+
+
+RAW_GOLDEN = Path("data/raw/golden.jsonl")
+
+
+def golden_questions(curated: Path) -> list[str]:
+    """The golden set's questions, from `curated` (RAW_GOLDEN when it is not curated yet)."""
+    path = curated if curated.exists() else RAW_GOLDEN
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench_support import free_port, require_champion, start_daemon, stop_daemon, wait_ready
+from bench_support import free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     require_champion(params.promotion.bundle_name, Settings())
-    questions = [json.loads(line)["question"] for line in args.golden.read_text().splitlines() if line.strip()]
+    questions = golden_questions(args.golden)
     scratch = Path(tempfile.mkdtemp(prefix="ragops-serve-batching-"))
     servers = {}
     try:

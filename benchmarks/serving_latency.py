@@ -21,16 +21,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import free_port, require_champion, start_daemon, stop_daemon, wait_ready
+from bench_support import RAW_GOLDEN, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
-
-
-def _golden_questions(curated: Path, raw: Path) -> list[str]:
-    path = curated if curated.exists() else raw
-    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _timed(client: httpx.Client, url: str, questions: list[str]) -> list[float]:
@@ -62,7 +57,7 @@ def main() -> None:
     params = load_params(args.params)
     bundle = params.promotion.bundle_name
     require_champion(bundle, Settings())
-    questions = _golden_questions(args.golden, Path("data/raw/golden.jsonl"))
+    questions = golden_questions(args.golden)
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkdtemp(prefix="ragops-serving-latency-")) / "serve.log"
@@ -81,7 +76,7 @@ def main() -> None:
     print(json.dumps({"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
                       "server_start_to_ready_s": round(start_to_ready, 1),
                       "route_retrieve": _summary(route_retrieve), "answer": _summary(answers),
-                      "questions": str(args.golden if args.golden.exists() else "data/raw/golden.jsonl")}))
+                      "questions": str(args.golden if args.golden.exists() else RAW_GOLDEN)}))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from components.config import ServeConfig
-from components.serving.limits import Admission, Refused
+from components.serving.limits import Admission, Refused, timed_out
 
 
 class AnswerBatcher:
@@ -52,8 +52,7 @@ class AnswerBatcher:
         except TimeoutError:
             if entry in self.pending:
                 self.pending.remove(entry)  # not sent yet: never reaches the model
-            raise Refused(503, f"not answered within {self.timeout:g} s (serve.request_timeout_seconds): the server "
-                               "is busy; send it again after Retry-After", 1 + len(self.pending) / self.max_size) from None
+            raise timed_out(self.timeout, 1 + len(self.pending) / self.max_size) from None
 
     async def _consume(self) -> None:
         while True:

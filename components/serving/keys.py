@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from components.settings import open_private
+
 log = logging.getLogger("ragops.serve")
 
 SCOPES = ("answer", "feedback", "admin")
@@ -92,7 +94,7 @@ def write_keys(path: Path, keys: list[Key]) -> None:
     entries = [{"name": k.name, "scopes": sorted(k.scopes), "sha256": k.digest.hex()} for k in keys]
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+    with open_private(scratch, truncate=True) as handle:
         yaml.safe_dump({"keys": entries}, handle, sort_keys=False)
     os.replace(scratch, path)
 
@@ -111,9 +113,8 @@ class KeyRing:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp = self._stat()  # before reading: a change while it is read is read again
         self._keys = read_keys(path)  # at start a bad file stops the server
-        self._stamp = self._stat()
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:

@@ -43,7 +43,7 @@ class Refused(Exception):
 class RateLimits:
     def __init__(self, config: ServeConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = config.rate_limit_per_minute / 60.0, config.rate_limit_burst, clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when counted)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key name -> (tokens, when counted)
 
     def take(self, client: str) -> None:
         """One request of `client`, or Refused(429)."""
@@ -55,7 +55,7 @@ class RateLimits:
         if tokens < 1.0:
             self._buckets[client] = (tokens, now)
             raise Refused(429, f"rate limit: {self.burst} requests at once and {self.rate * 60:g} a minute per "
-                               "client (serve.rate_limit_burst, serve.rate_limit_per_minute); wait for Retry-After",
+                               "key (serve.rate_limit_burst, serve.rate_limit_per_minute); wait for Retry-After",
                           (1.0 - tokens) / self.rate)
         self._buckets[client] = (tokens - 1.0, now)
         if len(self._buckets) > MAX_CLIENTS:
@@ -103,9 +103,14 @@ class Admission:
             # abandoned on timeout: the client hears now; the thread ends (or never starts the model) by itself
             result = await anyio.to_thread.run_sync(in_thread, abandon_on_cancel=True)
         if scope.cancelled_caught:
-            raise Refused(503, f"not answered within {self.timeout:g} s (serve.request_timeout_seconds): the server "
-                               "is busy; send it again after Retry-After", self._busy_for())
+            raise timed_out(self.timeout, self._busy_for())
         return result
+
+
+def timed_out(timeout: float, retry_after: float) -> Refused:
+    """The 503 of a request not answered within `serve.request_timeout_seconds`."""
+    return Refused(503, f"not answered within {timeout:g} s (serve.request_timeout_seconds): the server is busy; "
+                        "send it again after Retry-After", retry_after)
 
 
 def guard_v1(app: FastAPI, keys: KeyRing | None, rates: RateLimits) -> None:
@@ -114,9 +119,8 @@ def guard_v1(app: FastAPI, keys: KeyRing | None, rates: RateLimits) -> None:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable) -> Any:
-        if not request.url.path.startswith("/v1/"):
-            return await call_next(request)
-        if keys is None:  # no keys: loopback only (keys.listen_host), nobody to tell apart
+        # no keys: loopback only (keys.listen_host), nobody to tell apart
+        if keys is None or not request.url.path.startswith("/v1/"):
             return await call_next(request)
         decision = keys.authorize(request.headers.get("authorization"), request.url.path)
         if decision.status != 200:

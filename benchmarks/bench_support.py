@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -71,3 +72,11 @@ def golden_questions(curated: Path) -> list[str]:
     """The golden set's questions, from `curated` (RAW_GOLDEN when it is not curated yet)."""
     path = curated if curated.exists() else RAW_GOLDEN
     return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (every figure is quoted with the machine it was measured on)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

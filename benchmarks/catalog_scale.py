@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from bench_support import cpu_model
 from components.config import Params
 from components.data.curate import curate, read_jsonl
 from components.data.validation import validate_curated
@@ -41,12 +41,6 @@ from components.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def write_catalog(raw: Path, total: int, seed: int = 0) -> int:

@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import math
-import platform
 import resource
 import shutil
 import statistics
@@ -36,14 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_support import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def one_run(args: argparse.Namespace, seed: int, precision: str) -> dict:
@@ -262,7 +256,7 @@ def main() -> None:
             for precision in (["fp32"] if args.check_only else args.precisions):
                 print(f"generator recipe: seed {seed}, {precision} ...", file=sys.stderr, flush=True)
                 runs.append(one_run(args, seed, precision))
-                report = {"cpu": cpu_name(), "cores": len(__import__("os").sched_getaffinity(0)), "runs": runs,
+                report = {"cpu": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0)), "runs": runs,
                           "summary": summary(runs, {} if args.check_only else gates)}
                 if args.out:
                     args.out.write_text(json.dumps(report, indent=2))

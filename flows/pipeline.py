@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow
@@ -44,6 +44,7 @@ class PipelineResult:
     promotion: stages.Promotion
     golden_path: Path
     evaluated: bool  # False: an earlier evaluation of the same candidate stands
+    quarantined: dict[str, str] = field(default_factory=dict)  # documents the injection scan held back → matches
 
 
 # Global concurrency limits (1 slot each): held from index build to promotion, so two flows (a
@@ -130,7 +131,7 @@ def retrain(project_path: str = ".", params_path: str = "params.yaml", trigger: 
     rename_current_run(f"retrain ({trigger}): {model_part('router', router)}, {model_part('generator', generator)}, "
                        f"{index_part(index)}, {bundle_part(promotion, earlier is None)}")
     return PipelineResult(data.versions, router, generator, index, metrics, promotion,
-                          ctx.curated_path / "golden.jsonl", evaluated=earlier is None)
+                          ctx.curated_path / "golden.jsonl", evaluated=earlier is None, quarantined=ctx.quarantined())
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def print_summary(result, gates: dict[str, float]) -> None:
     table.add_row("generator", f"{model_label(result.generator)}  held-out loss "
                   f"{fmt(generator.get('best_eval_loss', math.nan))}{behaviour}")
     table.add_row("index", f"{result.index.collection}: {result.index.documents} documents, {result.index.chunks} chunks")
+    table.add_row("injection scan", escape("; ".join(f"{doc_id} quarantined, not indexed ({found})"
+                                              for doc_id, found in result.quarantined.items())) or "no document held back")
     for name, metric in result.metrics.items():
         if name.startswith("ablation_"):
             continue  # shown as its own table below

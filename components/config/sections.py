@@ -31,8 +31,14 @@ class DataConfig:
     near_duplicate_threshold: float = 0.9
     min_intent_share: float = 0.05  # class balance bounds of the router set
     max_intent_share: float = 0.7
+    # Prompt-injection scan (components/data/injection_scan.py): flagged documents are quarantined.
+    scan_injections: bool = True
+    link_domains: tuple[str, ...] = ()  # hosts documents may link to (subdomains too); other links are flagged
 
     def __post_init__(self) -> None:
+        for domain in self.link_domains:
+            check(bool(re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", str(domain))), "data.link_domains",
+                  f"lists host names like example.com (no scheme, path or wildcard), got {domain!r}")
         check(0.0 <= self.min_intent_share < self.max_intent_share <= 1.0, "data.min_intent_share",
                f"must be >= 0 and < data.max_intent_share <= 1, got {self.min_intent_share} and {self.max_intent_share}")
         check(0 < self.min_doc_chars < self.max_doc_chars, "data.min_doc_chars",

@@ -24,9 +24,10 @@ import yaml
 from datasketch import MinHash, MinHashLSH
 
 from components.config import FIELD_VALUE_NAMES, DataConfig, fits_field_type, load_params
+from components.data.injection_scan import ALLOWLIST, ALLOWLIST_SCHEMA, describe, quarantine
 
 CURATED_FILES = ("documents.jsonl", "router.jsonl", "generator.jsonl", "golden.jsonl", "general_prompts.jsonl",
-                 "redteam.jsonl")
+                 "redteam.jsonl", "quarantine.jsonl")
 # Required fields and their JSON types per dataset (documents are checked by curate_documents).
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "router.jsonl": {"id": str, "text": str, "intent": str},
@@ -304,6 +305,16 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig, fields: Mapping[s
     """Curate everything under raw_path into out_path (`fields`: index.metadata_fields); returns
     record counts per output."""
     docs, dropped = curate_documents(read_documents(raw_path / "documents"), config, fields)
+    flagged: list[dict] = []
+    allow_notes: list[str] = []
+    if config.scan_injections:
+        allowlist = read_jsonl(raw_path / ALLOWLIST) if (raw_path / ALLOWLIST).is_file() else []
+        check_schema(raw_path / ALLOWLIST, allowlist, ALLOWLIST_SCHEMA)
+        for row in allowlist:
+            if not (row["reviewer"].strip() and row["reason"].strip()):
+                raise CurationError(f"{raw_path / ALLOWLIST}:{row['_line']} (id {row['id']}): 'reviewer' and 'reason' "
+                                    f"must not be empty; name who read the document and why it is safe")
+        docs, flagged, allow_notes = quarantine(docs, config.link_domains, allowlist)
     datasets = {}
     for name, schema in SCHEMAS.items():
         datasets[name] = read_jsonl(raw_path / name)
@@ -319,11 +330,15 @@ def curate(raw_path: Path, out_path: Path, config: DataConfig, fields: Mapping[s
     check_leakage(datasets["redteam.jsonl"], training, "redteam.jsonl")
     datasets["redteam.jsonl"] = curate_redteam(datasets["redteam.jsonl"], {d["id"] for d in docs}, config, fields)
     out_path.mkdir(parents=True, exist_ok=True)
-    outputs = {"documents.jsonl": docs, **datasets}
+    outputs = {"documents.jsonl": docs, **datasets, "quarantine.jsonl": flagged}
     for name, rows in outputs.items():
         write_jsonl(out_path / name, _strip_lines(rows))
     for note in dropped:
         print(f"curate: dropped {note}")
+    for note in allow_notes:
+        print(f"curate: {note}")
+    for row in flagged:
+        print(f"curate: {'released' if row['released_by'] else 'quarantined'} {describe(row)}")
     return {name: len(rows) for name, rows in outputs.items()}
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from components.config import Params
 from components.data.curate import CURATED_FILES, leaked_into, normalize_question
+from components.data.injection_scan import found_text, held
 from components.data.replay_prompts import all_prompts
 from components.evaluation.metrics import is_refusal
 from components.prompting import extract_citations
@@ -37,6 +38,7 @@ class ValidationReport:
     failures: list[dict] = field(default_factory=list)
     docs_index: Path | None = None
     checked: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, str] = field(default_factory=dict)  # id → what the injection scan found (not indexed)
 
     def describe(self) -> str:
         lines = [f"{f['dataset']}: {f['expectation']} on {f['column']} failed for {f['unexpected_count']} "
@@ -94,6 +96,11 @@ def build_suites(params: Params) -> dict[str, list]:
         "redteam.jsonl": basics("id", ("question", "payload"), 1, 2000) + [
             gxe.ExpectTableRowCountToBeBetween(min_value=20),
         ],
+        # Documents the injection scan holds back (components/data/injection_scan.py): listed with the
+        # matched text, a warning that does not stop the flow (they are simply not indexed).
+        "documents.jsonl#quarantine": [
+            gxe.ExpectColumnValuesToBeInSet(column="injection_found", value_set=[""], severity="warning"),
+        ],
         "router.jsonl#balance": [
             gxe.ExpectColumnValuesToBeBetween(column="share", min_value=data.min_intent_share,
                                               max_value=data.max_intent_share),
@@ -108,10 +115,16 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
     `refusals`, the configured sentence) and an answerable one must not, golden questions must not
     appear in training data (replay prompts included), general prompts must not be replay prompts,
     and the router's intent shares."""
+    quarantined = quarantine_frame(frames)
+    held = dict(zip(quarantined["id"], quarantined["injection_found"], strict=True))
     known = set(frames["documents.jsonl"]["id"])
+
+    def unknown(ids) -> str:  # cited or gold ids that are not indexed, a quarantined one said so
+        return ",".join(d + (" (quarantined by the injection scan: see quarantine.jsonl)" if held.get(d) else "")
+                        for d in ids if d not in known)
+
     generator = frames["generator.jsonl"][["id"]].copy()
-    generator["unknown_citations"] = [",".join(c for c in extract_citations(a) if c not in known)
-                                      for a in frames["generator.jsonl"]["answer"]]
+    generator["unknown_citations"] = [unknown(extract_citations(a)) for a in frames["generator.jsonl"]["answer"]]
     generator["refusal_mismatch"] = [
         "" if is_refusal(str(answer), refusals) != bool(answerable) else
         ("answerable, yet the answer reads as a refusal" if answerable else
@@ -120,8 +133,7 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
         for answer, answerable in zip(frames["generator.jsonl"]["answer"], frames["generator.jsonl"]["answerable"],
                                       strict=True)]
     golden = frames["golden.jsonl"][["id"]].copy()
-    golden["unknown_gold_docs"] = [",".join(d for d in ids if d not in known)
-                                   for ids in frames["golden.jsonl"]["gold_doc_ids"]]
+    golden["unknown_gold_docs"] = [unknown(ids) for ids in frames["golden.jsonl"]["gold_doc_ids"]]
     golden["duplicate_of"] = duplicates_of(list(frames["golden.jsonl"]["id"]), list(frames["golden.jsonl"]["question"]))
     golden["leaked_into"] = leaked_into(list(frames["golden.jsonl"]["question"]),
                                         {"router.jsonl": list(frames["router.jsonl"]["text"]),
@@ -135,7 +147,18 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
         checks["general_prompts.jsonl#checks"] = general
     shares = frames["router.jsonl"]["intent"].value_counts(normalize=True)
     balance = pd.DataFrame({"id": shares.index.astype(str), "share": shares.to_numpy()})
-    return {**frames, **checks, "router.jsonl#balance": balance}
+    frames = {name: frame for name, frame in frames.items() if name != "quarantine.jsonl"}
+    return {**frames, **checks, "router.jsonl#balance": balance, "documents.jsonl#quarantine": quarantined}
+
+
+def quarantine_frame(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every scanned document with what the injection scan found in it: "" for the indexed ones
+    (clean, or released by a reviewer), the matches for the ones held back."""
+    rows = frames.get("quarantine.jsonl", pd.DataFrame())
+    held_rows = [] if rows.empty else held(rows.to_dict("records"))
+    found = [found_text(row) for row in held_rows]
+    return pd.DataFrame({"id": list(frames["documents.jsonl"]["id"]) + [r["id"] for r in held_rows],
+                         "injection_found": [""] * len(frames["documents.jsonl"]) + found})
 
 
 def duplicates_of(ids: list[str], questions: list[str]) -> list[str]:
@@ -159,8 +182,8 @@ def _failures(name: str, result) -> list[dict]:
     out = []
     for run_result in result.run_results.values():
         for r in run_result.results:
-            if r.success:
-                continue
+            if r.success or str(getattr(r.expectation_config, "severity", "critical")).lower().endswith("warning"):
+                continue  # a warning (the quarantine list) is shown in Data Docs and does not stop the flow
             cfg, res = r.expectation_config, r.result or {}
             out.append({
                 "dataset": name, "expectation": cfg.type,
@@ -189,7 +212,10 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
     source = context.data_sources.add_pandas(name="curated")
     failures: list[dict] = []
     suites = build_suites(params)
-    for name, frame in add_check_columns(frames, (params.generator.refusal_reply,)).items():
+    checked = add_check_columns(frames, (params.generator.refusal_reply,))
+    scanned = checked["documents.jsonl#quarantine"]
+    quarantined = dict(zip(scanned["id"], scanned["injection_found"], strict=True))
+    for name, frame in checked.items():
         stem = name.replace(".jsonl", "").replace("#", "-")
         batch = source.add_dataframe_asset(name=stem).add_batch_definition_whole_dataframe(stem)
         absent = {c for c in OPTIONAL_COLUMNS.get(name, ()) if c not in frame.columns}
@@ -202,7 +228,8 @@ def validate_frames(frames: dict[str, pd.DataFrame], params: Params, docs_path: 
         failures += _failures(name, checkpoint.run(batch_parameters={"dataframe": frame}))
     context.build_data_docs(site_names=[SITE])
     return ValidationReport(not failures, failures, docs_path / "index.html",
-                            {name: len(frame) for name, frame in frames.items()})
+                            {name: len(frame) for name, frame in frames.items()},
+                            {doc_id: found for doc_id, found in quarantined.items() if found})
 
 
 def load_curated(curated_path: Path, names: tuple[str, ...] = CURATED_FILES) -> dict[str, pd.DataFrame]:

@@ -43,6 +43,7 @@ class BundleReview:
     freshness_source: str
     run_links: dict[str, str] = field(default_factory=dict)  # label → UI link
     injection: list[dict] = field(default_factory=list)  # red-team attacks and what the bundle did with them
+    quarantined: dict[str, str] = field(default_factory=dict)  # documents the injection scan held back → matches
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -66,6 +67,15 @@ def _changes(review: BundleReview) -> str:
     more = f" (+{len(review.changed_docs) - SHOWN_CHANGES} more)" if len(review.changed_docs) > SHOWN_CHANGES else ""
     deleted = f"; deleted: {', '.join(review.deleted_docs)}" if review.deleted_docs else ""
     return f"{len(review.changed_docs)} added or changed: {shown}{more}{deleted}"
+
+
+def _quarantine_text(review: BundleReview) -> str:
+    if not review.quarantined:
+        return "Injection scan: no document held back."
+    held = "; ".join(f"`{doc_id}` ({found})" for doc_id, found in list(review.quarantined.items())[:SHOWN_CHANGES])
+    more = f" (+{len(review.quarantined) - SHOWN_CHANGES} more)" if len(review.quarantined) > SHOWN_CHANGES else ""
+    return (f"Injection scan: {len(review.quarantined)} document(s) quarantined, not in this index: {held}{more}. "
+            f"A reviewer releases one with an `allowlist.jsonl` entry in the raw data.")
 
 
 def injection_rows(attacks: list[dict]) -> list[list[str]]:
@@ -125,6 +135,7 @@ def bundle_description(review: BundleReview) -> str:
     parts += ["", "Ablation on the golden questions of the retrieval intents:", "",
               _md_table(ABLATION_HEADER, ablation_rows(review.ablation)), "",
               f"Documents: {_changes(review)}. Freshness probes: {review.freshness_source}.", "",
+              _quarantine_text(review), "",
               _injection_text(review), "",
               "Data (DVC md5): " + ", ".join(f"`{k}` {v}" for k, v in review.data_versions.items()) + ".", ""]
     if review.run_links:

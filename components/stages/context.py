@@ -10,6 +10,7 @@ from pathlib import Path
 
 from components.assistant import Manifest
 from components.config import Params, load_params
+from components.data.injection_scan import found_text, held
 from components.evaluation.bundle import BundleEvaluation
 from components.evaluation.gates import Decision
 from components.evaluation.memo import GenerationMemo
@@ -33,6 +34,11 @@ class RunContext:
 
     def read_curated(self, name: str) -> list[dict]:
         return [json.loads(line) for line in (self.curated_path / name).read_text(encoding="utf-8").splitlines() if line]
+
+    def quarantined(self) -> dict[str, str]:
+        """The documents the injection scan held back (id → what it found): in no index built from this data."""
+        path = self.curated_path / "quarantine.jsonl"
+        return {row["id"]: found_text(row) for row in held(self.read_curated(path.name))} if path.is_file() else {}
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,17 @@ def validate_stage(ctx: RunContext, data: DataVersions) -> ValidationReport:
     with mlflow.start_run(run_name="validate-data"):
         log_data_versions(data.versions, ctx.curated_path, context="validation")
         mlflow.log_metrics({"validation_success": float(report.success),
-                            "validation_failures": float(len(report.failures))})
+                            "validation_failures": float(len(report.failures)),
+                            "quarantined_documents": float(len(report.quarantined))})
+        if (ctx.curated_path / "quarantine.jsonl").is_file():
+            mlflow.log_artifact(str(ctx.curated_path / "quarantine.jsonl"), "injection-scan")
         mlflow.log_artifacts(str(report.docs_index.parent), "data-docs")
         if not report.success:
             kept = keep_failed_batch(ctx.curated_path, list(data.versions), ctx.work_path / "failed-batch")
             mlflow.log_artifacts(str(kept), "failed-batch")
+    for doc_id, found in report.quarantined.items():
+        print(f"validate: quarantined {doc_id} (not indexed): {found}. A reviewer releases it with an allowlist.jsonl "
+              f"entry in data.raw_dir (its line is in the curate output and {ctx.curated_path / 'quarantine.jsonl'})")
     good_record = ctx.settings.home / "last-good-data.json"
     if not report.success:
         good = read_good_versions(good_record)

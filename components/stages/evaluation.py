@@ -184,7 +184,7 @@ def register_bundle_stage(ctx: RunContext, evaluation: Evaluation, router: Train
             {label: _run_link(run_id) for label, run_id in (("evaluation", run.info.run_id),
                                                             ("router training", router.run_id),
                                                             ("generator training", generator.run_id)) if run_id},
-            result.injection)
+            result.injection, ctx.quarantined())
         mlflow.log_text(html_report(review, charts, result.freshness, result.general_answers), "report/report.html")
         for fig in charts.values():
             plt.close(fig)

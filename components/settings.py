@@ -11,6 +11,7 @@ and the locks every ragops process of a home waits on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -39,6 +40,37 @@ def scrubbed(text: str, *urls: str | None) -> str:
         if password:
             text = text.replace(password, "***")
     return text
+
+
+# A full disk as each layer reports it: the kernel's errno, SQLite's (MLflow's local store) and
+# what libraries print when they swallow the errno.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_MESSAGES = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+
+
+class DiskFullError(OSError):
+    """A write under RAGOPS_HOME (or wherever `path` is) found its disk full."""
+
+    def __init__(self, path: Path, doing: str):
+        super().__init__(errno.ENOSPC, f"no space left on the disk of {path} while {doing}", str(path))
+        self.path, self.doing = Path(path), doing
+
+
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The exception of `exc`'s chain (itself, its causes and contexts) that says a disk is full,
+    the most specific first: a DiskFullError (it names the path), an OSError with ENOSPC, then one
+    whose message says so (SQLite's, wrapped by MLflow); None when none does."""
+    chain, seen, cause = [], set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for found in ([c for c in chain if isinstance(c, DiskFullError)],
+                  [c for c in chain if isinstance(c, OSError) and c.errno in NO_SPACE_ERRNOS],
+                  [c for c in chain if any(message in str(c) for message in NO_SPACE_MESSAGES)]):
+        if found:
+            return found[0]
+    return None
 
 
 def private_dir(path: Path) -> Path:

@@ -25,12 +25,31 @@ def fail(message: str) -> None:
 
 def fail_stopped(what: str, state) -> None:
     """Exit 2 with a flow's failure; one a service caused (after the step's retries) says so."""
+    from components.settings import disk_full
     from flows.transient import is_transient
 
     failure = state.result(raise_on_failure=False)
+    full = disk_full(failure) if isinstance(failure, BaseException) else None
+    if full is not None:
+        fail(f"{what} stopped ({state.name}): {no_space_message(full)}")
     hint = ("; a service did not answer after the step's retries (orchestration.retries): rerun once it answers, the "
             "rerun reuses what is already done" if isinstance(failure, BaseException) and is_transient(failure) else "")
     fail(f"{what} stopped ({state.name}): {type(failure).__name__}: {failure}{hint}")
+
+
+def no_space_message(exc: BaseException) -> str:
+    """What a full disk stopped, where, and what to do."""
+    from components.settings import Settings
+
+    home = Settings().home.resolve()
+    where = getattr(exc, "path", None) or getattr(exc, "filename", None) or home
+    said = getattr(exc, "doing", None) or next((line for line in str(exc).splitlines() if "full" in line or "space" in line),
+                                                 str(exc))[:160]
+    return (f"the disk of {where} is full ({said}). Nothing "
+            f"earlier is lost: the champion, the live index and the checkpoints saved before stay as they were. Free "
+            f"space on that disk (RAGOPS_HOME={home}: old run folders under runs/, checkpoints of finished jobs under "
+            f"checkpoints/), or set RAGOPS_HOME to a folder on a bigger disk, then rerun: training resumes from its "
+            f"last checkpoint and finished steps are reused")
 
 
 def load_params_or_exit(path: Path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import httpx
 import requests
 from mlflow.exceptions import MlflowException
+from components.settings import disk_full
 from weaviate.exceptions import (UnexpectedStatusCodeError, WeaviateConnectionError, WeaviateGRPCUnavailableError,
                                  WeaviateStartUpError, WeaviateTimeoutError)
 
@@ -33,7 +34,11 @@ def _causes(exc: BaseException):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True if the exception, or one it was raised from, says a service was unreachable or overloaded."""
+    """True if the exception, or one it was raised from, says a service was unreachable or overloaded.
+    A full disk is not (MLflow calls its SQLite store's "database or disk is full" unavailable):
+    retrying fills nothing, and the run must say where to free space."""
+    if disk_full(exc) is not None:
+        return False
     for cause in _causes(exc):
         if isinstance(cause, TRANSIENT_TYPES):
             return True

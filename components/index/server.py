@@ -51,6 +51,9 @@ SERVER_ENVIRONMENT = {"DISABLE_TELEMETRY": "true", "ENABLE_MODULES": "", "USE_IN
 # shared server's record, readable by this user only, hands it to the other ragops processes) and
 # random basic-auth credentials for the cluster data API, which no client needs.
 # tests/security/test_local_server.py checks the listening sockets of a started server.
+# The disk usage at which the server marks its shards read-only (Weaviate's default too);
+# components/index/disk.py stops an index build there.
+DISK_READONLY_PERCENT = 90
 LOOPBACK_ENVIRONMENT = {"CLUSTER_BIND_ADDR": "127.0.0.1", "GO_PROFILING_DISABLE": "true",
                         "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false", "AUTHENTICATION_APIKEY_ENABLED": "true",
                         "AUTHENTICATION_APIKEY_USERS": "ragops"}
@@ -221,7 +224,7 @@ def _start_once(settings: Settings, data_path: Path, log_path: Path | None,
     env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
            **SERVER_ENVIRONMENT, **LOOPBACK_ENVIRONMENT, "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
            "CLUSTER_BASIC_AUTH_USERNAME": secrets.token_hex(8), "CLUSTER_BASIC_AUTH_PASSWORD": secrets.token_urlsafe(32),
-           **environment,
+           "DISK_USE_READONLY_PERCENTAGE": str(DISK_READONLY_PERCENT), **environment,
            "CLUSTER_HOSTNAME": "ragops", "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
            "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",

@@ -12,6 +12,7 @@ name and renamed into place, so a kill during a save leaves the previous checkpo
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,22 +21,36 @@ from typing import Any
 
 import torch
 
+from components.settings import NO_SPACE_ERRNOS, DiskFullError
+
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 
 
 def save_checkpoint(root: Path, step: int, state: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
-    """Write step `step` atomically, then drop all but the newest `keep` checkpoints."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write step `step` atomically, then drop all but the newest `keep` checkpoints. A write that
+    fails leaves no partial directory behind; on a full disk it raises DiskFullError naming `root`."""
     final = root / f"step-{step:06d}"
     tmp = root / f".step-{step:06d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(state, tmp / STATE_FILE)
-    (tmp / META_FILE).write_text(json.dumps({"step": step, **meta}, indent=1))
-    for path in (tmp / STATE_FILE, tmp / META_FILE):
-        with path.open("rb") as fh:
-            os.fsync(fh.fileno())
+    # serialised in memory first: torch's own writer turns ENOSPC into "iostream error", a plain
+    # write keeps the errno
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for path, data in ((tmp / STATE_FILE, buffer.getbuffer()),
+                           (tmp / META_FILE, json.dumps({"step": step, **meta}, indent=1).encode())):
+            with path.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise DiskFullError(root, f"saving the training checkpoint of step {step}") from exc
+        raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in _checkpoints(root)[:-keep]:

@@ -16,6 +16,7 @@ from components.config import IndexConfig
 from components.evaluation.freshness import freshness_outcomes, freshness_probes
 from components.index.build import build_index_version, check_version
 from components.index.chunking import chunk_document
+from components.index.disk import writable_again
 from components.index.embedding import embed_texts, load_embedder
 from components.index.search import FilterError, SearchFilters, search
 from components.index.store import (WeaviateIndexError, chunk_counts, list_versions, live_collection,
@@ -218,6 +219,23 @@ def test_prune_keeps_the_newest_and_never_the_live_version(weaviate_client, cura
     point_alias(weaviate_client, config.alias, versions[2].collection)
     assert prune_versions(weaviate_client, config.alias, keep=config.keep_versions) == [versions[0].collection]
     assert read_index_ledger(weaviate_client, config.alias, versions[0].collection) is None
+
+
+
+def test_collections_a_full_disk_made_read_only_are_writable_again(weaviate_client, curated_docs, embedder):
+    """A server that stayed up through a full disk keeps the shards it marked read-only so: the
+    next build sets the alias's versions and its ledger back to READY (marked here through the
+    same API Weaviate's disk monitor uses), and leaves other collections alone."""
+    config = IndexConfig(alias="FullCatalog")
+    built = build(weaviate_client, curated_docs[:3], embedder, config)
+    other = build(weaviate_client, curated_docs[:3], embedder, IndexConfig(alias="OtherCatalog")).collection
+    for name in (built.collection, "FullCatalogLedger", other):
+        weaviate_client.collections.get(name).config.update_shards(status="READONLY")
+    assert writable_again(weaviate_client, config.alias) == [built.collection, "FullCatalogLedger"]
+    statuses = {name: {s.status for s in weaviate_client.collections.get(name).config.get_shards()}
+                for name in (built.collection, "FullCatalogLedger", other)}
+    assert statuses == {built.collection: {"READY"}, "FullCatalogLedger": {"READY"}, other: {"READONLY"}}
+    assert build(weaviate_client, curated_docs[:4], embedder, config).new  # and the next version builds
 
 
 KILLED_BUILD = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import httpx
 import pytest
 from mlflow.exceptions import MlflowException
@@ -9,6 +11,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UN
 
 from components.config import ConfigError
 from components.data.validation import DataValidationError
+from components.settings import DiskFullError, disk_full
 from flows.transient import is_transient
 
 pytestmark = pytest.mark.unit
@@ -45,3 +48,15 @@ def test_unreachable_services_are_transient(exc):
 ])
 def test_bad_input_and_bugs_are_not(exc):
     assert not is_transient(exc)
+
+
+def test_a_full_disk_is_not_retried_and_names_its_path(tmp_path):
+    """MLflow calls its SQLite store's full disk unavailable; it is not (a retry fills nothing). The
+    failure that names a path wins over the ones that only say so."""
+    sqlite_full = MlflowException("(sqlite3.OperationalError) database or disk is full",
+                                  error_code=TEMPORARILY_UNAVAILABLE)
+    assert not is_transient(sqlite_full) and disk_full(sqlite_full) is sqlite_full
+    checkpoint = DiskFullError(tmp_path, "saving the training checkpoint of step 8")
+    raised = _raised_from(sqlite_full, _raised_from(checkpoint, OSError(errno.ENOSPC, "No space left on device")))
+    assert disk_full(raised) is checkpoint and checkpoint.path == tmp_path
+    assert disk_full(_raised_from(RuntimeError("x"), ValueError("bad row"))) is None

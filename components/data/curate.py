@@ -157,7 +157,7 @@ def parse_markdown(path: Path) -> dict:
 
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
-        raise CurationError(f"{path}: not found; every dataset of data.raw_dir is required (see README, 'Your own data')")
+        raise CurationError(f"{path}: not found; every dataset of data.raw_dir is required (see docs/your-own-data.md)")
     rows = []
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():

@@ -2,7 +2,7 @@
 
 Why: one answer at a time (what a customer waits for) p50 1.33 s against 1.94 s with transformers,
 the same answer to each of the 171 golden questions (demo champion, SmolLM2-135M with its adapter
-merged, 2-core AMD EPYC; benchmarks/answer_engines.py, README "Serving"): transformers spends most
+merged, 2-core AMD EPYC; benchmarks/answer_engines.py, docs/serving.md): transformers spends most
 of a generated token in Python, CTranslate2 in one C++ loop. int8 weights answered in 0.85 s but
 lost key facts (0.824 against 0.863 on the golden set), so float32 it is.
 
@@ -106,7 +106,7 @@ class Ct2Generator:
         tok = self.tokenizer
         # Conversations that open with the same system turn share its model state: the engine
         # computes it once and keeps it (`static_prompt`), so a prompt is read from where the
-        # system turn ends (about a quarter of a RAG prompt; README "Serving" has the figures).
+        # system turn ends (about a quarter of a RAG prompt; docs/serving.md has the figures).
         groups: dict[tuple[str, ...], list[tuple[int, list[str]]]] = {}
         for i, conversation in enumerate(conversations):
             tokens = self._tokens(render_chat(tok, conversation))

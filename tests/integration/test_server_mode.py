@@ -1,6 +1,6 @@
 """Server mode on one machine, and its Prefect server dying under a run.
 
-The stack: `prefect server` (concurrency leases on disk, as the README's server mode says), a
+The stack: `prefect server` (concurrency leases on disk, as docs/operations.md's server mode says), a
 worker on a process work pool, `mlflow server` with a SQL backend and a standalone Weaviate
 server, all real and on loopback; `ragops deploy --work-pool` registers the deployments.
 

@@ -1,5 +1,5 @@
 """The `ragops` CLI as a user runs it in a project: its own RAGOPS_HOME (.ragops), a wide console,
-and a Prefect server that is already running (PREFECT_API_URL), as in the README's server mode;
+and a Prefect server that is already running (PREFECT_API_URL), as in docs/operations.md's server mode;
 or, where a test asks for it, the temporary Prefect server a user's plain `ragops run` starts.
 
 The running server is one per pytest process, started at its first use: a temporary server is

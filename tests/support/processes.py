@@ -66,7 +66,7 @@ class Server:
 
 
 # With Prefect's default in-memory lease storage a restarted server forgets the leases of running
-# flow runs and their global-concurrency slots stay taken for good (README, server mode).
+# flow runs and their global-concurrency slots stay taken for good (docs/operations.md, server mode).
 LEASES_ON_DISK = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 
 
@@ -90,7 +90,7 @@ def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env
                "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{database}",
                "--artifacts-destination", str(store / "artifacts")]
     uri = f"http://127.0.0.1:{port}"
-    # As the README's server mode runs it: without MLflow's job execution (a job runner and seven
+    # As docs/operations.md's server mode runs it: without MLflow's job execution (a job runner and seven
     # huey consumer processes, ~24 s of CPU and ~2 GB at each start, for server-side jobs ragops
     # never submits).
     full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -127,14 +128,30 @@ def reproduce_and_push(project_path: Path, remote_url: str, stage: str = "curate
     return data_versions(project_path, stage, stages_file), ran
 
 
-def record_good_versions(record_path: Path, versions: dict[str, str]) -> None:
-    """Remember the data versions that last passed validation (what a failed run falls back to)."""
-    record_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(versions, indent=2, sort_keys=True))
+def _good_dir(record_dir: Path, stages_file: Path) -> Path:
+    return record_dir / hashlib.sha256(str(stages_file.resolve()).encode()).hexdigest()[:12]
 
 
-def read_good_versions(record_path: Path) -> dict[str, str] | None:
-    return json.loads(record_path.read_text()) if record_path.exists() else None
+def record_good_versions(record_dir: Path, stages_file: Path, versions: dict[str, str]) -> Path:
+    """Remember the data that last passed validation, per stage file (each params file curates its
+    own data): its versions, and a copy of the dvc.lock that names them, which is what a failed
+    run's restore hint puts back (the project's committed dvc.lock may be older). Returns the copy."""
+    target = _good_dir(record_dir, stages_file)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(stages_file.parent / "dvc.lock", target / "dvc.lock")
+    (target / "versions.json").write_text(json.dumps({"stages_file": str(stages_file.resolve()), **versions},
+                                                     indent=2, sort_keys=True))
+    return target / "dvc.lock"
+
+
+def read_good_versions(record_dir: Path, stages_file: Path) -> tuple[dict[str, str], Path] | None:
+    """(versions, the kept dvc.lock) of the data that last passed validation, or None."""
+    target = _good_dir(record_dir, stages_file)
+    if not (target / "versions.json").is_file():
+        return None
+    versions = json.loads((target / "versions.json").read_text())
+    versions.pop("stages_file", None)
+    return versions, target / "dvc.lock"
 
 
 def keep_failed_batch(curated_path: Path, names: list[str], target: Path) -> Path:

@@ -15,9 +15,7 @@ from components.stages.context import DataVersions, RunContext
 
 def curate_stage(ctx: RunContext) -> DataVersions:
     remote = ctx.settings.dvc_remote_url or str((ctx.settings.home / "dvc-remote").resolve())
-    stages_file = stage_file(ctx.project_path, ctx.params_path or ctx.project_path / "params.yaml",
-                             ctx.params.data.curated_dir)
-    versions, ran = reproduce_and_push(ctx.project_path, remote, stages_file=stages_file)
+    versions, ran = reproduce_and_push(ctx.project_path, remote, stages_file=_stages_file(ctx))
     return DataVersions(versions, ran)
 
 
@@ -37,16 +35,22 @@ def validate_stage(ctx: RunContext, data: DataVersions) -> ValidationReport:
     for doc_id, found in report.quarantined.items():
         print(f"validate: quarantined {doc_id} (not indexed): {found}. A reviewer releases it with an allowlist.jsonl "
               f"entry in data.raw_dir (its line is in the curate output and {ctx.curated_path / 'quarantine.jsonl'})")
-    good_record = ctx.settings.home / "last-good-data.json"
+    good_record = ctx.settings.home / "last-good-data"
+    stages_file = _stages_file(ctx)
     if not report.success:
-        good = read_good_versions(good_record)
-        fallback = (f"The last data that passed validation: {json.dumps(good)}; restore it with "
-                    f"`git checkout -- dvc.lock && dvc checkout` (the DVC cache and remote hold it)."
+        good = read_good_versions(good_record, stages_file)
+        fallback = (f"The last data that passed validation: {json.dumps(good[0])}; restore it with `cp {good[1]} "
+                    f"{stages_file.parent / 'dvc.lock'} && dvc checkout {stages_file.relative_to(ctx.project_path)}:curate` "
+                    f"in {ctx.project_path} (the DVC cache holds it; `dvc pull` first if it was cleared)."
                     if good else "No earlier data version passed validation yet.")
         raise DataValidationError(
             f"curated data failed validation; nothing was trained or indexed, the champion is unchanged.\n"
             f"{report.describe()}\nData Docs: {report.docs_index}\nFailing batch kept in {kept}. {fallback}\n"
             f"Fix the raw data named above and rerun."
         )
-    record_good_versions(good_record, data.versions)
+    record_good_versions(good_record, stages_file, data.versions)
     return report
+
+
+def _stages_file(ctx: RunContext):
+    return stage_file(ctx.project_path, ctx.params_path or ctx.project_path / "params.yaml", ctx.params.data.curated_dir)

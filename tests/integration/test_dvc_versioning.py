@@ -1,6 +1,9 @@
 """Real DVC in a temporary git repository: repro, skip when unchanged, push, md5 data versions."""
 
 import hashlib
+import json
+import os
+import re
 import stat
 import subprocess
 import uuid
@@ -8,9 +11,11 @@ import uuid
 import pytest
 import yaml
 
+from components.data.validation import DataValidationError
 from components.data.versioning import VersioningError, data_versions, reproduce_and_push, stage_file
+from components.stages import curate_stage, make_context, validate_stage
 from tests.support.processes import command_lines_watched, free_port
-from tests.support.project import copy_project
+from tests.support.project import BIN, copy_project
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +92,23 @@ def test_a_params_file_elsewhere_gets_its_own_stage_or_an_error_saying_where_it_
         stage_file(repo, repo / "other.yaml", "other/curated")
     with pytest.raises(VersioningError, match="is params.yaml's too"):
         stage_file(repo, repo / "examples" / "faq" / "faq.yaml", "data/curated")
+
+
+def test_a_failed_validation_restores_the_data_that_last_passed(project_root, tmp_path, settings):
+    """The restore hint of a failed validation puts back the data versions that last passed (a copy
+    of their dvc.lock), not the committed dvc.lock, which may be older."""
+    repo = copy_project(project_root, tmp_path / "repo")
+    ctx = make_context(repo, repo / "params.yaml", settings)
+    good = curate_stage(ctx)
+    validate_stage(ctx, good)
+    router = repo / "data" / "raw" / "router.jsonl"
+    rows = [json.loads(line) for line in router.read_text().splitlines()]
+    router.write_text("".join(json.dumps({**r, "intent": "sales"} if i == 0 else r) + "\n" for i, r in enumerate(rows)))
+    with pytest.raises(DataValidationError) as err:
+        validate_stage(ctx, curate_stage(ctx))
+    command = re.search(r"restore it with `([^`]+)`", str(err.value)).group(1)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    subprocess.run(command, shell=True, cwd=repo, env=env, check=True, capture_output=True)
+    assert data_versions(repo) == good.versions
+    for name, md5 in good.versions.items():
+        assert hashlib.md5((repo / "data" / "curated" / name).read_bytes()).hexdigest() == md5

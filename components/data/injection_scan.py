@@ -11,10 +11,11 @@ lists it with the matched text until a reviewer releases it with an allow-list e
 
 Rules, not a classifier: the field's injection detectors (llm-guard's PromptInjection scanner,
 Meta's Prompt Guard) are models fetched from the model hub, which ragops cannot reach at run time,
-and their rule-based parts are generic regex scanners. The rules are written from the kinds of
-OWASP LLM01's examples and ragops' own planted-instruction templates (a test checks each is caught);
-the evaluation's red-team attacks are measured with them (benchmarks/injection_scan.py), not used
-to write them.
+and their rule-based parts are generic regex scanners. The rules were written from the kinds of
+OWASP LLM01's examples and ragops' own planted-instruction templates (a test checks each is caught),
+then widened once for general constructions that the demo's red-team misses showed ("tell the
+customer that...", role labels, "the X of other customers"); the Python FAQ's red-team set was not
+looked at. benchmarks/injection_scan.py measures both sets, and docs/evaluation.md reads them so.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_support import require_champion
+from bench_support import emit, require_champion
 from components.config import load_params
 from components.models.ct2 import Ct2Generator
 from components.evaluation.metrics import answer_metrics
@@ -94,7 +94,7 @@ def main() -> None:
                                                     zip(questions, answers, base) if a != b][:5]
     report["speed_up_p50"] = {name: round(report["transformers"]["answer_p50_ms"] / report[name]["answer_p50_ms"], 2)
                               for name in results if name != "transformers"}
-    print(json.dumps(report, indent=1))
+    emit("answer_engines", report)
 
 
 if __name__ == "__main__":

@@ -80,3 +80,34 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The vector instructions that decide training and inference speed (bf16 is emulated without
+    avx512_bf16 or amx_bf16, about 70x slower)."""
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=RESULTS.parent.parent, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def emit(name: str, result: dict) -> None:
+    """Print a benchmark's figures as JSON and keep them as benchmarks/results/<name>.json, stamped
+    with the commit (and whether the tree had changes), the CPU and the time they were measured:
+    the one place the docs' figures come from (docs/benchmarks.md)."""
+    changed = [line for line in _git("status", "--porcelain").splitlines() if "benchmarks/results/" not in line]
+    stamped = {"benchmark": name, "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
+               "uncommitted_changes": bool(changed), "cpu": cpu_model(), "cpu_features": cpu_features(),
+               "cores": len(os.sched_getaffinity(0)),
+               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
+    text = json.dumps(stamped, indent=1)
+    print(text, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(text + "\n")

@@ -16,8 +16,6 @@ Prints one JSON object with seconds and documents per second per phase.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import re
 import shutil
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bench_support import cpu_model
+from bench_support import emit
 from components.config import Params
 from components.data.curate import curate, read_jsonl
 from components.data.validation import validate_curated
@@ -70,7 +68,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=5000)
     args = parser.parse_args()
     params = Params()
-    result: dict = {"benchmark": "catalog_scale", "cpu": cpu_model(), "cores": os.cpu_count()}
+    result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         generated = write_catalog(work / "raw", args.documents)
@@ -97,7 +95,7 @@ def main() -> None:
         "index": {"seconds": round(index_s, 2), "documents_per_s": round(args.documents / index_s, 1),
                   "chunks_per_s": round(built.chunks / index_s, 1)},
         "total_seconds": round(total, 1)})
-    print(json.dumps(result))
+    emit("catalog_scale", result)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import random
 import time
 
+from bench_support import emit
 from components.config import DataConfig, IndexConfig
 from components.data.curate import curate_documents, jaccard, shingles
 
@@ -68,7 +69,7 @@ def main() -> None:
                        same_documents_kept=[d["id"] for d in kept] == reference)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(json.dumps({"near_duplicate_threshold": config.near_duplicate_threshold, "runs": rows}, indent=2))
+    emit("curation_scale", {"near_duplicate_threshold": config.near_duplicate_threshold, "runs": rows})
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ depend on the machine and its load, so compare them only within one output.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from bench_support import emit
 from components.config import DataConfig, IndexConfig, ModelsConfig
 from components.data.curate import curate_documents, read_documents
 from components.index.chunking import chunk_document
@@ -41,12 +41,12 @@ def main() -> None:
         embed_texts(embedder, texts, batch_size=batch_size)
         results[str(batch_size)] = round(len(texts) / (time.perf_counter() - tic), 1)
     best = max(results.values())
-    print(json.dumps({
+    emit("embedding_throughput", {
         "benchmark": "embedding_throughput", "chunks": len(texts), "torch_threads": torch.get_num_threads(),
         "chunks_per_s_by_batch_size": results,
         "ratio_to_batch_1": {k: round(v / results[str(args.batch_sizes[0])], 2) for k, v in results.items()},
         "best_chunks_per_s": best,
-    }))
+    })
 
 
 if __name__ == "__main__":

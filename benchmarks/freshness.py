@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench_support import free_port, require_champion, start_daemon, stop_daemon
+from bench_support import emit, free_port, require_champion, start_daemon, stop_daemon
 from components.config import load_params
 from components.settings import Settings
 
@@ -180,10 +180,10 @@ def main() -> None:
             restored = time.time()
             doc.write_text(original)  # back as it was; its reindex is waited for, not measured
             _wait("the reindex of the restored document", lambda: _reindex_run(api, restored), args.timeout, processes)
-        print(json.dumps({"document": str(doc), "question": question,
+        emit("freshness", {"document": str(doc), "question": question,
                           "debounce_seconds": params.index.debounce_seconds,
                           "reload_poll_seconds": params.serve.reload_poll_seconds,
-                          "summary": _summary(rows), "edits": rows}))
+                          "summary": _summary(rows), "edits": rows})
     finally:
         if doc.read_text() != original:
             doc.write_text(original)

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from bench_support import emit
 from components.config import load_params
 from components.models.generator import generate_answers, load_base_generator, load_tokenizer
 from components.models.resolve import resolve_model
@@ -40,10 +41,10 @@ def main() -> None:
         generate_answers(model, tokenizer, conversations, params.generator.max_new_tokens, batch_size=size)
         seconds[size] = (time.perf_counter() - tic) / len(conversations)
     base = seconds[args.batch_sizes[0]]
-    print(json.dumps({"model": params.models.generator, "questions": len(conversations),
+    emit("generation_throughput", {"model": params.models.generator, "questions": len(conversations),
                       "max_new_tokens": params.generator.max_new_tokens,
                       "seconds_per_answer": {str(k): round(v, 3) for k, v in seconds.items()},
-                      f"speedup_vs_batch_{args.batch_sizes[0]}": {str(k): round(base / v, 2) for k, v in seconds.items()}}))
+                      f"speedup_vs_batch_{args.batch_sizes[0]}": {str(k): round(base / v, 2) for k, v in seconds.items()}})
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_support import cpu_model
+from bench_support import cpu_model, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,7 +260,7 @@ def main() -> None:
                           "summary": summary(runs, {} if args.check_only else gates)}
                 if args.out:
                     args.out.write_text(json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
+        emit("generator_recipe", report)
 
 
 if __name__ == "__main__":

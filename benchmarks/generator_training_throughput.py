@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from peft import get_peft_model
 
+from bench_support import emit
 from components.config import load_params
 from components.settings import Settings
 from components.models.resolve import resolve_model
@@ -97,7 +98,7 @@ def main() -> None:
         "speedup_fp32_batching_alone": round(ours_fp32 / baseline, 2),
         "goal_speedup": 1.5,
     }
-    print(json.dumps(result, indent=2))
+    emit("generator_training_throughput", result)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench_support import emit
 from components.config import DataConfig, IndexConfig, ModelsConfig
 from components.data.curate import curate_documents, read_documents
 from components.index.build import build_index_version
@@ -124,7 +124,7 @@ def main() -> None:
     result["goals"] = {"full_build_share_of_raw >= 0.8": result["full_build"]["share_of_raw_embedding_throughput"] >= 0.8,
                        "one_document_share_of_full <= 0.05": incremental["1"]["share_of_full_build"] <= 0.05,
                        "hybrid_p95_ms <= 50": result["hybrid_query_ms"]["p95"] <= 50}
-    print(json.dumps(result))
+    emit("index_reindex", result)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ time per document. Prints one JSON object.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench_support import cpu_model
+from bench_support import emit
 from components.config import load_params
 from components.data.curate import curate_documents, read_documents, read_jsonl
 from components.data.injection_scan import ALLOWLIST, held, quarantine, scan
@@ -47,12 +46,12 @@ def catalog(raw: Path, params) -> dict:
 
 
 def main() -> None:
-    result: dict = {"benchmark": "injection_scan", "cpu": cpu_model()}
+    result: dict = {}
     for name, params_file in DOMAINS.items():
         params = load_params(ROOT / params_file)
         raw = ROOT / params.data.raw_dir
         result[name] = {"red_team": red_team(raw, params.data.link_domains), "catalog": catalog(raw, params)}
-    print(json.dumps(result, indent=1))
+    emit("injection_scan", result)
 
 
 if __name__ == "__main__":

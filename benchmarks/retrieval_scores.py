@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_support import emit
 from components.config import load_params
 from components.index.build import build_index_version
 from components.index.embedding import embed_texts, load_embedder
@@ -61,13 +62,13 @@ def main() -> None:
                 else:
                     tops["answerable_missed"].append(top)
     thresholds = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    print(json.dumps({
+    emit("retrieval_scores", {
         "params": str(args.params.relative_to(ROOT) if args.params.is_relative_to(ROOT) else args.params),
         "hybrid_alpha": params.index.hybrid_alpha, "top_k": params.index.top_k, "cpu_count": os.cpu_count(),
         "groups": {name: {"n": len(v), **({f"p{q}": round(float(np.percentile(v, q)), 3) for q in (5, 25, 50, 75, 95)}
                                           if v else {})} for name, v in tops.items()},
         "share_under": {str(t): {name: round(float(np.mean(np.array(v) < t)), 3) if v else None
-                                 for name, v in tops.items()} for t in thresholds}}, indent=1))
+                                 for name, v in tops.items()} for t in thresholds}})
 
 
 if __name__ == "__main__":

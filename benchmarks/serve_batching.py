@@ -13,7 +13,6 @@ ratio and the p95 ratio (batched / one at a time). Loopback only, bounded in tim
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -25,7 +24,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench_support import free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
+from bench_support import emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
@@ -103,7 +102,7 @@ def main() -> None:
     report["throughput_ratio"] = round(report["batched"]["answers_per_second"]
                                        / report["one_at_a_time"]["answers_per_second"], 2)
     report["p95_ratio"] = round(report["batched"]["p95_ms"] / report["one_at_a_time"]["p95_ms"], 2)
-    print(json.dumps(report, indent=1))
+    emit("serve_batching", report)
 
 
 if __name__ == "__main__":

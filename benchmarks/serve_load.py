@@ -16,7 +16,6 @@ wait as Retry-After says after a 429 or 503; eight clients share a key.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
+from bench_support import emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
@@ -153,11 +152,11 @@ def main() -> None:
         if swap.get("after"):  # forward again: the champion as it was
             subprocess.run([str(BIN / "ragops"), "promote", str(first), "--params", str(args.params)], capture_output=True)
     unexpected = [(w, s) for w, s, _, _ in results if s not in ALLOWED]
-    print(json.dumps({"clients": args.clients, "seconds": round(elapsed, 1), "requests": len(results),
+    emit("serve_load", {"clients": args.clients, "seconds": round(elapsed, 1), "requests": len(results),
                       "endpoints": _report(results, elapsed), "unexpected": Counter(map(str, unexpected)),
                       "server_exited_during_load": exit_code_after,
                       "swap": {k: (round(v - start, 1) if k == "served_at" else v) for k, v in swap.items()},
-                      "log": str(log)}, indent=1))
+                      "log": str(log)})
 
 
 if __name__ == "__main__":

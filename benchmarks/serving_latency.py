@@ -11,7 +11,6 @@ latency metrics measure in-process; the machine is shared and noisy, so compare 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import RAW_GOLDEN, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
+from bench_support import RAW_GOLDEN, emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
 from components.config import load_params
 from components.settings import Settings
 
@@ -73,10 +72,10 @@ def main() -> None:
             answers = _timed(client, f"{base}/v1/answer", list(islice(cycle(questions), args.m)))
     finally:
         stop_daemon(server)
-    print(json.dumps({"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
+    emit("serving_latency", {"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
                       "server_start_to_ready_s": round(start_to_ready, 1),
                       "route_retrieve": _summary(route_retrieve), "answer": _summary(answers),
-                      "questions": str(args.golden if args.golden.exists() else RAW_GOLDEN)}))
+                      "questions": str(args.golden if args.golden.exists() else RAW_GOLDEN)})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_support import emit
 from components.assistant import Stage
 from components.config import load_params
 from components.models.generator import generate_answers, load_base_generator, load_tokenizer
@@ -89,13 +90,13 @@ def main() -> None:
         stored = sum(mlflow.get_trace(t, silent=True) is not None for t in ids)
 
     answers, traces = np.array(answer_ms), np.array(trace_ms)
-    print(json.dumps({
+    emit("tracing_overhead", {
         "cpu": _cpu(), "cores": os.cpu_count(), "n": args.n, "generator": params.models.generator,
         "answer_ms": {"p50": round(float(np.percentile(answers, 50)), 1), "p95": round(float(np.percentile(answers, 95)), 1)},
         "tracing_ms": {"p50": round(float(np.percentile(traces, 50)), 2), "p95": round(float(np.percentile(traces, 95)), 2)},
         "tracing_share_of_answer": {"p50": round(float(np.percentile(traces, 50) / np.percentile(answers, 50)), 5),
                                     "p95": round(float(np.percentile(traces, 95) / np.percentile(answers, 95)), 5)},
-        "traces_stored": stored, "traces_dropped": dropped_traces()}, indent=1))
+        "traces_stored": stored, "traces_dropped": dropped_traces()})
 
 
 if __name__ == "__main__":

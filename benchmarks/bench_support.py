@@ -4,6 +4,7 @@ start and stop (`ragops serve`, `ragops deploy`, a Prefect server). Imported by 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from components.config import Params, load_params
 from components.registry.tracking import configure_mlflow, get_alias_version
 from components.settings import Settings
 from flows.process import stop_process_group
@@ -68,25 +70,43 @@ def wait_ready(base: str, server: subprocess.Popen, log_path: Path, timeout_s: f
 RAW_GOLDEN = Path("data/raw/golden.jsonl")
 
 
+def champion_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--params` and `--golden`, the options of every benchmark that serves the champion."""
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--golden", type=Path, default=Path("data/curated/golden.jsonl"),
+                        help=f"questions ({RAW_GOLDEN} when this does not exist)")
+
+
+def champion_inputs(args: argparse.Namespace) -> tuple[Params, list[str]]:
+    """The params of `args`, once their bundle has a champion (else exit saying what to run), and
+    the golden questions."""
+    params = load_params(args.params)
+    require_champion(params.promotion.bundle_name, Settings())
+    return params, golden_questions(args.golden)
+
+
 def golden_questions(curated: Path) -> list[str]:
     """The golden set's questions, from `curated` (RAW_GOLDEN when it is not curated yet)."""
     path = curated if curated.exists() else RAW_GOLDEN
     return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _cpuinfo(key: str) -> str | None:
+    """The first `key: value` of /proc/cpuinfo (None where there is none)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
+
+
 def cpu_model() -> str:
     """The CPU's model name (every figure is quoted with the machine it was measured on)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_features() -> list[str]:
     """The vector instructions that decide training and inference speed (bf16 is emulated without
     avx512_bf16 or amx_bf16, about 70x slower)."""
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
+    flags = (_cpuinfo("flags") or "").split()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
 
 

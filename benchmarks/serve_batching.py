@@ -24,9 +24,7 @@ import httpx
 import numpy as np
 import yaml
 
-from bench_support import emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
-from components.config import load_params
-from components.settings import Settings
+from bench_support import champion_arguments, champion_inputs, emit, free_port, start_daemon, stop_daemon, wait_ready
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
 
@@ -62,12 +60,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30, help="length of one turn")
     parser.add_argument("--turns", type=int, default=2, help="turns per server")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--golden", type=Path, default=Path("data/curated/golden.jsonl"))
+    champion_arguments(parser)
     args = parser.parse_args()
-    params = load_params(args.params)
-    require_champion(params.promotion.bundle_name, Settings())
-    questions = golden_questions(args.golden)
+    _, questions = champion_inputs(args)
     scratch = Path(tempfile.mkdtemp(prefix="ragops-serve-batching-"))
     servers = {}
     try:

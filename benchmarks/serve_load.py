@@ -29,9 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
-from components.config import load_params
-from components.settings import Settings
+from bench_support import champion_arguments, champion_inputs, emit, free_port, start_daemon, stop_daemon, wait_ready
 
 BIN = Path(sys.executable).parent
 ALLOWED = {200, 401, 413, 415, 422, 429, 503}
@@ -115,12 +113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--golden", type=Path, default=Path("data/curated/golden.jsonl"))
+    champion_arguments(parser)
     args = parser.parse_args()
-    params = load_params(args.params)
-    require_champion(params.promotion.bundle_name, Settings())
-    questions = golden_questions(args.golden)
+    _, questions = champion_inputs(args)
     scratch = Path(tempfile.mkdtemp(prefix="ragops-serve-load-"))
     env = {"RAGOPS_SERVE_KEYS": str(scratch / "keys.yaml")}
     keys = []

@@ -20,9 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import RAW_GOLDEN, emit, free_port, golden_questions, require_champion, start_daemon, stop_daemon, wait_ready
-from components.config import load_params
-from components.settings import Settings
+from bench_support import RAW_GOLDEN, champion_arguments, champion_inputs, emit, free_port, start_daemon, stop_daemon, wait_ready
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
 
@@ -47,16 +45,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="route+retrieve requests (/v1/retrieve)")
     parser.add_argument("--m", type=int, default=16, help="full answers (/v1/answer)")
     parser.add_argument("--port", type=int, default=0, help="port for ragops serve (0 = a free one)")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--golden", type=Path, default=Path("data/curated/golden.jsonl"),
-                        help="questions (data/raw/golden.jsonl when this does not exist)")
     parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for /readyz")
+    champion_arguments(parser)
     args = parser.parse_args()
-
-    params = load_params(args.params)
+    params, questions = champion_inputs(args)
     bundle = params.promotion.bundle_name
-    require_champion(bundle, Settings())
-    questions = golden_questions(args.golden)
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = Path(tempfile.mkdtemp(prefix="ragops-serving-latency-")) / "serve.log"

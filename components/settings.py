@@ -56,15 +56,20 @@ class DiskFullError(OSError):
         self.path, self.doing = Path(path), doing
 
 
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from or while handling (its cause, else its context), and so on."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def disk_full(exc: BaseException) -> BaseException | None:
     """The exception of `exc`'s chain (itself, its causes and contexts) that says a disk is full,
     the most specific first: a DiskFullError (it names the path), an OSError with ENOSPC, then one
     whose message says so (SQLite's, wrapped by MLflow); None when none does."""
-    chain, seen, cause = [], set(), exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
+    chain = list(exception_chain(exc))
     for found in ([c for c in chain if isinstance(c, DiskFullError)],
                   [c for c in chain if isinstance(c, OSError) and c.errno in NO_SPACE_ERRNOS],
                   [c for c in chain if any(message in str(c) for message in NO_SPACE_MESSAGES)]):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import httpx
 import requests
 from mlflow.exceptions import MlflowException
-from components.settings import disk_full
 from weaviate.exceptions import (UnexpectedStatusCodeError, WeaviateConnectionError, WeaviateGRPCUnavailableError,
                                  WeaviateStartUpError, WeaviateTimeoutError)
+
+from components.settings import disk_full, exception_chain
 
 TRANSIENT_TYPES = (ConnectionError, TimeoutError, httpx.TransportError, requests.ConnectionError, requests.Timeout,
                    WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateTimeoutError, WeaviateStartUpError)
@@ -25,21 +26,13 @@ TRANSIENT_MESSAGES = ("Max retries exceeded", "Connection refused", "Connection 
                       "Temporary failure in name resolution", "503 Service Unavailable", "502 Bad Gateway")
 
 
-def _causes(exc: BaseException):
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def is_transient(exc: BaseException) -> bool:
     """True if the exception, or one it was raised from, says a service was unreachable or overloaded.
     A full disk is not (MLflow calls its SQLite store's "database or disk is full" unavailable):
     retrying fills nothing, and the run must say where to free space."""
     if disk_full(exc) is not None:
         return False
-    for cause in _causes(exc):
+    for cause in exception_chain(exc):
         if isinstance(cause, TRANSIENT_TYPES):
             return True
         if isinstance(cause, UnexpectedStatusCodeError) and (cause.status_code >= 500 or cause.status_code == 429):

@@ -128,16 +128,17 @@ def quarantine(docs: list[dict], link_domains: Sequence[str],
     kept, flagged, used = [], [], set()
     for doc in docs:
         findings = scan(doc["text"], link_domains)
-        entry = allowed.get((doc["id"], doc["content_hash"])) if findings else None
+        key = (doc["id"], doc["content_hash"])
+        entry = allowed.get(key) if findings else None
         if findings:
-            if entry:
-                used.add((doc["id"], doc["content_hash"]))
             flagged.append({"id": doc["id"], "source": doc["source"], "content_hash": doc["content_hash"],
                             "findings": [{"kind": f.kind, "text": f.text} for f in findings],
                             "released_by": entry["reviewer"] if entry else None,
                             "release_reason": entry["reason"] if entry else None})
-        if not findings or entry:
-            kept.append(doc)
+            if entry is None:
+                continue  # held back
+            used.add(key)
+        kept.append(doc)
     notes = [f"{ALLOWLIST}:{row.get('_line', '?')} (id {row['id']}): releases no flagged document (the text changed "
              f"since its review, or it is no longer flagged); review the document again or remove the entry"
              for key, row in allowed.items() if key not in used]

@@ -116,11 +116,11 @@ def add_check_columns(frames: dict[str, pd.DataFrame], refusals: tuple[str, ...]
     appear in training data (replay prompts included), general prompts must not be replay prompts,
     and the router's intent shares."""
     quarantined = quarantine_frame(frames)
-    held = dict(zip(quarantined["id"], quarantined["injection_found"], strict=True))
+    held_back = dict(zip(quarantined["id"], quarantined["injection_found"], strict=True))
     known = set(frames["documents.jsonl"]["id"])
 
     def unknown(ids) -> str:  # cited or gold ids that are not indexed, a quarantined one said so
-        return ",".join(d + (" (quarantined by the injection scan: see quarantine.jsonl)" if held.get(d) else "")
+        return ",".join(d + (" (quarantined by the injection scan: see quarantine.jsonl)" if held_back.get(d) else "")
                         for d in ids if d not in known)
 
     generator = frames["generator.jsonl"][["id"]].copy()

@@ -39,9 +39,10 @@ def disk_percent(path: Path) -> float:
 
 def check_room(path: Path, doing: str) -> None:
     """Raise DiskFullError if `path`'s disk is at or over the read-only threshold."""
-    if disk_percent(path) >= DISK_READONLY_PERCENT:
-        raise DiskFullError(path, f"{doing} (the disk is {disk_percent(path):.0f}% full; the Weaviate server makes "
-                                  f"its collections read-only at {DISK_READONLY_PERCENT}%)")
+    used = disk_percent(path)
+    if used >= DISK_READONLY_PERCENT:
+        raise DiskFullError(path, f"{doing} (the disk is {used:.0f}% full; the Weaviate server makes its collections "
+                                  f"read-only at {DISK_READONLY_PERCENT}%)")
 
 
 def watched(work: Callable[[], T], path: Path | None, doing: str) -> T:
@@ -67,8 +68,10 @@ def watched(work: Callable[[], T], path: Path | None, doing: str) -> T:
             check_room(path, doing)
     if "error" in outcome:
         error = outcome["error"]
-        if disk_percent(path) >= DISK_READONLY_PERCENT:
-            raise DiskFullError(path, doing) from error  # type: ignore[misc]
+        try:
+            check_room(path, doing)  # a failure on a full disk is said to be one
+        except DiskFullError as full:
+            raise full from error  # type: ignore[misc]
         raise error  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ import mlflow
 
 from components.config import params_as_dict
 from components.index.build import IndexVersion, build_index_version
-from components.index.disk import DISK_READONLY_PERCENT, check_room, watched, writable_again
+from components.index.disk import DISK_READONLY_PERCENT, watched, writable_again
 from components.index.embedding import load_embedder
 from components.index.store import connect_weaviate
 from components.models.resolve import resolve_model
@@ -29,13 +29,13 @@ def index_stage(ctx: RunContext, data: DataVersions) -> IndexVersion:
         # the local server's disk is watched (components/index/disk.py); an external one is its operator's
         watch = None if ctx.settings.weaviate_url else ctx.settings.weaviate_data_path
         with connect_weaviate(ctx.settings) as client:
-            if watch is not None:
-                check_room(watch, f"starting an index version of {p.index.alias}")
-            for name in writable_again(client, p.index.alias):
-                print(f"index: {name} was read-only (the Weaviate server marks its collections so when its disk is "
-                      f"over {DISK_READONLY_PERCENT}%); there is room again, so it is writable again")
-            built = watched(lambda: build_index_version(client, docs, embedder, p.index, encoder=p.models.encoder),
-                            watch, f"building a new index version of {p.index.alias}")
+            def build() -> IndexVersion:  # once the watch found room: shards a full disk left read-only first
+                for name in writable_again(client, p.index.alias):
+                    print(f"index: {name} was read-only (the Weaviate server marks its collections so when its disk "
+                          f"is over {DISK_READONLY_PERCENT}%); there is room again, so it is writable again")
+                return build_index_version(client, docs, embedder, p.index, encoder=p.models.encoder)
+
+            built = watched(build, watch, f"building a new index version of {p.index.alias}")
         mlflow.set_tags({"collection": built.collection, "base_collection": str(built.base),
                          "new_version": str(built.new), "plan": built.plan, "run_id": run.info.run_id})
         mlflow.log_metrics({"documents": built.documents, "chunks": built.chunks, "seconds": built.seconds,

@@ -23,6 +23,7 @@ paths (`flows.pipeline.retrain`): a worker needs ragops installed and the projec
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -99,6 +100,10 @@ def deploy(project: Path, params_path: str, params: Params, work_pool: str | Non
     """Serve the deployments (or register them on `work_pool`) and watch the documents folder
     until interrupted."""
     folder = project / params.data.raw_dir / "documents"
+    # What the runner does with each run (submitted, or held back: "Aborted submission of flow run
+    # ...: AwaitingConcurrencySlot") is what an operator of this command looks for; Prefect's own
+    # loggers are quiet otherwise (flows/process.py).
+    logging.getLogger("prefect.runner").setLevel(logging.INFO)
     stop = threading.Event()
     watcher = threading.Thread(target=watch_folder, name="documents-watcher", daemon=True, kwargs={
         "folder": folder, "on_change": lambda changes: emit_documents_changed(folder, changes),

@@ -20,17 +20,16 @@ from components.settings import Settings
 from tests.support.cli import RAGOPS, output, ragops, ragops_env, said, succeeded
 from tests.support.processes import free_port, start_daemon, stop_daemon, wait_for
 from tests.support.project import documents, front_matter, read_jsonl, update_params
-from tests.support.registry import deployment_exists, deployment_runs, mlflow_client, prefect_request
+from tests.support.registry import (deployment_exists, deployment_runs, finished_flow_run, mlflow_client,
+                                    prefect_request)
 
 pytestmark = pytest.mark.e2e
 HARVEST, RETRAIN = "ragops-harvest/harvest", "ragops-retrain/retrain"
 
 
-def _finished(api: str, deployment: str, prefix: str) -> dict | None:
-    runs = [r for r in deployment_runs(api, deployment) if r["name"].startswith(prefix)]
-    failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
-    assert not failed, failed
-    return next((r for r in runs if r["state_type"] == "COMPLETED"), None)
+def _triggered(api: str, since: str) -> dict | None:
+    """The retrain run an event made after `since` (not one of the future runs its cron holds)."""
+    return next((r for r in deployment_runs(api, RETRAIN) if not r.get("auto_scheduled") and r["created"] > since), None)
 
 
 def _served_answers(port: int, questions: list[str]) -> list[dict]:
@@ -100,12 +99,14 @@ def test_a_down_voted_answer_becomes_a_versioned_golden_question_that_the_trigge
 
             wait_for(lambda: deployment_exists(prefect_api, HARVEST), 300, "the harvest deployment")
             found = prefect_request("GET", f"{prefect_api}/deployments/name/{HARVEST}").json()
-            prefect_request("POST", f"{prefect_api}/deployments/{found['id']}/create_flow_run", json={})
-            harvested = wait_for(lambda: _finished(prefect_api, HARVEST, "harvest (on-demand): 1 item"), 600,
-                                 "the harvest run", interval=2)
-            assert harvested["name"].endswith("retrain requested"), harvested["name"]
-            retrained = wait_for(lambda: _finished(prefect_api, RETRAIN, "retrain (feedback)"), 900,
-                                 "the retrain the harvest triggered", interval=2)
+            created = prefect_request("POST", f"{prefect_api}/deployments/{found['id']}/create_flow_run", json={})
+            harvest_run = created.json()
+            harvested = finished_flow_run(prefect_api, harvest_run["id"], 600, "the harvest run")
+            assert harvested["name"] == "harvest (on-demand): 1 item(s), retrain requested", harvested["name"]
+            triggered = wait_for(lambda: _triggered(prefect_api, harvest_run["created"]), 300,
+                                 "the retrain the harvest triggered")
+            retrained = finished_flow_run(prefect_api, triggered["id"], 900, "the retrain the harvest triggered")
+            assert retrained["name"].startswith("retrain (feedback)"), retrained["name"]
         finally:
             stop_daemon(deploy, tmp_path / "deploy.log")
             stop_daemon(serve, tmp_path / "serve.log")

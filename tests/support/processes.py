@@ -101,7 +101,8 @@ def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env
 def start_daemon(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
     """A long-running command (own session, output to `log_path`), as a user starts it in a terminal."""
     with log_path.open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # Unbuffered: the log holds everything up to the moment a test reads it, in order.
+        return subprocess.Popen(command, cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from components.index.store import chunk_counts, connect_weaviate, live_collection, read_index_ledger
 from components.settings import Settings
+from tests.support.processes import wait_for
 
 BUNDLE = "ragops-assistant"
 FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -69,6 +70,34 @@ def deployment_runs(api: str, deployment: str) -> list[dict]:
     runs = prefect_request("POST", f"{api}/flow_runs/filter",
                            json={"deployments": {"id": {"any_": [found.json()["id"]]}}}).json()
     return sorted(runs, key=lambda r: r["created"])
+
+
+def flow_run_final(api: str, run_id: str) -> dict | None:
+    """The flow run once it is in a final state, else None."""
+    run = prefect_request("GET", f"{api}/flow_runs/{run_id}").json()
+    return run if run["state_type"] in FINAL_STATES else None
+
+
+def flow_run_story(api: str, run_id: str) -> str:
+    """The flow run's name and states, oldest first, with their messages: what a test says when the
+    run did not end as expected (still SCHEDULED: no runner took it; AwaitingConcurrencySlot: a
+    deployment slot was held)."""
+    run = prefect_request("GET", f"{api}/flow_runs/{run_id}").json()
+    states = prefect_request("GET", f"{api}/flow_run_states/", params={"flow_run_id": run_id}).json()
+    lines = [f"{s['timestamp']} {s['type']}/{s['name']}: {(s.get('message') or '')[:300]}"
+             for s in sorted(states, key=lambda s: s["timestamp"])]
+    return f"flow run {run['name']!r} ({run_id}), now {run['state_type']}:\n" + "\n".join(lines)
+
+
+def finished_flow_run(api: str, run_id: str, timeout: float, what: str) -> dict:
+    """The flow run once final; its story in the failure when it is not final after `timeout`
+    seconds or did not complete."""
+    try:
+        run = wait_for(lambda: flow_run_final(api, run_id), timeout, what, interval=2)
+    except AssertionError as late:
+        raise AssertionError(f"{late}\n{flow_run_story(api, run_id)}") from None
+    assert run["state_type"] == "COMPLETED", flow_run_story(api, run_id)
+    return run
 
 
 def deployment_exists(api: str, deployment: str) -> bool:

@@ -260,7 +260,7 @@ def main() -> None:
                           "summary": summary(runs, {} if args.check_only else gates)}
                 if args.out:
                     args.out.write_text(json.dumps(report, indent=2))
-        emit("generator_recipe", report)
+        emit("generator_recipe_check_only" if args.check_only else "generator_recipe", report)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ class Manifest:
     refusal_reply: str = GeneratorConfig.refusal_reply
     # What generates answers (serve.inference_engine); older bundles were evaluated with transformers.
     inference_engine: str = "transformers"
+    # How many replicas a query asks (index.consistency_level); older bundles read at Weaviate's
+    # default for searches.
+    consistency_level: str = "ONE"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -85,7 +88,7 @@ class Manifest:
                    retrieval_intents=list(p.router.retrieval_intents),
                    fixed_reply_intents=list(p.router.fixed_reply_intents),
                    metadata_fields=dict(p.index.metadata_fields), refusal_reply=p.generator.refusal_reply,
-                   inference_engine=p.serve.inference_engine, **pinned)
+                   inference_engine=p.serve.inference_engine, consistency_level=p.index.consistency_level, **pinned)
 
 
 @dataclass
@@ -161,8 +164,9 @@ class Assistant:
                  filters: list[SearchFilters | None] | None = None) -> list[list[Retrieved]]:
         vectors = embed_texts(self.embedder, questions, batch_size=32)
         filters = filters or [None] * len(questions)
-        return [search(self.client, self.manifest.collection, q, v, self.manifest.top_k, self.manifest.hybrid_alpha,
-                       mode, f) for q, v, f in zip(questions, vectors, filters, strict=True)]
+        m = self.manifest
+        return [search(self.client, m.collection, q, v, m.top_k, m.hybrid_alpha, mode, f, m.consistency_level)
+                for q, v, f in zip(questions, vectors, filters, strict=True)]
 
     def generate(self, conversations: list[list[dict]], use_adapter: bool = True, progress: str | None = None) -> list[str]:
         """Greedy answers; `use_adapter=False` is the base model (the ablation and regression baselines).

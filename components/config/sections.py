@@ -177,6 +177,9 @@ class GeneratorConfig:
                "needs an evaluation loss: set generator.holdout_examples > 0 or the patience to 0")
 
 
+CONSISTENCY_LEVELS = ("ONE", "QUORUM", "ALL")
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     alias: str = "Catalog"
@@ -198,6 +201,10 @@ class IndexConfig:
     # starts when the window closes; later changes trigger the next run.
     debounce_seconds: float = 10.0
     watch_poll_seconds: float = 1.0  # how often the watcher of `ragops deploy` scans the documents
+    # Copies of each index version on the nodes of a Weaviate cluster (1: a single server); reads
+    # ask this many replicas: ONE, QUORUM (a majority; repairs stale copies it reads) or ALL.
+    replication_factor: int = 1
+    consistency_level: str = "QUORUM"
 
     def __post_init__(self) -> None:
         check(self.alias[:1].isupper() and self.alias.isalnum(), "index.alias",
@@ -212,6 +219,9 @@ class IndexConfig:
                f"must be 'flat' or 'hnsw', got {self.vector_index!r}")
         check(self.debounce_seconds >= 0, "index.debounce_seconds", f"must be >= 0, got {self.debounce_seconds}")
         check(self.watch_poll_seconds > 0, "index.watch_poll_seconds", f"must be > 0, got {self.watch_poll_seconds}")
+        check(self.replication_factor >= 1, "index.replication_factor", f"must be >= 1, got {self.replication_factor}")
+        check(self.consistency_level in CONSISTENCY_LEVELS, "index.consistency_level",
+               f"must be one of {', '.join(CONSISTENCY_LEVELS)}, got {self.consistency_level!r}")
         for name, kind in self.metadata_fields.items():
             check(re.fullmatch(r"[a-z][a-z0-9_]*", str(name)) is not None and name not in CORE_FIELDS,
                    f"index.metadata_fields.{name}", "must be a lower-case front-matter field name (letters, digits, "

@@ -113,14 +113,14 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
 
     name = next_version_name(client, config.alias)
     ledger = Ledger(name, build_fingerprint(config, encoder), dict(sorted(entries.items())))
-    create_collection(client, name, config.vector_index, config.metadata_fields)
+    create_collection(client, name, config.vector_index, config.metadata_fields, config.replication_factor)
     try:
         first_copied: list[StoredObject] = []
         copied = _sampled(read_objects(client, base, copied_ids), first_copied, PROBES) if copied_ids else iter(())
         written = write_objects(client, name, _progress(itertools.chain(fresh, copied),
                                                         len(fresh) + copied_total, show_progress))
         check_version(client, ledger, (fresh[:PROBES] or first_copied)[:PROBES])
-        write_index_ledger(client, config.alias, ledger)
+        write_index_ledger(client, config.alias, ledger, config.replication_factor)
     except Exception:
         # An unsealed version is never served; remove it now rather than at the next build.
         delete_version(client, config.alias, name)

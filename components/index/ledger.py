@@ -37,6 +37,8 @@ def build_fingerprint(config: IndexConfig, encoder: str) -> str:
     full rebuild (the metadata fields are the versions' schema)."""
     key = {"chunk_words": config.chunk_words, "chunk_overlap_words": config.chunk_overlap_words, "encoder": encoder,
            "vector_index": config.vector_index, "metadata_fields": config.metadata_fields}
+    if config.replication_factor > 1:  # a new factor makes a new version (versions of factor 1 keep their key)
+        key["replication_factor"] = config.replication_factor
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

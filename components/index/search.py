@@ -18,6 +18,7 @@ import weaviate
 from weaviate.classes.query import Filter, MetadataQuery
 
 from components.config import FIELD_VALUE_NAMES, fits_field_type
+from components.index.store import consistent
 
 SearchMode = Literal["hybrid", "vector", "bm25"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "bm25")
@@ -77,10 +78,12 @@ class SearchFilters:
 
 
 def search(client: weaviate.WeaviateClient, collection: str, query: str, vector: np.ndarray, k: int,
-           alpha: float, mode: SearchMode = "hybrid", filters: SearchFilters | None = None) -> list[Retrieved]:
-    """Top-k chunks of `collection` (a version or the alias). alpha weighs vector against BM25 in
-    hybrid mode (0 = BM25 only, 1 = vector only)."""
-    query_api = client.collections.get(collection).query
+           alpha: float, mode: SearchMode = "hybrid", filters: SearchFilters | None = None,
+           consistency: str = "ONE") -> list[Retrieved]:
+    """Top-k chunks of `collection` (a version or the alias), asking `consistency` replicas
+    (index.consistency_level). alpha weighs vector against BM25 in hybrid mode (0 = BM25 only, 1 =
+    vector only)."""
+    query_api = consistent(client, collection, consistency).query
     common = {"limit": k, "filters": filters.to_weaviate() if filters else None,
               "return_properties": ["doc_id", "text"]}
     if mode == "hybrid":

@@ -115,7 +115,7 @@ class WeaviateServer(_Loopback):
     api_key: str = field(repr=False)
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
         for sock in socks:
@@ -135,11 +135,11 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def _gossip_port(taken: set[int]) -> int:
+def gossip_port(taken: set[int]) -> int:
     """A free port whose next three are free too (and none of them in `taken`): the server derives
     its data port (gossip + 1) from it, and Raft's two ports are laid out after that."""
     for _ in range(100):
-        gossip = _free_ports(1)[0]
+        gossip = free_ports(1)[0]
         block = range(gossip, gossip + 4)
         if taken.isdisjoint(block) and all(_is_free(port) for port in block[1:]):
             return gossip
@@ -215,26 +215,46 @@ def start_weaviate_server(settings: Settings, data_path: Path, log_path: Path | 
     return _start_once(settings, data_path, log_path, environment or {}, api_key)
 
 
+def node_environment(data_path: Path, grpc: int, gossip: int, api_key: str, cluster_auth: tuple[str, str],
+                     environment: dict[str, str], name: str = "ragops", join: tuple[str, str] | None = None,
+                     voters: int = 1) -> dict[str, str]:
+    """The environment of one node: its data folder, gRPC port and cluster ports (gossip; data,
+    Raft and Raft RPC on the next three), the API key clients send, the cluster data API's
+    credentials (the same on every node of a cluster), `environment` on top. `join`: the gossip
+    addresses and the Raft members ("name:raft port", ...) of a cluster of `voters` nodes; a
+    single server joins itself."""
+    data_path.mkdir(parents=True, exist_ok=True)
+    gossip_join, raft_join = join or ("", name)
+    return {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
+            **SERVER_ENVIRONMENT, **LOOPBACK_ENVIRONMENT, "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+            "CLUSTER_BASIC_AUTH_USERNAME": cluster_auth[0], "CLUSTER_BASIC_AUTH_PASSWORD": cluster_auth[1],
+            "DISK_USE_READONLY_PERCENTAGE": str(DISK_READONLY_PERCENT), **environment,
+            # on one machine: each node's own Raft ports (RPC = Raft + 1), found by name
+            "CLUSTER_HOSTNAME": name, "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+            "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(gossip + 1),
+            "RAFT_PORT": str(gossip + 2), "RAFT_INTERNAL_RPC_PORT": str(gossip + 3), "RAFT_JOIN": raft_join,
+            "RAFT_BOOTSTRAP_EXPECT": str(voters), **({"CLUSTER_JOIN": gossip_join} if gossip_join else {})}
+
+
+def spawn(settings: Settings, http: int, env: dict[str, str], log_path: Path | None) -> subprocess.Popen:
+    """The server binary on `http`, in its own session, its output appended to `log_path`."""
+    with open(log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen([str(binary_of(settings)), "--host", "127.0.0.1", "--port", str(http), "--scheme", "http"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def cluster_credentials() -> tuple[str, str]:
+    """Random credentials of the cluster data API, which no client needs."""
+    return secrets.token_hex(8), secrets.token_urlsafe(32)
+
+
 def _start_once(settings: Settings, data_path: Path, log_path: Path | None,
                 environment: dict[str, str], api_key: str) -> WeaviateServer:
-    http, grpc = _free_ports(2)
-    gossip = _gossip_port({http, grpc})
-    data, raft, raft_rpc = gossip + 1, gossip + 2, gossip + 3
-    data_path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PERSISTENCE_DATA_PATH": str(data_path), "GRPC_PORT": str(grpc),
-           **SERVER_ENVIRONMENT, **LOOPBACK_ENVIRONMENT, "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
-           "CLUSTER_BASIC_AUTH_USERNAME": secrets.token_hex(8), "CLUSTER_BASIC_AUTH_PASSWORD": secrets.token_urlsafe(32),
-           "DISK_USE_READONLY_PERCENTAGE": str(DISK_READONLY_PERCENT), **environment,
-           "CLUSTER_HOSTNAME": "ragops", "CLUSTER_IN_LOCALHOST": "true", "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
-           "CLUSTER_GOSSIP_BIND_PORT": str(gossip), "CLUSTER_DATA_BIND_PORT": str(data),
-           "RAFT_PORT": str(raft), "RAFT_INTERNAL_RPC_PORT": str(raft_rpc), "RAFT_JOIN": "ragops",
-           "RAFT_BOOTSTRAP_EXPECT": "1"}
-    binary = binary_of(settings)
+    http, grpc = free_ports(2)
+    gossip = gossip_port({http, grpc})
+    env = node_environment(data_path, grpc, gossip, api_key, cluster_credentials(), environment)
     start = log_path.stat().st_size if log_path and log_path.exists() else 0
-    with open(log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", str(http), "--scheme", "http"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = WeaviateServer(process, http, grpc, api_key)
+    server = WeaviateServer(spawn(settings, http, env, log_path), http, grpc, api_key)
     try:
         wait_ready(server, log_path=log_path, log_offset=start)
     except WeaviateServerError:

@@ -39,6 +39,10 @@ def set_environment() -> None:
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # per-load weight bars; our own progress is rich
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GIT_PYTHON_REFRESH": "quiet",
+        # weaviate-client retries a batch whose server does not answer 10 times, waiting 1, 2, ...
+        # 1024 s: a server that died mid-build held the build for 34 min. 4 gives up after ~31 s;
+        # the step's own retries (orchestration) and the run's report take it from there.
+        "WEAVIATE_BATCH_MAX_RETRIES": "4",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

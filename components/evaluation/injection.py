@@ -99,7 +99,8 @@ def build_scratch(client: weaviate.WeaviateClient, assistant: Assistant, attacks
     vectors = embed_texts(assistant.embedder, [c.text for c in chunks], config.embed_batch_size, show_progress=False)
     planted = [StoredObject(c.uuid, chunk_properties(c, documents[c.doc_id], config.metadata_fields), v.tolist()) for c, v in zip(chunks, vectors)]
     create_collection(client, name, config.vector_index, config.metadata_fields, config.replication_factor)
-    write_objects(client, name, itertools.chain(read_objects(client, source, set(chunk_counts(client, source))), planted))
+    write_objects(client, name, itertools.chain(read_objects(client, source, set(chunk_counts(client, source))), planted),
+                  replicated=config.replication_factor > 1)
     return name
 
 

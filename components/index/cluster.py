@@ -5,7 +5,7 @@ trying replicated index versions (params.yaml `index.replication_factor`) withou
 for the test that kills a node while ragops builds and serves (tests/integration/test_weaviate_cluster.py).
 
     >>> with weaviate_cluster(Settings(), Path("/tmp/wv-cluster"), nodes=3) as cluster:  # doctest: +SKIP
-    ...     os.environ.update(cluster.nodes[0].env())   # ragops talks to the first node
+    ...     os.environ.update(cluster.nodes[0].server.env())   # ragops talks to the first node
     ...     cluster.kill(2)                             # SIGKILL, a crash
     ...     cluster.restart(2)                          # same name, data and ports: it catches up
 
@@ -36,14 +36,9 @@ CLUSTER_RAFT_MULTIPLIER = "5"
 @dataclass
 class ClusterNode:
     name: str
-    data_path: Path
     log_path: Path
-    env: dict[str, str] = field(repr=False)
+    env: dict[str, str] = field(repr=False)  # what it was started with: a restart reuses it
     server: WeaviateServer
-
-    def connection_env(self) -> dict[str, str]:
-        """Environment that points ragops at this node."""
-        return self.server.env()
 
 
 @dataclass
@@ -90,7 +85,7 @@ def start_weaviate_cluster(settings: Settings, root: Path, nodes: int = 3,
             env = node_environment(root / name, grpc, gossip, api_key, auth, extra, name, join, voters=nodes)
             log_path = root / f"{name}.log"
             server = WeaviateServer(spawn(settings, http, env, log_path), http, grpc, api_key)
-            started.append(ClusterNode(name, root / name, log_path, env, server))
+            started.append(ClusterNode(name, log_path, env, server))
         for node in started:  # a node is ready only once all voters have joined: start them all first
             wait_ready(node.server, log_path=node.log_path)
     except (WeaviateServerError, OSError, subprocess.SubprocessError):

@@ -84,7 +84,7 @@ def test_a_replicated_index_is_built_served_through_a_killed_node_and_caught_up(
     # the test's node catches up sooner with 5 s and 2 s.
     quick = {"ASYNC_REPLICATION_FREQUENCY": "5s", "ASYNC_REPLICATION_PROPAGATION_DELAY": "2s"}
     with weaviate_cluster(Settings(), tmp_path / "cluster", nodes=3, environment=quick) as cluster:
-        env = cluster.nodes[0].connection_env()
+        env = cluster.nodes[0].server.env()
         first = ragops(repo, "reindex", env=env)
         assert first.returncode == 0 and champion(mlflow) == "2", output(first)[-4000:]
         collection = mlflow.get_model_version(BUNDLE, "2").tags["collection"]

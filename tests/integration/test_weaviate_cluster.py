@@ -21,12 +21,12 @@ import pytest
 from weaviate.exceptions import UnexpectedStatusCodeError
 
 from components.index.cluster import weaviate_cluster
-from components.index.store import chunk_counts, connect_weaviate, read_index_ledger
+from components.index.store import connect_weaviate
 from components.settings import Settings
 from tests.support.cli import RAGOPS, output, ragops, ragops_env
 from tests.support.processes import free_port, start_daemon, stop_daemon, wait_for
 from tests.support.project import documents, front_matter, set_price, update_params
-from tests.support.registry import BUNDLE, assert_every_chunk_once, champion, live_index, mlflow_client
+from tests.support.registry import BUNDLE, assert_every_chunk_once, champion, chunk_mismatch, live_index, mlflow_client
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +37,6 @@ def _on_every_node(cluster, collection: str) -> None:
         settings = Settings(**node.server.connection())
         assert live_index(settings) == collection, node.name
         assert_every_chunk_once(settings, collection)
-
-
-def _holds_every_chunk(node, collection: str) -> bool:
-    """The node's own replica has the version's ledger and its chunks (what it missed while down
-    arrives through async replication)."""
-    with connect_weaviate(Settings(**node.server.connection())) as client:
-        sealed = read_index_ledger(client, "Catalog", collection)
-        return sealed is not None and chunk_counts(client, collection) == {
-            doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
 
 
 def _seen_dead(cluster, node: str) -> bool:
@@ -122,7 +113,8 @@ def test_a_replicated_index_is_built_served_through_a_killed_node_and_caught_up(
         assert rerun.returncode == 0 and champion(mlflow) == "3", output(rerun)[-4000:]
         newest = mlflow.get_model_version(BUNDLE, "3").tags["collection"]
         cluster.restart(2)
-        wait_for(lambda: _holds_every_chunk(cluster.nodes[2], newest), 180, "the restarted node to catch up")
+        wait_for(lambda: not chunk_mismatch(Settings(**cluster.nodes[2].server.connection()), newest), 180,
+                 "the restarted node to catch up")
         _on_every_node(cluster, newest)
 
         back = ragops(repo, "rollback", env=env)

@@ -41,13 +41,27 @@ def live_index(settings: Settings, alias: str = "Catalog") -> str | None:
         return live_collection(client, alias)
 
 
-def assert_every_chunk_once(settings: Settings, collection: str, alias: str = "Catalog") -> None:
-    """The index version holds exactly the objects its ledger lists: no chunk lost, none twice."""
+def chunk_mismatch(settings: Settings, collection: str, alias: str = "Catalog") -> str:
+    """What the index version lacks against its ledger, read from the server `settings` names (on a
+    cluster, that node's own replica): "" when it holds exactly the chunks the ledger lists, once."""
     with connect_weaviate(settings) as client:
         sealed = read_index_ledger(client, alias, collection)
+        if sealed is None:
+            return f"{collection} has no ledger"
+        expected = {doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
         counts = chunk_counts(client, collection)
-        assert counts == {doc: len(entry.chunk_ids) for doc, entry in sealed.documents.items()}
-        assert len(client.collections.get(collection)) == sealed.chunk_count
+        if counts != expected:
+            wrong = sorted(doc for doc in expected.keys() | counts.keys() if counts.get(doc) != expected.get(doc))
+            return f"{collection}: {len(wrong)} documents with other chunk counts than the ledger's, e.g. " + ", ".join(
+                f"{doc} {counts.get(doc, 0)}/{expected.get(doc, 0)}" for doc in wrong[:5])
+        stored = len(client.collections.get(collection))
+        return "" if stored == sealed.chunk_count else f"{collection}: {stored} objects, the ledger lists {sealed.chunk_count}"
+
+
+def assert_every_chunk_once(settings: Settings, collection: str, alias: str = "Catalog") -> None:
+    """The index version holds exactly the objects its ledger lists: no chunk lost, none twice."""
+    mismatch = chunk_mismatch(settings, collection, alias)
+    assert not mismatch, mismatch
 
 
 def prefect_request(method: str, url: str, attempts: int = 3, **kwargs) -> httpx.Response:

@@ -19,7 +19,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: setup weaviate models run test lock clean-state python-faq python-faq-data
+.PHONY: setup weaviate models postgres run test lock clean-state python-faq python-faq-data
 
 # With RAGOPS_WEAVIATE_URL set the pipeline uses that server: no Weaviate binary to build.
 run: $(STAMP) models $(if $(RAGOPS_WEAVIATE_URL),,weaviate)
@@ -28,8 +28,16 @@ run: $(STAMP) models $(if $(RAGOPS_WEAVIATE_URL),,weaviate)
 # Two workers, one per core of the reference machine (pytest-xdist; worksteal evens out tests of
 # very different lengths). A single test or marker runs alone: `.venv/bin/python -m pytest -m unit`.
 TEST_WORKERS ?= 2
-test: setup models
+test: setup models postgres
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+# The server-mode test keeps MLflow's and Prefect's databases in PostgreSQL, as production does:
+# the binaries of Debian's postgresql package (tests/support/postgres.py starts a cluster of its own),
+# installed here when they are missing. That needs root; otherwise, install the package yourself.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		echo "==> installing Debian's postgresql (the server-mode test's database server)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 setup: $(STAMP) weaviate
 
@@ -51,9 +59,10 @@ weaviate: $(STAMP)
 models: $(STAMP)
 	$(VENV)/bin/ragops models fetch
 
-# Regenerate requirements.lock after changing dependencies in pyproject.toml.
+# Regenerate requirements.lock after changing dependencies in pyproject.toml (for any Python 3.11:
+# with the local interpreter's patch version, markers such as async-timeout's would drop packages).
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml -p $(PYTHON) -o requirements.lock
+	$(UV) pip compile pyproject.toml -p 3.11 -o requirements.lock
 
 clean-state:
 	rm -rf .ragops

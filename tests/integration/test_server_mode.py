@@ -1,8 +1,9 @@
 """Server mode on one machine, and its Prefect server dying under a run.
 
 The stack: `prefect server` (concurrency leases on disk, as docs/operations.md's server mode says), a
-worker on a process work pool, `mlflow server` with a SQL backend and a standalone Weaviate
-server, all real and on loopback; `ragops deploy --work-pool` registers the deployments.
+worker on a process work pool, `mlflow server`, a standalone Weaviate server, and one PostgreSQL
+server holding both the MLflow tracking store and registry and Prefect's database, as a production
+set-up has them; all real and on loopback. `ragops deploy --work-pool` registers the deployments.
 
 - The retrain deployment is run on demand. While its run holds a global concurrency slot
   (`ragops-training` in training, `ragops-index` from index build to promotion), the Prefect
@@ -21,10 +22,12 @@ server, all real and on loopback; `ragops deploy --work-pool` registers the depl
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from datetime import datetime
 from pathlib import Path
 
+import psycopg2
 import pytest
 from mlflow import MlflowClient
 
@@ -34,7 +37,9 @@ from components.index.server import weaviate_server
 from components.registry.promotion import champion_history, read_promotion_ledger
 from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
 from tests.support.cli import RAGOPS, ragops_env
-from tests.support.processes import free_port, start_daemon, start_prefect_server, stop_daemon, wait_for
+from tests.support.postgres import postgres_server
+from tests.support.processes import (free_port, start_daemon, start_mlflow_server, start_prefect_server, stop_daemon,
+                                     wait_for)
 from tests.support.project import BIN, edit_first_product, tiny_project, update_params
 from tests.support.registry import (BUNDLE, FINAL_STATES, deployment_exists, deployment_runs, ledger, live_index,
                                     prefect_request)
@@ -126,10 +131,41 @@ def _assert_cron_makes_scheduled_runs(api: str, cron: str, timezone: str) -> Non
         assert datetime.fromisoformat(run["expected_start_time"]) > datetime.fromisoformat(run["created"])
 
 
+@pytest.fixture
+def postgres(tmp_path):
+    with postgres_server(tmp_path / "postgres.log", ["mlflow", "prefect"]) as server:
+        yield server
+
+
+@pytest.fixture
+def mlflow_on_postgres(tmp_path, postgres):
+    """`mlflow server` with its tracking store and registry in PostgreSQL; its URI."""
+    server, uri = start_mlflow_server(tmp_path / "mlflow", tmp_path / "mlflow-server.log",
+                                      backend_uri=postgres.url("mlflow", "psycopg2"))
+    yield uri
+    server.stop()
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    with contextlib.closing(psycopg2.connect(url)) as connection, connection.cursor() as cursor:
+        cursor.execute(query)
+        return cursor.fetchall()
+
+
+def _assert_state_is_in_postgres(postgres, api: str) -> None:
+    """What the servers answered is what PostgreSQL holds: the registry's bundle versions with their
+    aliases, and every flow run of the retrain deployment."""
+    versions = _rows(postgres.url("mlflow"), f"SELECT count(*) FROM model_versions WHERE name = '{BUNDLE}'")[0][0]
+    aliases = dict(_rows(postgres.url("mlflow"), f"SELECT alias, version FROM registered_model_aliases WHERE name = '{BUNDLE}'"))
+    assert versions >= 3 and {"champion", "challenger"} <= aliases.keys(), (versions, aliases)
+    runs = {str(r[0]) for r in _rows(postgres.url("prefect"), "SELECT id FROM flow_run")}
+    assert {r["id"] for r in deployment_runs(api, RETRAIN)} <= runs
+
+
 @pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_through_gates(
-        project_root, tmp_path, mlflow_server):
+        project_root, tmp_path, postgres, mlflow_on_postgres):
     # 40 generator steps: the retrain run holds the training slot long enough to be caught holding it
     repo = tiny_project(project_root, tmp_path / "repo", generator={"max_steps": 40, "eval_every": 20},
                         index={"debounce_seconds": 3, "watch_poll_seconds": 0.5})
@@ -137,11 +173,12 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     prefect_home = tmp_path / "prefect-server"
-    prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-1.log")
-    client = MlflowClient(mlflow_server)
+    database = postgres.url("prefect", "asyncpg")
+    prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-1.log", database)
+    client = MlflowClient(mlflow_on_postgres)
     with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
         weaviate_settings = Settings(**weaviate.connection())
-        env = ragops_env(repo, {**weaviate.env(), "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_server,
+        env = ragops_env(repo, {**weaviate.env(), "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_on_postgres,
                                 "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"})
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state
         worker = start_daemon([RAGOPS, "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
@@ -170,7 +207,7 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
             (interrupted,) = _triggered(api)
             assert interrupted["state_type"] == "RUNNING", interrupted["state"]
             prefect.kill()
-            prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-2.log")
+            prefect = start_prefect_server(prefect_home, port, tmp_path / "prefect-server-2.log", database)
 
             ended = wait_for(lambda: _final_run(api, 1), 900, "the interrupted run to end", interval=3)
             print(f"interrupted run: {ended['state_type']} ({ended['state']['name']}): {ended['state']['message']}")
@@ -213,6 +250,7 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
             assert [e["action"] for e in ledger(repo)][-3:] == ["promote", "promote", "hold"]
 
             _assert_cron_makes_scheduled_runs(api, params.schedule.retrain_cron, params.schedule.timezone)
+            _assert_state_is_in_postgres(postgres, api)
         finally:
             if deploy is not None:
                 stop_daemon(deploy, tmp_path / "deploy.log")

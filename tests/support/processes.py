@@ -70,24 +70,26 @@ class Server:
 LEASES_ON_DISK = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 
 
-def start_prefect_server(home: Path, port: int, log_path: Path) -> Server:
-    """`prefect server start` on `port`, its SQLite database and leases in `home` (the same on a restart)."""
+def start_prefect_server(home: Path, port: int, log_path: Path, database_url: str | None = None) -> Server:
+    """`prefect server start` on `port`, its leases in `home` and its database there (SQLite) or at
+    `database_url` (postgresql+asyncpg://...); the same on a restart."""
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **LEASES_ON_DISK}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **LEASES_ON_DISK,
+           **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {})}
     return Server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
                   log_path, f"http://127.0.0.1:{port}/api/health", "the Prefect server")
 
 
 def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env: dict | None = None,
-                        database: Path | None = None) -> tuple[Server, str]:
-    """`mlflow server` on a free loopback port with a SQL (SQLite) backend store (`database`, by
-    default a new one in `store`) and proxied artifacts under `store` (optionally another app, e.g.
-    basic-auth); returns it and its URI."""
+                        database: Path | None = None, backend_uri: str | None = None) -> tuple[Server, str]:
+    """`mlflow server` on a free loopback port with a SQL backend store (`backend_uri`, e.g.
+    postgresql+psycopg2://...; else SQLite at `database`, by default a new one in `store`) and
+    proxied artifacts under `store` (optionally another app, e.g. basic-auth); returns it and its URI."""
     store.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    database = database or store / "mlflow.db"
+    backend_uri = backend_uri or f"sqlite:///{database or store / 'mlflow.db'}"
     command = [str(BIN / "mlflow"), "server", *(["--app-name", app] if app else []), "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{database}",
+               "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri,
                "--artifacts-destination", str(store / "artifacts")]
     uri = f"http://127.0.0.1:{port}"
     # As docs/operations.md's server mode runs it: without MLflow's job execution (a job runner and seven

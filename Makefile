@@ -19,7 +19,7 @@ ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 endif
 
-.PHONY: setup weaviate models postgres run test lock clean-state python-faq python-faq-data
+.PHONY: setup weaviate seaweedfs models postgres run test lock clean-state python-faq python-faq-data
 
 # With RAGOPS_WEAVIATE_URL set the pipeline uses that server: no Weaviate binary to build.
 run: $(STAMP) models $(if $(RAGOPS_WEAVIATE_URL),,weaviate)
@@ -28,7 +28,7 @@ run: $(STAMP) models $(if $(RAGOPS_WEAVIATE_URL),,weaviate)
 # Two workers, one per core of the reference machine (pytest-xdist; worksteal evens out tests of
 # very different lengths). A single test or marker runs alone: `.venv/bin/python -m pytest -m unit`.
 TEST_WORKERS ?= 2
-test: setup models postgres
+test: setup models postgres seaweedfs
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The server-mode test keeps MLflow's and Prefect's databases in PostgreSQL, as production does:
@@ -55,6 +55,11 @@ $(STAMP): requirements.lock pyproject.toml | $(UV)
 
 weaviate: $(STAMP)
 	$(VENV)/bin/python infra/weaviate/provision.py
+
+# The tests' S3 store (DVC's remote and MLflow's artifacts in the server-mode and secrets tests):
+# SeaweedFS's `weed`, built once from the Go module proxy (~4 min cold on 2 cores) into the cache.
+seaweedfs: $(STAMP)
+	$(VENV)/bin/python infra/seaweedfs/provision.py
 
 models: $(STAMP)
 	$(VENV)/bin/ragops models fetch

@@ -1,9 +1,10 @@
 """Server mode on one machine, and its Prefect server dying under a run.
 
-The stack: `prefect server` (concurrency leases on disk, as docs/operations.md's server mode says), a
-worker on a process work pool, `mlflow server`, a standalone Weaviate server, and one PostgreSQL
-server holding both the MLflow tracking store and registry and Prefect's database, as a production
-set-up has them; all real and on loopback. `ragops deploy --work-pool` registers the deployments.
+The stack, as a production set-up has it: `prefect server` (concurrency leases on disk, as
+docs/operations.md's server mode says), a worker on a process work pool, `mlflow server`, a
+standalone Weaviate server, one PostgreSQL server holding the MLflow tracking store and registry and
+Prefect's database, and an S3 store (SeaweedFS) holding MLflow's artifacts and DVC's remote; all
+real and on loopback. `ragops deploy --work-pool` registers the deployments.
 
 - The retrain deployment is run on demand. While its run holds a global concurrency slot
   (`ragops-training` in training, `ragops-index` from index build to promotion), the Prefect
@@ -32,12 +33,14 @@ import pytest
 from mlflow import MlflowClient
 
 from components.config import load_params
+from components.data.versioning import data_versions
 from components.settings import Settings
 from components.index.server import weaviate_server
 from components.registry.promotion import champion_history, read_promotion_ledger
 from flows.pipeline import INDEX_LOCK, TRAINING_LOCK
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.postgres import postgres_server
+from tests.support.s3 import s3_store
 from tests.support.processes import (free_port, start_daemon, start_mlflow_server, start_prefect_server, stop_daemon,
                                      wait_for)
 from tests.support.project import BIN, edit_first_product, tiny_project, update_params
@@ -138,10 +141,16 @@ def postgres(tmp_path):
 
 
 @pytest.fixture
-def mlflow_on_postgres(tmp_path, postgres):
-    """`mlflow server` with its tracking store and registry in PostgreSQL; its URI."""
-    server, uri = start_mlflow_server(tmp_path / "mlflow", tmp_path / "mlflow-server.log",
-                                      backend_uri=postgres.url("mlflow", "psycopg2"))
+def s3(tmp_path):
+    with s3_store(tmp_path / "s3", tmp_path / "s3.log") as store:
+        yield store
+
+
+@pytest.fixture
+def mlflow_on_postgres(tmp_path, postgres, s3):
+    """`mlflow server` with its tracking store and registry in PostgreSQL, its artifacts in S3; its URI."""
+    server, uri = start_mlflow_server(tmp_path / "mlflow", tmp_path / "mlflow-server.log", env=s3.env(),
+                                      backend_uri=postgres.url("mlflow", "psycopg2"), artifacts=s3.url("mlflow"))
     yield uri
     server.stop()
 
@@ -152,20 +161,26 @@ def _rows(url: str, query: str) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _assert_state_is_in_postgres(postgres, api: str) -> None:
+def _assert_state_is_in_postgres_and_s3(postgres, s3, repo: Path, api: str) -> None:
     """What the servers answered is what PostgreSQL holds: the registry's bundle versions with their
-    aliases, and every flow run of the retrain deployment."""
+    aliases, and every flow run of the retrain deployment; the S3 store holds the models' artifacts
+    and every curated file of the last run at its DVC md5."""
     versions = _rows(postgres.url("mlflow"), f"SELECT count(*) FROM model_versions WHERE name = '{BUNDLE}'")[0][0]
     aliases = dict(_rows(postgres.url("mlflow"), f"SELECT alias, version FROM registered_model_aliases WHERE name = '{BUNDLE}'"))
     assert versions >= 3 and {"champion", "challenger"} <= aliases.keys(), (versions, aliases)
     runs = {str(r[0]) for r in _rows(postgres.url("prefect"), "SELECT id FROM flow_run")}
     assert {r["id"] for r in deployment_runs(api, RETRAIN)} <= runs
+    assert any(key.endswith("/MLmodel") for key in s3.keys("mlflow/")), "no model artifacts in S3"
+    assert not (repo.parent / "mlflow" / "artifacts").exists()
+    pushed = set(s3.keys("dvc/files/md5/"))
+    for md5 in data_versions(repo).values():
+        assert f"dvc/files/md5/{md5[:2]}/{md5[2:]}" in pushed, (md5, sorted(pushed)[:10])
 
 
 @pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_through_gates(
-        project_root, tmp_path, postgres, mlflow_on_postgres):
+        project_root, tmp_path, postgres, s3, mlflow_on_postgres):
     # 40 generator steps: the retrain run holds the training slot long enough to be caught holding it
     repo = tiny_project(project_root, tmp_path / "repo", generator={"max_steps": 40, "eval_every": 20},
                         index={"debounce_seconds": 3, "watch_poll_seconds": 0.5})
@@ -178,7 +193,8 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
     client = MlflowClient(mlflow_on_postgres)
     with weaviate_server(Settings(), tmp_path / "weaviate", tmp_path / "weaviate.log") as weaviate:
         weaviate_settings = Settings(**weaviate.connection())
-        env = ragops_env(repo, {**weaviate.env(), "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_on_postgres,
+        env = ragops_env(repo, {**weaviate.env(), **s3.env(), "RAGOPS_DVC_REMOTE_URL": s3.url("dvc"),
+                                "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_on_postgres,
                                 "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"})
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state
         worker = start_daemon([RAGOPS, "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
@@ -250,7 +266,7 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
             assert [e["action"] for e in ledger(repo)][-3:] == ["promote", "promote", "hold"]
 
             _assert_cron_makes_scheduled_runs(api, params.schedule.retrain_cron, params.schedule.timezone)
-            _assert_state_is_in_postgres(postgres, api)
+            _assert_state_is_in_postgres_and_s3(postgres, s3, repo, api)
         finally:
             if deploy is not None:
                 stop_daemon(deploy, tmp_path / "deploy.log")

@@ -81,16 +81,18 @@ def start_prefect_server(home: Path, port: int, log_path: Path, database_url: st
 
 
 def start_mlflow_server(store: Path, log_path: Path, app: str | None = None, env: dict | None = None,
-                        database: Path | None = None, backend_uri: str | None = None) -> tuple[Server, str]:
+                        database: Path | None = None, backend_uri: str | None = None,
+                        artifacts: str | None = None) -> tuple[Server, str]:
     """`mlflow server` on a free loopback port with a SQL backend store (`backend_uri`, e.g.
     postgresql+psycopg2://...; else SQLite at `database`, by default a new one in `store`) and
-    proxied artifacts under `store` (optionally another app, e.g. basic-auth); returns it and its URI."""
+    proxied artifacts (`artifacts`, e.g. s3://bucket/prefix; else under `store`), optionally
+    another app (e.g. basic-auth); returns it and its URI."""
     store.mkdir(parents=True, exist_ok=True)
     port = free_port()
     backend_uri = backend_uri or f"sqlite:///{database or store / 'mlflow.db'}"
     command = [str(BIN / "mlflow"), "server", *(["--app-name", app] if app else []), "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri,
-               "--artifacts-destination", str(store / "artifacts")]
+               "--artifacts-destination", artifacts or str(store / "artifacts")]
     uri = f"http://127.0.0.1:{port}"
     # As docs/operations.md's server mode runs it: without MLflow's job execution (a job runner and seven
     # huey consumer processes, ~24 s of CPU and ~2 GB at each start, for server-side jobs ragops

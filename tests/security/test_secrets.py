@@ -10,16 +10,18 @@ Planted, each a fresh random value per test run, in the environment of `ragops r
   The run gets them inside its tracking URI (`http://user:password@host:port`), which MLflow itself
   would print and store; their HTTP Basic form (base64 of "user:password", what an Authorization
   header carries) is grepped for too.
-- AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, planted only: the DVC remote stays a local folder
-  (no S3 here), so they show that S3 keys in the environment are not copied anywhere either.
+- AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, used for real: the DVC remote is a bucket of an S3
+  store (SeaweedFS, tests/support/s3.py) whose one identity has these keys; the run pushes the
+  curated data there.
 
 Grepped as bytes (SQLite databases, WAL files, model weights and caches included) for every
 planted value: the whole project copy (.git, .dvc/ and its cache, dvc.lock, data/curated, and
 RAGOPS_HOME=.ragops with the DVC remote, run folders, ledgers, checkpoints, logs), the MLflow
 server's backend store and artifact folder, the run's own PREFECT_HOME (its SQLite database
 holds flow and task runs, parameters and logs), the run's TMPDIR and DVC site cache, the
-Weaviate server's data folder and log, and the run's captured stdout and stderr: every file
-under the test's folder. Every process's command line (what `ps` shows any local user) is
+Weaviate server's data folder and log, the S3 store's data folder and log, and the run's captured
+stdout and stderr: every file under the test's folder but the servers' own credential stores
+(MLflow's user store, the S3 store's identity file). Every process's command line (what `ps` shows any local user) is
 sampled while the run goes. The MLflow username is an identity, not a secret: MLflow records it as
 the owner of each run and logged model (run user_id, `mlflow.user` tag), and the server's user
 store and log name the account; there, and only there, it may appear (the password never).
@@ -48,11 +50,13 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from components.index.server import WeaviateServer, weaviate_server
+from components.data.versioning import data_versions
 from components.index.store import connect_weaviate
 from components.settings import Settings
 from tests.support.cli import RAGOPS, ragops_env
 from tests.support.processes import command_lines_watched, start_mlflow_server
 from tests.support.project import tiny_project
+from tests.support.s3 import s3_store
 
 pytestmark = pytest.mark.security
 
@@ -169,13 +173,16 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
     repo = tiny_project(project_root, tmp_path / "repo")
     run_tmp.mkdir()
     with _weaviate_with_api_key(tmp_path, planted["RAGOPS_WEAVIATE_API_KEY"]) as weaviate, \
-            _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri:
+            _mlflow_with_basic_auth(tmp_path, user, planted["MLFLOW_TRACKING_PASSWORD"]) as tracking_uri, \
+            s3_store(tmp_path / "s3", tmp_path / "s3.log", planted["AWS_ACCESS_KEY_ID"],
+                     planted["AWS_SECRET_ACCESS_KEY"]) as s3:
         print(f"servers up after {time.monotonic() - tic:.0f} s")
         # the run starts its own temporary Prefect server in PREFECT_HOME
         # MLflow's credentials reach the run in the tracking URI (user:password@), not as variables.
         with_credentials = tracking_uri.replace("http://", f"http://{user}:{planted['MLFLOW_TRACKING_PASSWORD']}@", 1)
         in_environment = {k: v for k, v in planted.items() if not k.startswith("MLFLOW_TRACKING_")}
         env = ragops_env(repo, {**weaviate.env(), **in_environment, "RAGOPS_MLFLOW_TRACKING_URI": with_credentials,
+                                "RAGOPS_DVC_REMOTE_URL": s3.url("dvc"), "AWS_ENDPOINT_URL": s3.endpoint,
                                 "PREFECT_HOME": str(tmp_path / "prefect-home"), "TMPDIR": str(run_tmp),
                                 "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache")}, temporary_prefect=True)
         without_user = {k: v for k, v in _needles(planted).items() if k != "MLFLOW_TRACKING_USERNAME"}
@@ -194,6 +201,8 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
         with connect_weaviate(Settings(**weaviate.connection())) as wv:
             assert wv.collections.exists(champion.tags["collection"])
         records = _registry_records(client, user)
+        pushed = set(s3.keys("dvc/files/md5/"))  # the run pushed its data with the planted S3 keys
+        assert {f"dvc/files/md5/{md5[:2]}/{md5[2:]}" for md5 in data_versions(repo).values()} <= pushed
 
     needles = _needles(planted)
     in_api = [f"{what}: {name}" for what, text in records.items() for name, needle in needles.items()
@@ -207,7 +216,7 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
     # The Weaviate data folder is grepped too: a static API key must not be persisted by the server.
     store = tmp_path / "mlflow-server"
     roots = [repo, store / "artifacts", tmp_path / "prefect-home", run_tmp, tmp_path / "dvc-site-cache",
-             tmp_path / "weaviate", tmp_path / "weaviate.log"]
+             tmp_path / "weaviate", tmp_path / "weaviate.log", tmp_path / "s3" / "data", tmp_path / "s3.log"]
     hits, files, size = _grep(roots, needles)
     # The username is an identity, not a secret: MLflow's store records it as the owner of each run
     # and logged model (checked through the API above, the only place it may appear there), and the
@@ -216,7 +225,8 @@ def test_planted_secrets_are_used_and_never_written(project_root, tmp_path, monk
     assert _grep(databases, {"owner": user.encode()})[0], "the byte grep does not see into the SQLite store"
     without_user = {k: v for k, v in needles.items() if k != "MLFLOW_TRACKING_USERNAME"}
     server_hits, server_files, server_size = _grep([*databases, tmp_path / "mlflow-auth"], without_user)
-    assert files + server_files == len(_files(tmp_path)), "a file under tmp_path was left out of the grep"
+    identity = 1  # tmp_path/s3/identities.json, the S3 store's credential store: it holds the keys by design
+    assert files + server_files + identity == len(_files(tmp_path)), "a file under tmp_path was left out of the grep"
     print(f"grepped {files + server_files} files, {(size + server_size) / 2**20:.1f} MiB, for {len(needles)} planted "
           f"values, after {time.monotonic() - tic:.0f} s")
     assert not hits + server_hits, "planted secrets found:\n" + "\n".join(hits + server_hits)

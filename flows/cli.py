@@ -153,7 +153,10 @@ def deploy(params: ParamsFile = Path("params.yaml"),
 def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flow runs from"),
            pool_type: str = typer.Option("process", "--type", help="work pool type, created if missing"),
            project: Path = typer.Option(Path("."), help="the project whose flow runs this worker runs (the only one: "
-                                        "a run whose project_path names another fails)")) -> None:
+                                        "a run whose project_path names another fails)"),
+           name: str | None = typer.Option(None, help="the worker's name in Prefect (default: Prefect's own)"),
+           limit: int | None = typer.Option(None, min=1, help="flow runs at once on this worker (default: no limit); "
+                                            "with 1, runs submitted together spread over the pool's workers")) -> None:
     """`prefect worker start` with ragops' offline library settings, which the flow runs it starts inherit."""
     if not os.environ.get("PREFECT_API_URL"):
         fail("a worker needs the Prefect server `ragops deploy --work-pool` registered on: set PREFECT_API_URL")
@@ -161,7 +164,8 @@ def worker(pool: str = typer.Option(..., help="the Prefect work pool to take flo
 
     os.environ[PROJECT_VARIABLE] = str(project.resolve())  # the only project its flow runs may work on
     prefect = Path(sys.executable).parent / "prefect"
-    os.execv(prefect, [str(prefect), "worker", "start", "--pool", pool, "--type", pool_type])
+    os.execv(prefect, [str(prefect), "worker", "start", "--pool", pool, "--type", pool_type,
+                       *(["--name", name] if name else []), *(["--limit", str(limit)] if limit else [])])
 
 
 @app.command()

@@ -17,8 +17,9 @@
   index, evaluated and promoted if the gates pass.
 
 Index builds and promotions of every flow hold the global concurrency limit `ragops-index`,
-training holds `ragops-training`. With a work pool, the deployments' entry points are module
-paths (`flows.pipeline.retrain`): a worker needs ragops installed and the project at the same path.
+training holds `ragops-training`, curation and validation hold `ragops-data`. With a work pool,
+the deployments' entry points are module paths (`flows.pipeline.retrain`): a worker needs ragops
+installed and the project at the same path.
 """
 
 from __future__ import annotations

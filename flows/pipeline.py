@@ -52,6 +52,9 @@ class PipelineResult:
 # and around training, so a scheduled and an on-demand retrain do not train side by side.
 INDEX_LOCK = "ragops-index"
 TRAINING_LOCK = "ragops-training"
+# Curation and validation: DVC fails a second `dvc repro` in a project at once (its rwlock), so two
+# flow runs of one project (two workers, or one worker running a retrain and a reindex) curate in turn.
+DATA_LOCK = "ragops-data"
 
 
 @contextlib.contextmanager
@@ -99,8 +102,9 @@ def validated_data(project_path: str, params_path: str) -> tuple[stages.RunConte
     """Every flow's start: the run context, its configured steps, and curated, validated data."""
     ctx = stages.make_context(*run_project(project_path, params_path))
     step = configure_steps(ctx.params.orchestration)
-    data = step.curate(ctx)
-    step.validate(ctx, data)
+    with global_lock(DATA_LOCK, ctx.settings):
+        data = step.curate(ctx)
+        step.validate(ctx, data)
     return ctx, step, data
 
 

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # MLflow tracking server with what its stores need: psycopg2 for the PostgreSQL backend store,
-# boto3 for the S3/MinIO artifact store. The image ghcr.io/mlflow/mlflow ships neither.
+# boto3 for the S3 artifact store (SeaweedFS here). The image ghcr.io/mlflow/mlflow ships neither.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \

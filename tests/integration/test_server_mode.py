@@ -1,7 +1,7 @@
 """Server mode on one machine, and its Prefect server dying under a run.
 
 The stack, as a production set-up has it: `prefect server` (concurrency leases on disk, as
-docs/operations.md's server mode says), a worker on a process work pool, `mlflow server`, a
+docs/operations.md's server mode says), two workers on a process work pool, `mlflow server`, a
 standalone Weaviate server, one PostgreSQL server holding the MLflow tracking store and registry and
 Prefect's database, and an S3 store (SeaweedFS) holding MLflow's artifacts and DVC's remote; all
 real and on loopback. `ragops deploy --work-pool` registers the deployments.
@@ -15,6 +15,9 @@ real and on loopback. `ragops deploy --work-pool` registers the deployments.
   Weaviate alias agree); a new trigger completes and trains what the interrupted run had not.
 - Document edits reach the reindex deployment as events; the champion moves when the gates pass
   and stays when they fail (the served index does not move either).
+- Two workers on the pool, one flow run at a time each (`ragops worker --limit 1`): a retrain and a
+  reindex submitted together run one on each worker, and the `ragops-index` limit still keeps their
+  index builds and promotions one at a time.
 - The retrain deployment's cron (params.yaml `schedule.retrain_cron`) makes the server's scheduler
   create scheduled runs. Registering a schedule is not enough: with SQLAlchemy 2.1 the scheduler
   failed on every loop (`Can't evaluate bulk DML statement`) and the daily retrain never ran,
@@ -24,6 +27,7 @@ real and on loopback. `ragops deploy --work-pool` registers the deployments.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +53,7 @@ from tests.support.registry import (BUNDLE, FINAL_STATES, deployment_exists, dep
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 POOL = "ragops-test-pool"
+WORKERS = ("ragops-worker-a", "ragops-worker-b")
 RETRAIN, REINDEX, EVALUATE = "ragops-retrain/retrain", "ragops-reindex/on-document-change", "ragops-evaluate/on-demand"
 
 
@@ -134,6 +139,38 @@ def _assert_cron_makes_scheduled_runs(api: str, cron: str, timezone: str) -> Non
         assert datetime.fromisoformat(run["expected_start_time"]) > datetime.fromisoformat(run["created"])
 
 
+def _worker_of(api: str, flow_run_id: str) -> str:
+    """The worker that ran a flow run, from the run's own log ("Worker 'NAME' submitting flow run")."""
+    logs = prefect_request("POST", f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                                               "limit": 200}).json()
+    (name,) = {m.group(1) for log in logs if (m := re.search(r"Worker '([^']+)' submitting flow run", log["message"]))}
+    return name
+
+
+def _index_section(api: str, flow_run_id: str) -> tuple[datetime, datetime]:
+    """From the start of a flow run's index build to the end of its last task (its promotion, or
+    the build when nothing changed): the part the `ragops-index` limit holds."""
+    tasks = prefect_request("POST", f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}).json()
+    build = min(datetime.fromisoformat(t["start_time"]) for t in tasks if t["name"].startswith("build-index-version"))
+    return build, max(datetime.fromisoformat(t["end_time"]) for t in tasks if t["end_time"])
+
+
+def _assert_two_workers_share_runs_and_the_index_lock(api: str, env: dict, repo: Path) -> None:
+    """A retrain and a document edit's reindex, submitted together: one on each worker (each runs
+    one flow run at a time), both complete, and their index sections do not overlap."""
+    triggered, reindexes = len(_triggered(api)), len(deployment_runs(api, REINDEX))
+    _trigger(env)
+    edit_first_product(repo, "Lifetime warranty:", "Two-year warranty:")
+    retrain = wait_for(lambda: _final_run(api, triggered + 1), 900, "the retrain submitted with a reindex", interval=3)
+    reindex = wait_for(lambda: _finished_reindexes(api, reindexes + 1), 900, "the reindex submitted with a retrain",
+                       interval=3)[-1]
+    assert retrain["state_type"] == "COMPLETED", (retrain["state"]["message"], retrain["name"])
+    assert {_worker_of(api, retrain["id"]), _worker_of(api, reindex["id"])} == set(WORKERS)
+    first, second = sorted([_index_section(api, retrain["id"]), _index_section(api, reindex["id"])])
+    print(f"index sections: {first[0]:%H:%M:%S}-{first[1]:%H:%M:%S}, then {second[0]:%H:%M:%S}-{second[1]:%H:%M:%S}")
+    assert first[1] <= second[0], f"index builds overlapped: {first} and {second}"
+
+
 @pytest.fixture
 def postgres(tmp_path):
     with postgres_server(tmp_path / "postgres.log", ["mlflow", "prefect"]) as server:
@@ -197,11 +234,12 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
                                 "PREFECT_API_URL": api, "RAGOPS_MLFLOW_TRACKING_URI": mlflow_on_postgres,
                                 "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"})
         env.pop("PREFECT_HOME", None)  # the worker and `ragops deploy` keep their own client state
-        worker = start_daemon([RAGOPS, "worker", "--pool", POOL], repo, env, tmp_path / "worker.log")
+        workers = {name: start_daemon([RAGOPS, "worker", "--pool", POOL, "--name", name, "--limit", "1"], repo, env,
+                                      tmp_path / f"{name}.log") for name in WORKERS}
         deploy = None
         try:
             wait_for(lambda: prefect_request("GET", f"{api}/work_pools/{POOL}").status_code == 200, 300,
-                     "the worker to create its process work pool")
+                     "a worker to create its process work pool")
             deploy = start_daemon([RAGOPS, "deploy", "--work-pool", POOL], repo, env, tmp_path / "deploy.log")
             for name in (RETRAIN, REINDEX, EVALUATE):
                 wait_for(lambda name=name: deployment_exists(api, name), 300, f"deployment {name}")
@@ -266,9 +304,11 @@ def test_deployments_on_a_work_pool_survive_a_prefect_restart_and_promote_only_t
             assert [e["action"] for e in ledger(repo)][-3:] == ["promote", "promote", "hold"]
 
             _assert_cron_makes_scheduled_runs(api, params.schedule.retrain_cron, params.schedule.timezone)
+            _assert_two_workers_share_runs_and_the_index_lock(api, env, repo)
             _assert_state_is_in_postgres_and_s3(postgres, s3, repo, api)
         finally:
             if deploy is not None:
                 stop_daemon(deploy, tmp_path / "deploy.log")
-            stop_daemon(worker, tmp_path / "worker.log")
+            for name, worker in workers.items():
+                stop_daemon(worker, tmp_path / f"{name}.log")
             prefect.stop()

@@ -21,9 +21,12 @@ from components.settings import disk_full, exception_chain
 TRANSIENT_TYPES = (ConnectionError, TimeoutError, httpx.TransportError, requests.ConnectionError, requests.Timeout,
                    WeaviateConnectionError, WeaviateGRPCUnavailableError, WeaviateTimeoutError, WeaviateStartUpError)
 TRANSIENT_MLFLOW_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
-# What MLflow's and DVC's HTTP clients say once their own retries are exhausted.
+# What MLflow's and DVC's HTTP clients say once their own retries are exhausted, and what a Weaviate
+# cluster says when a replica's node died during a write (until the others see it gone, a write at
+# consistency ALL fails; the retry builds the version on the nodes that answer).
 TRANSIENT_MESSAGES = ("Max retries exceeded", "Connection refused", "Connection reset", "timed out",
-                      "Temporary failure in name resolution", "503 Service Unavailable", "502 Bad Gateway")
+                      "Temporary failure in name resolution", "503 Service Unavailable", "502 Bad Gateway",
+                      "cannot reach enough replicas")
 
 
 def is_transient(exc: BaseException) -> bool:

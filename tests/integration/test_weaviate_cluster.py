@@ -5,13 +5,15 @@ at QUORUM, on the tiny champion's project:
 - `ragops reindex` builds a replicated index version on the cluster, promotes it, and every node
   holds every chunk of it once (read from that node's own replica).
 - `ragops serve` keeps answering while a node is SIGKILLed: no request fails.
-- A reindex while the node is down builds the new version on the two nodes that answer and
-  promotes it; the node, restarted, catches up (async replication) and holds every chunk of it.
+- A node SIGKILLed while a reindex writes the new version: the run completes on the nodes that
+  answer (or stops saying to rerun, and the rerun completes); the node, restarted, catches up
+  (async replication) and holds every chunk of the new version.
   `ragops rollback` puts the previous pair back.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -25,7 +27,7 @@ from components.index.store import connect_weaviate
 from components.settings import Settings
 from tests.support.cli import RAGOPS, output, ragops, ragops_env
 from tests.support.processes import free_port, start_daemon, stop_daemon, wait_for
-from tests.support.project import documents, front_matter, set_price, update_params
+from tests.support.project import documents, front_matter, update_params
 from tests.support.registry import BUNDLE, assert_every_chunk_once, champion, chunk_mismatch, live_index, mlflow_client
 
 pytestmark = pytest.mark.integration
@@ -37,6 +39,11 @@ def _on_every_node(cluster, collection: str) -> None:
         settings = Settings(**node.server.connection())
         assert live_index(settings) == collection, node.name
         assert_every_chunk_once(settings, collection)
+
+
+def _exists(cluster, collection: str) -> bool:
+    with connect_weaviate(Settings(**cluster.nodes[0].server.connection())) as client:
+        return client.collections.exists(collection)
 
 
 def _seen_dead(cluster, node: str) -> bool:
@@ -106,13 +113,34 @@ def test_a_replicated_index_is_built_served_through_a_killed_node_and_caught_up(
         assert len(outcomes) > before > 0 and not failed, (f"{len(outcomes)} requests, {before} before the kill; "
                                                            f"failed by status: {failed}")
 
-        # A reindex with the node down: built on the two that answer, promoted; the node, back,
-        # catches up (async replication) and holds the new version too.
-        set_price(documents(repo)[0], 1234.5)
-        rerun = ragops(repo, "reindex", env=env)
-        assert rerun.returncode == 0 and champion(mlflow) == "3", output(rerun)[-4000:]
-        newest = mlflow.get_model_version(BUNDLE, "3").tags["collection"]
+        # The node back, then SIGKILLed while a reindex writes the new version (every product
+        # touched: the build embeds the whole catalog, seconds of work). The run completes on the
+        # nodes that answer, or stops saying to rerun and changes nothing; the node, restarted on
+        # its data, catches up (async replication) and holds every chunk of the new version.
         cluster.restart(2)
+        for doc in documents(repo):
+            doc.write_text(doc.read_text() + "\nShips in recyclable packaging.\n")
+        building = f"Catalog_v{int(collection.rsplit('_v', 1)[1]) + 1}"
+        tic = time.monotonic()
+        run = subprocess.Popen([RAGOPS, "reindex"], cwd=repo, env=ragops_env(repo, env), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: _exists(cluster, building) or run.poll() is not None, 600, f"{building} to be created",
+                 interval=0.2)
+        cluster.kill(2)
+        told, _ = run.communicate(timeout=900)
+        print(f"reindex with node c killed at {building}'s creation: exit {run.returncode} after "
+              f"{time.monotonic() - tic:.0f} s; its retries:\n" + "\n".join(
+                  line[:300] for line in told.splitlines() if "etr" in line))
+        if run.returncode != 0:
+            assert run.returncode == 2 and "rerun" in told, told[-4000:]
+            assert champion(mlflow) == "2" and live_index(Settings(**cluster.nodes[0].server.connection())) == collection
+            cluster.restart(2)
+            rerun = ragops(repo, "reindex", env=env)
+            assert rerun.returncode == 0, output(rerun)[-4000:]
+        else:
+            cluster.restart(2)
+        assert champion(mlflow) == "3", told[-4000:]
+        newest = mlflow.get_model_version(BUNDLE, "3").tags["collection"]
         wait_for(lambda: not chunk_mismatch(Settings(**cluster.nodes[2].server.connection()), newest), 180,
                  "the restarted node to catch up")
         _on_every_node(cluster, newest)

@@ -12,6 +12,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UN
 from components.config import ConfigError
 from components.data.validation import DataValidationError
 from components.settings import DiskFullError, disk_full
+from components.index.store import WeaviateIndexError
 from flows.transient import is_transient
 
 pytestmark = pytest.mark.unit
@@ -34,6 +35,10 @@ def _raised_from(outer: Exception, inner: Exception) -> Exception:
     MlflowException("API request failed with exception HTTPConnectionPool: Max retries exceeded"),
     MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE),
     _raised_from(RuntimeError("index build failed"), ConnectionResetError("reset by peer")),
+    # what components/index/store.write_objects raised when a cluster node died under a write at ALL
+    WeaviateIndexError("652 objects failed to insert into Catalog_v2 (first: WeaviateInsertManyAllFailedError("
+                       "'Every object failed during insertion. Here is the set of all errors: broadcast: cannot reach "
+                       "enough replicas'))"),
 ])
 def test_unreachable_services_are_transient(exc):
     assert is_transient(exc)

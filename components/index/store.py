@@ -200,8 +200,8 @@ def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[
     failed = collection.batch.failed_objects
     if failed:
         raise WeaviateIndexError(f"{len(failed)} objects failed to insert into {name} (first: {failed[0].message}); "
-                                 f"the new version is not live and the next build discards it: check that Weaviate (every node of "
-                                 f"a cluster) answers, then rerun")
+                                 f"the new version is not live and the next build discards it: check that Weaviate "
+                                 f"(every node of a cluster) answers, then rerun")
     return sent
 
 

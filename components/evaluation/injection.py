@@ -100,7 +100,7 @@ def build_scratch(client: weaviate.WeaviateClient, assistant: Assistant, attacks
     planted = [StoredObject(c.uuid, chunk_properties(c, documents[c.doc_id], config.metadata_fields), v.tolist()) for c, v in zip(chunks, vectors)]
     create_collection(client, name, config.vector_index, config.metadata_fields, config.replication_factor)
     write_objects(client, name, itertools.chain(read_objects(client, source, set(chunk_counts(client, source))), planted),
-                  replicated=config.replication_factor > 1)
+                  config.replication_factor)
     return name
 
 

@@ -118,7 +118,7 @@ def build_index_version(client: weaviate.WeaviateClient, docs: list[dict], embed
         first_copied: list[StoredObject] = []
         copied = _sampled(read_objects(client, base, copied_ids), first_copied, PROBES) if copied_ids else iter(())
         written = write_objects(client, name, _progress(itertools.chain(fresh, copied), len(fresh) + copied_total,
-                                                        show_progress), replicated=config.replication_factor > 1)
+                                                        show_progress), config.replication_factor)
         check_version(client, ledger, (fresh[:PROBES] or first_copied)[:PROBES])
         write_index_ledger(client, config.alias, ledger, config.replication_factor)
     except Exception:

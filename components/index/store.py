@@ -185,12 +185,13 @@ def consistent(client: weaviate.WeaviateClient, name: str, level: str):
 
 
 def write_objects(client: weaviate.WeaviateClient, name: str, objects: Iterable[StoredObject],
-                  replicated: bool = False) -> int:
-    """Insert objects into a version that is not live; returns how many were sent. A `replicated`
-    version is written at consistency ALL: each object is on every replica before the version is
-    checked and goes live (at QUORUM, a count right after the build found 551 of 652 objects)."""
+                  replication_factor: int = 1) -> int:
+    """Insert objects into a version that is not live; returns how many were sent. A version with
+    replicas (`replication_factor` > 1, index.replication_factor) is written at consistency ALL:
+    each object is on every replica before the version is checked and goes live (at QUORUM, a
+    count right after the build found 551 of 652 objects)."""
     collection = client.collections.get(name)
-    if replicated:
+    if replication_factor > 1:
         collection = collection.with_consistency_level(ConsistencyLevel.ALL)
     sent = 0
     with collection.batch.fixed_size(batch_size=1000, concurrent_requests=2) as batch:

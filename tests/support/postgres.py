@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg2
 
+from flows.process import stop_process_group
 from tests.support.processes import free_port, wait_for
 
 USER = "ragops"
@@ -70,12 +71,11 @@ def postgres_server(log_path: Path, databases: list[str]) -> Iterator[PostgresSe
     bindir, as_postgres = postgres_bindir(), _as_postgres()
     # Not under pytest's tmp_path: its folders are private to root, and the server runs as `postgres`.
     folder = Path(tempfile.mkdtemp(prefix="ragops-postgres-"))
-    if as_postgres:
-        shutil.chown(folder, "postgres", "postgres")
     password = secrets.token_urlsafe(16)
     (folder / "password").write_text(password)
     if as_postgres:
-        shutil.chown(folder / "password", "postgres", "postgres")
+        for path in (folder, folder / "password"):
+            shutil.chown(path, "postgres", "postgres")
     process = None
     try:
         with log_path.open("ab") as log:
@@ -97,11 +97,6 @@ def postgres_server(log_path: Path, databases: list[str]) -> Iterator[PostgresSe
         admin.close()
         yield server
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)  # fast shutdown: running transactions are rolled back
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:  # SIGINT: a fast shutdown, running transactions rolled back
+            stop_process_group(process, signal.SIGINT, timeout_s=60)
         shutil.rmtree(folder, ignore_errors=True)

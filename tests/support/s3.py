@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from components.settings import Settings
+from flows.process import stop_process_group
 from infra.seaweedfs.provision import binary_path
 from tests.support.processes import free_port, wait_for
 
@@ -81,23 +82,17 @@ def s3_store(folder: Path, log_path: Path, access_key: str | None = None,
                                                   "credentials": [{"accessKey": access, "secretKey": secret}]}]}))
     # Every port named (gRPC ones default to HTTP + 10000, past 65535 for a high free port); no
     # Iceberg catalog, no telemetry (it would call seaweedfs.com); small volumes (64 MB, not 30 GB).
-    ports = [f"-{part}.port{kind}={free_port()}" for part in ("master", "volume", "filer", "s3") for kind in ("", ".grpc")]
-    command = [str(binary), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
+    ports = {f"{part}.port{kind}": free_port() for part in ("master", "volume", "filer", "s3") for kind in ("", ".grpc")}
+    command = [str(binary), "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               *(f"-{flag}={port}" for flag, port in ports.items()),
                "-filer", "-s3", f"-s3.config={config}", "-s3.port.iceberg=0", "-master.telemetry=false",
                "-master.volumeSizeLimitMB=64", "-volume.max=8"]
     (folder / "data").mkdir()
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    s3_port = next(flag for flag in ports if flag.startswith("-s3.port=")).split("=")[1]
-    store = S3Store(f"http://127.0.0.1:{s3_port}", access, secret, process)
+    store = S3Store(f"http://127.0.0.1:{ports['s3.port']}", access, secret, process)
     try:
         wait_for(lambda: _bucket_made(store), 120, "SeaweedFS's S3 gateway", interval=0.5)
         yield store
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:  # it stops its parts one by one for up to 30 s; what a test wrote is on disk already
-                process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    finally:  # it stops its parts one by one for up to 30 s; what a test wrote is on disk already
+        stop_process_group(process, signal.SIGTERM, timeout_s=3)

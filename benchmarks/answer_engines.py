@@ -4,8 +4,9 @@
     make run   # first: the benchmark loads the champion of an existing RAGOPS_HOME (.ragops)
     .venv/bin/python benchmarks/answer_engines.py --latency-questions 16 > engines.json
 
-For each engine (`serve.inference_engine`: transformers, ctranslate2, and CTranslate2 variants
-not served: without the shared system turn, with int8 weights), the same loaded bundle
+For each engine (`serve.inference_engine`: transformers, ctranslate2, openvino, and variants not
+served: CTranslate2 without the shared system turn or with int8 weights, OpenVINO in bf16 where the
+CPU has it), the same loaded bundle
 answers every golden question through route → retrieve → check → generate (batched, as the
 evaluation asks them) and then `--latency-questions` of them one at a time, as `ragops serve` and
 the evaluation's latency metric do. Prints one JSON object: latency p50/p95 per engine, key-fact
@@ -27,14 +28,18 @@ import numpy as np
 from bench_support import emit, require_champion
 from components.config import load_params
 from components.models.ct2 import Ct2Generator
+from components.models.ov_engine import OvGenerator
 from components.evaluation.metrics import answer_metrics
 from components.serving.champion import bundle_weaviate, load_bundle
 from components.settings import Settings
 
-ENGINES = ("transformers", "ctranslate2")
-# CTranslate2 as served but for one thing: the system turn's state computed for every prompt (as
-# before it was shared), or int8 weights (CPU compute types are float32 and int8 only).
-VARIANTS = {"ctranslate2, system turn not shared": ("float32", False), "ctranslate2, int8": ("int8", True)}
+ENGINES = ("transformers", "ctranslate2", "openvino")
+# An engine as served but for one thing: CTranslate2 with the system turn's state computed for every
+# prompt (as before it was shared) or with int8 weights (its CPU compute types are float32 and int8
+# only); OpenVINO computing in bf16 (on a CPU without it, OpenVINO computes in float32 anyway).
+VARIANTS = {"ctranslate2, system turn not shared": ("ctranslate2", {"compute_type": "float32", "share_system_turn": False}),
+            "ctranslate2, int8": ("ctranslate2", {"compute_type": "int8"}),
+            "openvino, bf16": ("openvino", {"precision": "bf16"})}
 
 
 def _read(path: Path) -> list[dict]:
@@ -57,14 +62,15 @@ def main() -> None:
         served = bundle.assistant
         assistants = {e: dataclasses.replace(served, manifest=dataclasses.replace(served.manifest, inference_engine=e),
                                              engines={}) for e in ENGINES}
-        converted = assistants["ctranslate2"]._engine(True).model_dir  # the champion's generator, adapter merged
-        for name, (compute_type, share) in VARIANTS.items():
-            assistants[name] = dataclasses.replace(assistants["ctranslate2"], engines={
-                True: Ct2Generator(converted, served.generator_tokenizer, compute_type, share_system_turn=share)})
+        for name, (engine, options) in VARIANTS.items():
+            converted = assistants[engine]._engine(True).model_dir  # the champion's generator, adapter merged
+            generator = {"ctranslate2": Ct2Generator, "openvino": OvGenerator}[engine]
+            assistants[name] = dataclasses.replace(assistants[engine], engines={
+                True: generator(converted, served.generator_tokenizer, **options)})
         retrieved = served.retrieve(questions)
         results = {}
         for engine, assistant in assistants.items():
-            assistant.answer(questions[:1])  # warm-up (and, for ctranslate2, its conversion when not cached)
+            assistant.answer(questions[:1])  # warm-up (and, for an engine, its conversion when not cached)
             tic = time.perf_counter()
             answers = assistant.answer(questions, retrieved_all=retrieved, progress=f"golden set, {engine}")
             seconds = time.perf_counter() - tic

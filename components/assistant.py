@@ -26,12 +26,17 @@ from components.evaluation.memo import GenerationMemo
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.models.answerability import AnswerabilityCheck, load_check
-from components.models.ct2 import Ct2Generator, convert, weights_key
+from components.models import ct2, ov_engine
+from components.models.engine_cache import Engine, convert, weights_key
 from components.models.generator import generate_answers, load_generator, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
 from components.prompting import build_messages, extract_citations
 from components.settings import Settings
+
+# serve.inference_engine → the module that converts the generator for it and answers with it
+ENGINES = {"openvino": Engine(ov_engine.OvGenerator, ov_engine.convert_folder, ov_engine.VERSION),
+           "ctranslate2": Engine(ct2.Ct2Generator, ct2.convert_folder, ct2.VERSION)}
 
 
 @dataclass(frozen=True)
@@ -136,12 +141,12 @@ class Assistant:
     check: AnswerabilityCheck | None = None  # refuses before generation when no chunk answers the question
     # Evaluation only: answers generated before for the same inputs are taken from it (components/evaluation/memo.py)
     memo: GenerationMemo | None = None
-    # What the CTranslate2 engine is built from (components/models/ct2.py): the base model's folder,
-    # the cache of converted models and their keys there (use_adapter → key)
+    # What an inference engine's generator is built from (components/models/engine_cache.py): the
+    # base model's folder, the cache of converted models and their keys there (use_adapter → key)
     base_path: str = ""
     engine_cache: Path | None = None
     engine_keys: dict[bool, str] = field(default_factory=dict)
-    engines: dict[bool, Any] = field(default_factory=dict)  # use_adapter → its Ct2Generator, built on first use
+    engines: dict[bool, Any] = field(default_factory=dict)  # use_adapter → its engine's generator, built on first use
 
     @property
     def refusal_sentences(self) -> tuple[str, ...]:
@@ -194,12 +199,12 @@ class Assistant:
 
     @property
     def _engine_name(self) -> str:
-        fast = self.manifest.inference_engine == "ctranslate2" and self.generator.device.type == "cpu"
-        return "ctranslate2" if fast and self.engine_cache is not None and self.engine_keys else "transformers"
+        fast = self.manifest.inference_engine in ENGINES and self.generator.device.type == "cpu"
+        return self.manifest.inference_engine if fast and self.engine_cache is not None and self.engine_keys else "transformers"
 
     def _engine(self, use_adapter: bool) -> Any:
-        """The CTranslate2 generator of the tuned (adapter merged) or the base model, converted once
-        per adapter and base into the engine cache."""
+        """The inference engine's generator of the tuned (adapter merged) or the base model,
+        converted once per adapter, base and engine version into the engine cache."""
         if use_adapter not in self.engines:
             def prepare(scratch: str) -> str:
                 if not use_adapter:
@@ -208,14 +213,16 @@ class Assistant:
                 self.generator_tokenizer.save_pretrained(f"{scratch}/hf")
                 return f"{scratch}/hf"
 
-            target = self.engine_cache / self.engine_keys[use_adapter]
-            self.engines[use_adapter] = Ct2Generator(convert(prepare, target), self.generator_tokenizer)
+            engine = ENGINES[self._engine_name]
+            target = self.engine_cache / self._engine_name / f"{engine.version}-{self.engine_keys[use_adapter]}"
+            self.engines[use_adapter] = engine.generator(convert(prepare, target, engine.convert_folder),
+                                                         self.generator_tokenizer)
         return self.engines[use_adapter]
 
     def _generate(self, conversations: list[list[dict]], use_adapter: bool, progress: str | None) -> list[str]:
         if not conversations:
             return []
-        if self._engine_name == "ctranslate2":
+        if self._engine_name in ENGINES:
             return self._engine(use_adapter).generate(conversations, self.manifest.max_new_tokens)
         set_lora_merged(self.generator, use_adapter)
         with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
@@ -278,5 +285,5 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
     generator, generator_tok = load_generator(generator_adapter, base_path, device)
     return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client,
                      load_check(generator_adapter, device), base_path=base_path,
-                     engine_cache=settings.home / "cache" / "ct2",
+                     engine_cache=settings.home / "cache",
                      engine_keys={True: weights_key(generator_adapter, base_path), False: weights_key(base_path)})

@@ -16,8 +16,9 @@ class ServeConfig:
     max_question_chars: int = 2000
     max_batch_size: int = 16
     reload_poll_seconds: float = 2.0  # how often the server checks where the champion alias points (one registry read)
-    # What generates a bundle's answers, pinned in its manifest (evaluation runs what serving runs): components/models/ct2.py
-    inference_engine: Literal["ctranslate2", "transformers"] = "ctranslate2"
+    # What generates a bundle's answers, pinned in its manifest (evaluation runs what serving runs):
+    # components/models/ov_engine.py, components/models/ct2.py
+    inference_engine: Literal["openvino", "ctranslate2", "transformers"] = "openvino"
     # Per API key (with a key file; without, loopback only and no limit): a token bucket of
     # `rate_limit_burst` requests, refilled at `rate_limit_per_minute`; over it, 429 with Retry-After (0 = no limit).
     rate_limit_per_minute: float = 120.0

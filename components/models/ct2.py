@@ -6,23 +6,16 @@ merged, 2-core AMD EPYC; benchmarks/answer_engines.py, docs/serving.md): transfo
 of a generated token in Python, CTranslate2 in one C++ loop. int8 weights answered in 0.85 s but
 lost key facts (0.824 against 0.863 on the golden set), so float32 it is.
 
-The engine reads its own model format: the generator with its adapter merged (or the base model
-alone) is converted once and kept under `$RAGOPS_HOME/cache/ct2/<key>`, the key a hash of the
-adapter's weights and the base model, so every process that serves or evaluates the same
-generator converts it once (~13 s for SmolLM2-135M on 2 cores).
+The engine reads its own model format: the generator is converted once into the engine cache
+(components/models/engine_cache.py).
 
-    >>> engine = Ct2Generator(convert(lambda scratch: base_folder, cache / key), tokenizer)  # doctest: +SKIP
+    >>> engine = Ct2Generator(convert(lambda scratch: base_folder, cache / key, convert_folder), tokenizer)  # doctest: +SKIP
     >>> engine.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=48)  # doctest: +SKIP
     ['Hello! How can I help you today?']
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import ctranslate2
@@ -31,63 +24,12 @@ from ctranslate2.converters import TransformersConverter
 
 from components.prompting import render_chat
 
-LARGE_FILE = 64 << 20  # bytes
-# Conversions kept in the cache: the champion's generator, a candidate's, and the base model (the
-# ablation's and general prompts' baseline), with one to spare.
-KEEP_CONVERTED = 4
+VERSION = ctranslate2.__version__  # part of a conversion's name in the cache (components/models/engine_cache.py)
 
 
-def weights_key(*paths: str | Path) -> str:
-    """A key for the conversion of the model under each of `paths` (an adapter folder, a base model
-    folder) with this engine version: the files at the top of each folder (not its subfolders: the
-    answerability check lives in one of the adapter's and is no part of the generator), small ones
-    by content, a large one (a base model's weights, kept in the model cache and never rewritten)
-    by path, size and modification time, so that loading a bundle does not read half a gigabyte to
-    name its cache entry."""
-    digest = hashlib.sha256(ctranslate2.__version__.encode())
-    for root in map(Path, paths):
-        files = sorted(p for p in root.iterdir() if p.is_file()) if root.is_dir() else [root]
-        for path in files:
-            stat = path.stat()
-            digest.update(f"{path.name}|{stat.st_size}".encode())
-            if stat.st_size > LARGE_FILE:
-                digest.update(f"{path.resolve()}|{stat.st_mtime_ns}".encode())
-                continue
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:24]
-
-
-def convert(prepare: Callable[[str], str], target: Path) -> Path:
-    """The transformers model folder `prepare(scratch)` names converted into `target`: `prepare`
-    writes one into the scratch folder (a generator with its adapter merged) or returns one that
-    exists (the base model's, converted where it lies). Written beside `target` and renamed into
-    place, so a reader never sees half a model and two processes converting at once both end with
-    a whole one. An existing `target` is kept."""
-    if target.exists():
-        os.utime(target)  # used now: pruning keeps the most recently used
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _prune(target.parent, KEEP_CONVERTED - 1)
-    with tempfile.TemporaryDirectory(prefix="ct2-", dir=target.parent) as tmp:
-        TransformersConverter(prepare(tmp)).convert(f"{tmp}/ct2", force=True)
-        try:
-            os.rename(f"{tmp}/ct2", target)
-        except OSError:
-            if not target.exists():  # not a concurrent conversion that won the rename
-                raise
-    return target
-
-
-def _prune(cache: Path, keep: int) -> None:
-    """Remove all but the `keep` most recently used conversions (each is as large as the model: a
-    new generator version every day would otherwise fill the disk). A process that already loaded
-    one keeps it in memory; one that needs it again converts it again."""
-    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("ct2-")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+def convert_folder(folder: str, out: str) -> None:
+    """A transformers model folder in CTranslate2's format (~13 s for SmolLM2-135M on 2 cores)."""
+    TransformersConverter(folder).convert(out, force=True)
 
 
 class Ct2Generator:

@@ -1,4 +1,4 @@
-"""The cache of converted generators (components/models/ct2.py): what names an entry, and what is pruned."""
+"""The cache of converted generators (components/models/engine_cache.py): what names an entry, and what is pruned."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from components.models.ct2 import _prune, convert, weights_key
+from components.models.engine_cache import _prune, convert, weights_key
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +34,6 @@ def test_a_conversion_is_reused_and_only_the_most_recently_used_are_kept(tmp_pat
     for i in range(5):
         (cache / f"entry-{i}").mkdir(parents=True)
         os.utime(cache / f"entry-{i}", (1000 + i, 1000 + i))
-    assert convert(prepare, cache / "entry-0") == cache / "entry-0" and not written  # there: used, not converted
+    assert convert(prepare, cache / "entry-0", converter=None) == cache / "entry-0" and not written  # there: used, not converted
     _prune(cache, 3)
     assert sorted(p.name for p in cache.iterdir()) == ["entry-0", "entry-3", "entry-4"]

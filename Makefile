@@ -67,7 +67,7 @@ models: $(STAMP)
 # Regenerate requirements.lock after changing dependencies in pyproject.toml (for any Python 3.11:
 # with the local interpreter's patch version, markers such as async-timeout's would drop packages).
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml -p 3.11 -o requirements.lock
+	$(UV) pip compile pyproject.toml -p 3.11 -o requirements.lock --no-emit-package openvino-telemetry
 
 clean-state:
 	rm -rf .ragops

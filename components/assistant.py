@@ -34,7 +34,7 @@ from components.models.router import load_router, predict_intents
 from components.prompting import build_messages, extract_citations
 from components.settings import Settings
 
-# serve.inference_engine → the module that converts the generator for it and answers with it
+# serve.inference_engine → what answers through it, what converts the generator for it, its version
 ENGINES = {"openvino": Engine(ov_engine.OvGenerator, ov_engine.convert_folder, ov_engine.VERSION),
            "ctranslate2": Engine(ct2.Ct2Generator, ct2.convert_folder, ct2.VERSION)}
 

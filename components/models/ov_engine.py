@@ -118,7 +118,13 @@ def _empty_initial_state(graph, heads: int, head_dim: int) -> None:
 def convert_folder(folder: str, out: str) -> None:
     """A transformers model folder (weights, tokenizer) in the form OpenVINO GenAI loads."""
     Path(out).mkdir(parents=True)
-    ov.save_model(export_model(folder), f"{out}/openvino_model.xml", compress_to_fp16=False)
+    try:
+        graph = export_model(folder)
+    except Exception as error:  # the tracer's and converter's errors say what failed, not what to do
+        raise RuntimeError(f"could not convert the generator in {folder} for OpenVINO ({type(error).__name__}: "
+                           f"{error}); set serve.inference_engine: ctranslate2 (or transformers) in params.yaml "
+                           "to answer without it") from error
+    ov.save_model(graph, f"{out}/openvino_model.xml", compress_to_fp16=False)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     # Prompts are rendered by the chat template already: no special tokens added, as the other engines do
     encoder, decoder = convert_tokenizer(tokenizer, with_detokenizer=True, add_special_tokens=False)

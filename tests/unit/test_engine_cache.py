@@ -1,4 +1,5 @@
-"""The cache of converted generators (components/models/engine_cache.py): what names an entry, and what is pruned."""
+"""The cache of converted generators (components/models/engine_cache.py): what names an entry, and what is
+pruned; and what a failed conversion says."""
 
 from __future__ import annotations
 
@@ -37,3 +38,14 @@ def test_a_conversion_is_reused_and_only_the_most_recently_used_are_kept(tmp_pat
     assert convert(prepare, cache / "entry-0", converter=None) == cache / "entry-0" and not written  # there: used, not converted
     _prune(cache, 3)
     assert sorted(p.name for p in cache.iterdir()) == ["entry-0", "entry-3", "entry-4"]
+
+
+def test_a_generator_openvino_cannot_convert_names_its_folder_and_the_setting_that_avoids_it(tmp_path):
+    from components.models.ov_engine import convert_folder
+
+    folder = tmp_path / "generator"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')  # weights missing: the export fails
+    with pytest.raises(RuntimeError, match="serve.inference_engine: ctranslate2") as failure:
+        convert_folder(str(folder), str(tmp_path / "out"))
+    assert str(folder) in str(failure.value)

@@ -27,13 +27,12 @@ import numpy as np
 
 from bench_support import emit, require_champion
 from components.config import load_params
-from components.models.ct2 import Ct2Generator
-from components.models.ov_engine import OvGenerator
+from components.assistant import ENGINES as SERVED_ENGINES
 from components.evaluation.metrics import answer_metrics
 from components.serving.champion import bundle_weaviate, load_bundle
 from components.settings import Settings
 
-ENGINES = ("transformers", "ctranslate2", "openvino")
+ENGINES = ("transformers", *SERVED_ENGINES)  # transformers first: the reference the others are compared with
 # An engine as served but for one thing: CTranslate2 with the system turn's state computed for every
 # prompt (as before it was shared) or with int8 weights (its CPU compute types are float32 and int8
 # only); OpenVINO computing in bf16 (on a CPU without it, OpenVINO computes in float32 anyway).
@@ -64,9 +63,8 @@ def main() -> None:
                                              engines={}) for e in ENGINES}
         for name, (engine, options) in VARIANTS.items():
             converted = assistants[engine]._engine(True).model_dir  # the champion's generator, adapter merged
-            generator = {"ctranslate2": Ct2Generator, "openvino": OvGenerator}[engine]
             assistants[name] = dataclasses.replace(assistants[engine], engines={
-                True: generator(converted, served.generator_tokenizer, **options)})
+                True: SERVED_ENGINES[engine].generator(converted, served.generator_tokenizer, **options)})
         retrieved = served.retrieve(questions)
         results = {}
         for engine, assistant in assistants.items():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from components.models import ct2, ov_engine
+from components.assistant import ENGINES
 from components.models.engine_cache import convert
 from components.models.generator import generate_answers, load_base_generator
 from components.models.resolve import build_tiny_llama
@@ -41,12 +41,12 @@ def tiny(tmp_path_factory):
     return folder, tokenizer, conversations, expected, {shop, other}
 
 
-@pytest.mark.parametrize("engine", [ct2, ov_engine], ids=["ctranslate2", "openvino"])
-def test_engine_answers_match_transformers_batched_and_one_at_a_time(engine, tiny, tmp_path):
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engine_answers_match_transformers_batched_and_one_at_a_time(name, tiny, tmp_path):
     folder, tokenizer, conversations, expected, system_turns = tiny
-    generator_class = ct2.Ct2Generator if engine is ct2 else ov_engine.OvGenerator
-    generator = generator_class(convert(lambda scratch: folder, tmp_path / "converted", engine.convert_folder), tokenizer)
+    engine = ENGINES[name]
+    generator = engine.generator(convert(lambda scratch: folder, tmp_path / "converted", engine.convert_folder), tokenizer)
     assert generator.generate(conversations, max_new_tokens=12) == expected
     assert [generator.generate([c], max_new_tokens=12)[0] for c in conversations] == expected  # one at a time, as served
-    if engine is ct2:
+    if name == "ctranslate2":
         assert set(generator._system_turns) == system_turns  # each system turn's tokens computed once, state shared

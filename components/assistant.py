@@ -13,7 +13,6 @@ prompt and the data versions. Serving loads `models:/<bundle>@champion`:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -27,8 +26,8 @@ from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.models.answerability import AnswerabilityCheck, load_check
 from components.models import ct2, ov_engine
-from components.models.engine_cache import Engine, convert, weights_key
-from components.models.generator import generate_answers, load_generator, set_lora_merged
+from components.models.engine_cache import Engine, convert_generator, convert_in_child, weights_key
+from components.models.generator import generate_answers, load_generator, load_tokenizer, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
 from components.prompting import build_messages, extract_citations
@@ -134,7 +133,7 @@ class Assistant:
     manifest: Manifest
     router: Any
     router_tokenizer: Any
-    generator: Any
+    generator: Any  # transformers' (base model + LoRA adapter), or None: loaded on first use (`_transformers`)
     generator_tokenizer: Any
     embedder: Embedder
     client: Any  # weaviate.WeaviateClient
@@ -142,11 +141,14 @@ class Assistant:
     # Evaluation only: answers generated before for the same inputs are taken from it (components/evaluation/memo.py)
     memo: GenerationMemo | None = None
     # What an inference engine's generator is built from (components/models/engine_cache.py): the
-    # base model's folder, the cache of converted models and their keys there (use_adapter → key)
+    # base model's folder, the adapter's, the cache of converted models and their keys there (use_adapter → key)
     base_path: str = ""
+    generator_adapter: str = ""
     engine_cache: Path | None = None
     engine_keys: dict[bool, str] = field(default_factory=dict)
-    engines: dict[bool, Any] = field(default_factory=dict)  # use_adapter → its engine's generator, built on first use
+    # use_adapter → its engine's generator, built on first use ("transformers": the generator loaded late)
+    engines: dict[bool | str, Any] = field(default_factory=dict)
+    device: str = "cpu"
 
     @property
     def refusal_sentences(self) -> tuple[str, ...]:
@@ -195,38 +197,47 @@ class Assistant:
         """What decides an answer besides its conversation (the memo's key)."""
         m = self.manifest
         adapter = m.generator_version if use_adapter else "base"
-        return f"{m.generator_base}|{adapter}|{m.max_new_tokens}|{self.generator.device}|{self._engine_name}"
+        return f"{m.generator_base}|{adapter}|{m.max_new_tokens}|{self.device}|{self._engine_name}"
 
     @property
     def _engine_name(self) -> str:
-        fast = self.manifest.inference_engine in ENGINES and self.generator.device.type == "cpu"
+        fast = self.manifest.inference_engine in ENGINES and self.device == "cpu"
         return self.manifest.inference_engine if fast and self.engine_cache is not None and self.engine_keys else "transformers"
 
     def _engine(self, use_adapter: bool) -> Any:
         """The inference engine's generator of the tuned (adapter merged) or the base model,
-        converted once per adapter, base and engine version into the engine cache."""
+        converted once per adapter, base and engine version into the engine cache, in a child
+        process (converting holds ~2.5 GB more than answering)."""
         if use_adapter not in self.engines:
-            def prepare(scratch: str) -> str:
-                if not use_adapter:
-                    return self.base_path  # converted where it lies
-                copy.deepcopy(self.generator).merge_and_unload().save_pretrained(f"{scratch}/hf")
-                self.generator_tokenizer.save_pretrained(f"{scratch}/hf")
-                return f"{scratch}/hf"
-
             engine = ENGINES[self._engine_name]
             target = self.engine_cache / self._engine_name / f"{engine.version}-{self.engine_keys[use_adapter]}"
-            self.engines[use_adapter] = engine.generator(convert(prepare, target, engine.convert_folder),
-                                                         self.generator_tokenizer)
+            adapter = self.generator_adapter if use_adapter else None
+            if not target.exists():
+                convert_in_child(engine.convert_folder, self.base_path, adapter, target)
+            # converted: marked as used (or converted here if it was pruned since)
+            converted = convert_generator(engine.convert_folder, self.base_path, adapter, target)
+            self.engines[use_adapter] = engine.generator(converted, self.generator_tokenizer)
         return self.engines[use_adapter]
+
+    def _transformers(self) -> Any:
+        """The generator as transformers runs it, loaded on first use and shared with this
+        assistant's copies (`dataclasses.replace`): answering through an inference engine never
+        needs it, which keeps ~0.6 GB out of a server's and an evaluation's memory."""
+        if self.generator is not None:
+            return self.generator
+        if "transformers" not in self.engines:
+            self.engines["transformers"], _ = load_generator(self.generator_adapter, self.base_path, self.device)
+        return self.engines["transformers"]
 
     def _generate(self, conversations: list[list[dict]], use_adapter: bool, progress: str | None) -> list[str]:
         if not conversations:
             return []
         if self._engine_name in ENGINES:
             return self._engine(use_adapter).generate(conversations, self.manifest.max_new_tokens)
-        set_lora_merged(self.generator, use_adapter)
-        with contextlib.nullcontext() if use_adapter else self.generator.disable_adapter():
-            return generate_answers(self.generator, self.generator_tokenizer, conversations,
+        generator = self._transformers()
+        set_lora_merged(generator, use_adapter)
+        with contextlib.nullcontext() if use_adapter else generator.disable_adapter():
+            return generate_answers(generator, self.generator_tokenizer, conversations,
                                     self.manifest.max_new_tokens, progress=progress)
 
     @contextlib.contextmanager
@@ -282,8 +293,8 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
     encoder_path = resolve_model(manifest.encoder, settings.models_dir)
     router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
     base_path = resolve_model(manifest.generator_base, settings.models_dir)
-    generator, generator_tok = load_generator(generator_adapter, base_path, device)
-    return Assistant(manifest, router, router_tok, generator, generator_tok, load_embedder(encoder_path, device), client,
-                     load_check(generator_adapter, device), base_path=base_path,
+    return Assistant(manifest, router, router_tok, None, load_tokenizer(generator_adapter), load_embedder(encoder_path, device),
+                     client, load_check(generator_adapter, device), base_path=base_path, generator_adapter=generator_adapter,
+                     device=device,
                      engine_cache=settings.home / "cache",
                      engine_keys={True: weights_key(generator_adapter, base_path), False: weights_key(base_path)})

@@ -45,6 +45,12 @@ def _peak_bytes(reset: bool) -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
 
 
+def process_peak_bytes() -> int:
+    """The peak resident memory of this process since it started (a child process's own: the kernel
+    keeps it for each process)."""
+    return _peak_bytes(reset=False)
+
+
 def release_freed_memory() -> None:
     """Collect garbage and hand what the allocator keeps back to the system (glibc only; a no-op
     elsewhere). Costs milliseconds: call it after a job that allocated a lot, not in a loop."""

@@ -4,19 +4,30 @@ adapter merged (or the base model alone) is converted once and kept under
 `$RAGOPS_HOME/cache/<engine>/<engine version>-<key>`, the key a hash of the adapter's weights and the
 base model. Every process that serves or evaluates the same generator converts it once.
 
+Converting holds much more memory than answering: for SmolLM2-135M and OpenVINO, a merged copy of
+the generator, the model loaded again for tracing and the converter's constants, ~2.5 GB above the
+~1 GB the converted model answers in. `convert_in_child` converts in a child process, which gives
+all of it back to the system when it exits; a run's evaluation and a server stay small.
+
     >>> entry = cache / f"{version}-{weights_key(base_folder)}"
     >>> target = convert(lambda scratch: base_folder, entry, converter)  # doctest: +SKIP
+    >>> convert_in_child(converter, base_folder, adapter_folder, entry)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from components.memory import process_peak_bytes
+from components.models.generator import load_generator
 
 
 class Engine(NamedTuple):
@@ -75,6 +86,39 @@ def convert(prepare: Callable[[str], str], target: Path, converter: Callable[[st
             if not target.exists():  # not a concurrent conversion that won the rename
                 raise
     return target
+
+
+def convert_generator(converter: Callable[[str, str], None], base_path: str, adapter: str | None,
+                      target: Path) -> Path:
+    """The generator with `adapter` merged into its base model (None: the base model alone),
+    converted by `converter` into `target` (`convert`)."""
+    def prepare(scratch: str) -> str:
+        if adapter is None:
+            return base_path  # converted where it lies
+        model, tokenizer = load_generator(adapter, base_path)
+        model.merge_and_unload().save_pretrained(f"{scratch}/hf")
+        tokenizer.save_pretrained(f"{scratch}/hf")
+        return f"{scratch}/hf"
+
+    return convert(prepare, target, converter)
+
+
+def _convert_and_measure(*args: Any) -> tuple[Path, int]:
+    return convert_generator(*args), process_peak_bytes()
+
+
+def convert_in_child(converter: Callable[[str, str], None], base_path: str, adapter: str | None,
+                     target: Path) -> Path:
+    """`convert_generator` in a new Python process: what converting allocates is handed back to the
+    system when the process exits, and this one stays as large as it was. Spawned, not forked: a fork
+    of a process whose torch and OpenVINO threads are running can deadlock. Its errors are raised
+    here."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        converted, peak = pool.submit(_convert_and_measure, converter, base_path, adapter, target).result()
+    print(f"{target.parent.name}: converted the generator in a child process (its peak resident memory "
+          f"{peak / 2**30:.2f} GB)")
+    return converted
 
 
 def _prune(cache: Path, keep: int) -> None:

@@ -5,7 +5,8 @@ CTranslate2 and the same answers (demo champion, 48 golden questions side by sid
 benchmarks/answer_engines.py has the whole comparison), and a batch of 16 golden questions at once
 11.4 s for 116 answers against 81 s one by one: the pipeline schedules a batch's prompts together
 (continuous batching) and reads a system turn the prompts share once (prefix caching). Inference
-runs in float32 (`INFERENCE_PRECISION_HINT`): bf16, where the CPU has it, is faster but changed
+runs in float32 (`INFERENCE_PRECISION_HINT`), its key/value cache too (`KV_CACHE_PRECISION`; the
+CPU plugin's default, u8, changed answers): bf16, where the CPU has it, is faster but changed
 answers; int8 weights changed 9 of 116 answers and lost key facts.
 
 The model is exported here rather than with optimum-intel, whose releases pin transformers below
@@ -136,12 +137,14 @@ class OvGenerator:
     """Greedy answers for chat conversations, as components/models/generator.py gives them."""
 
     def __init__(self, model_dir: Path, tokenizer, precision: str = "f32") -> None:
-        # precision other than f32: for benchmarks/answer_engines.py's comparison
+        # precision other than f32: for benchmarks/answer_engines.py's comparison. The key/value cache
+        # in it too: the CPU plugin keeps it in u8 by default, which changed answers (a LoRA-tuned tiny
+        # Llama's, tests/model/test_engine_answers.py: 5 of 5)
         self.model_dir, self.tokenizer = Path(model_dir), tokenizer
         scheduler = openvino_genai.SchedulerConfig()
         scheduler.enable_prefix_caching = True  # a system turn the prompts share is read once
         self.pipeline = openvino_genai.LLMPipeline(str(model_dir), "CPU", scheduler_config=scheduler,
-                                                   INFERENCE_PRECISION_HINT=precision,
+                                                   INFERENCE_PRECISION_HINT=precision, KV_CACHE_PRECISION=precision,
                                                    INFERENCE_NUM_THREADS=torch.get_num_threads())
 
     def generate(self, conversations: list[list[dict]], max_new_tokens: int, batch_size: int = 16) -> list[str]:

@@ -115,6 +115,7 @@ class GeneratorConfig:
     batch_size: int = 4
     grad_accum: int = 1
     micro_batch_size: int = 0  # examples per forward+backward pass: each batch in parts, one gradient (0 = whole)
+    gradient_checkpointing: bool = False  # activations recomputed in the backward pass: less memory, slower, the same weights
     max_length: int = 384
     length_grouping: bool = True
     holdout_examples: int = 48

@@ -108,8 +108,8 @@ def micro_batches(batch: list[int], size: int) -> list[list[int]]:
     token of the step, divided by their count) are the batch's; the activations held at once are a
     part's. Demo data, bf16, 2-core AMD EPYC, 2026-12-05: the 4 longest batches of 4 peaked at 4.3 GB
     resident, in parts of 2 at 3.2 GB, in the same time; the 48 steps of the default recipe at 5.67 GB
-    against 4.79 GB (243.7 s against 259.2 s, separate runs). Gradient checkpointing held 2.1 GB but
-    took a third longer per step. Off by default: the default recipe's robustness figures (README) were
+    against 4.79 GB (243.7 s against 259.2 s, separate runs). Gradient checkpointing (its own key)
+    held 3.2 GB but took 41% longer, with the same losses. Off by default: the default recipe's robustness figures (README) were
     measured on whole batches, and parts change the float summation order.
 
     >>> micro_batches([7, 3, 9, 1, 4], 2)
@@ -167,6 +167,8 @@ def train_generator(examples: list[dict], base_path: str, config: GeneratorConfi
     encoded_train = [encode_example(tokenizer, ex, config) for ex in train]
     check_lengths(tokenizer, train, encoded_train, config)
     base = load_base_generator(base_path, device)
+    if config.gradient_checkpointing:  # the layers' activations recomputed in the backward pass, not kept
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(base, lora_config_for_generator(config, base.config.num_hidden_layers))
     dtype = training_dtype(config.precision, device)
     replay = replay_examples(model, tokenizer, config, seed)  # train only: evaluation loss is on RAG examples

@@ -82,14 +82,16 @@ def test_answer_window_loss_equals_the_plain_full_logits_loss(tiny_llama, exampl
     assert float(loss_sum) / n_tokens == pytest.approx(float(plain), rel=1e-4)
 
 
-def test_a_batch_in_micro_batches_trains_as_the_whole_batch(tiny_llama, examples):
-    """Micro-batches only bound the activations held at once: the same examples per step and the
-    same gradient, so the same losses up to float summation order."""
-    losses = [[h["loss"] for h in train_generator(examples, tiny_llama, _config(batch_size=4, micro_batch_size=size,
-                                                                                precision="fp32"), 0).history]
-              for size in (0, 1)]
-    assert len(losses[0]) == 3
+def test_micro_batches_and_gradient_checkpointing_train_as_the_whole_batch(tiny_llama, examples):
+    """Micro-batches and gradient checkpointing only bound the activations held at once: the same
+    examples per step and the same gradient, so the same losses (micro-batches: up to float
+    summation order; recomputed activations, dropout's included: exactly)."""
+    results = [train_generator(examples, tiny_llama, _config(batch_size=4, precision="fp32", lora_dropout=0.1, **memory), 0)
+               for memory in ({}, {"micro_batch_size": 1}, {"gradient_checkpointing": True})]
+    losses = [[h["loss"] for h in result.history] for result in results]
+    assert len(losses[0]) == 3 and results[2].model.get_base_model().is_gradient_checkpointing
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+    assert losses[2] == losses[0]
 
 
 def test_length_grouping_cuts_padding_and_keeps_each_example_once_per_epoch():

@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 
 from bench_support import emit, require_champion
@@ -56,11 +58,15 @@ def main() -> None:
     champion = require_champion(name, settings)
     golden = _read(args.golden)
     questions = [row["question"] for row in golden]
-    with bundle_weaviate(settings):
+    with bundle_weaviate(settings), tempfile.TemporaryDirectory() as tmp:
         bundle = load_bundle(name, str(champion.version))
         served = bundle.assistant
+        # The other engines convert (or load) the champion's generator from its adapter: the bundle's
+        # download of it is removed once the bundle is loaded
+        adapter = mlflow.artifacts.download_artifacts(f"models:/{name}/{champion.version}/artifacts/generator-adapter",
+                                                      dst_path=tmp)
         assistants = {e: dataclasses.replace(served, manifest=dataclasses.replace(served.manifest, inference_engine=e),
-                                             engines={}) for e in ENGINES}
+                                             engines={}, generator_adapter=adapter) for e in ENGINES}
         for name, (engine, options) in VARIANTS.items():
             converted = assistants[engine]._engine(True).model_dir  # the champion's generator, adapter merged
             assistants[name] = dataclasses.replace(assistants[engine], engines={

@@ -141,7 +141,8 @@ class Assistant:
     # Evaluation only: answers generated before for the same inputs are taken from it (components/evaluation/memo.py)
     memo: GenerationMemo | None = None
     # What an inference engine's generator is built from (components/models/engine_cache.py): the
-    # base model's folder, the adapter's, the cache of converted models and their keys there (use_adapter → key)
+    # base model's folder, the adapter's (a registry download may be gone after loading: `ready`), the
+    # cache of converted models and their keys there (use_adapter → key)
     base_path: str = ""
     generator_adapter: str = ""
     engine_cache: Path | None = None
@@ -218,6 +219,15 @@ class Assistant:
             converted = convert_generator(engine.convert_folder, self.base_path, adapter, target)
             self.engines[use_adapter] = engine.generator(converted, self.generator_tokenizer)
         return self.engines[use_adapter]
+
+    def ready(self) -> None:
+        """Convert or load now what answering through the bundle's engine needs, while the
+        adapter's folder is there: a bundle loaded from the registry reads it from a download that
+        is removed once loaded (components/registry/loading.py)."""
+        if self._engine_name in ENGINES:
+            self._engine(True)
+        else:
+            self._transformers()
 
     def _transformers(self) -> Any:
         """The generator as transformers runs it, loaded on first use and shared with this

@@ -92,6 +92,7 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         client = self._stack.enter_context(connect_weaviate(settings))
         self.assistant = load_assistant(manifest, context.artifacts["router_adapter"],
                                         context.artifacts["generator_adapter"], settings, client)
+        self.assistant.ready()  # the artifacts may be a download removed after loading
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[dict]:
         if "question" not in model_input.columns:

@@ -24,6 +24,7 @@ from components.config import GeneratorConfig, Params
 from components.evaluation.memo import GenerationMemo
 from components.index.embedding import Embedder, embed_texts, load_embedder
 from components.index.search import Retrieved, SearchFilters, SearchMode, search
+from components.memory import release_freed_memory
 from components.models.answerability import AnswerabilityCheck, load_check
 from components.models import ct2, ov_engine
 from components.models.engine_cache import Engine, convert_generator, convert_in_child, weights_key
@@ -210,6 +211,10 @@ class Assistant:
         converted once per adapter, base and engine version into the engine cache, in a child
         process (converting holds ~2.5 GB more than answering)."""
         if use_adapter not in self.engines:
+            # One of the two in memory at a time (~1.5 GB each for SmolLM2-135M through OpenVINO, its
+            # key/value cache included): only the evaluation asks for both, in runs of each
+            if self.engines.pop(not use_adapter, None) is not None:
+                release_freed_memory()
             engine = ENGINES[self._engine_name]
             target = self.engine_cache / self._engine_name / f"{engine.version}-{self.engine_keys[use_adapter]}"
             adapter = self.generator_adapter if use_adapter else None

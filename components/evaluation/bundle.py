@@ -90,7 +90,9 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
     prompt = assistant.manifest.system_prompt
     contexts = [_chunk_texts(hits) for hits in retrieved]
     cells = []
-    for generator, use_retrieval in ABLATION_ARMS:
+    # the fine-tuned arms first: the golden questions were answered with it, and the base model's arms
+    # are followed by the general prompts' base answers (one engine in memory at a time: Assistant._engine)
+    for generator, use_retrieval in sorted(ABLATION_ARMS, key=lambda arm: arm[0] == "base"):
         reuse = served if (generator, use_retrieval) == ("fine-tuned", True) else {}
         todo = [i for i in range(len(rows)) if i not in reuse]
         conversations = [build_messages(rows[i]["question"], [(c.doc_id, c.text) for c in retrieved[i]]
@@ -102,7 +104,7 @@ def run_ablation(assistant: Assistant, rows: list[dict], retrieved: list[list[Re
         scored = answer_metrics(rows, answers, contexts, assistant.refusal_sentences,
                                 retrieval_intents=assistant.manifest.retrieval_intents)
         cells.append(AblationCell(generator, use_retrieval, {m: scored[m] for m in ABLATION_METRICS}))
-    return cells
+    return sorted(cells, key=lambda cell: ABLATION_ARMS.index((cell.generator, cell.retrieval)))
 
 
 def refusal_decisions(assistant: Assistant, golden: list[dict], answers: list, retrieved: list[list[Retrieved]],
@@ -145,8 +147,9 @@ def general_prompt_regression(assistant: Assistant, prompts: list[dict], seed: i
     """Base model's acceptable-answer rate minus the fine-tuned one's on the same general prompts
     (plain chat, no store context): > 0 means fine-tuning cost general behaviour."""
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
-    tuned = assistant.generate(conversations, progress="evaluation: general prompts, fine-tuned")
+    # the base model first: the ablation's last arms were its
     base = assistant.generate(conversations, use_adapter=False, progress="evaluation: general prompts, base")
+    tuned = assistant.generate(conversations, progress="evaluation: general prompts, fine-tuned")
     tuned_ok = [float(acceptable_general_answer(a, assistant.refusal_sentences)) for a in tuned]
     base_ok = [float(acceptable_general_answer(a, assistant.refusal_sentences)) for a in base]
     rows = [{"id": p["id"], "prompt": p["prompt"], "fine_tuned": t, "base": b, "fine_tuned_ok": bool(to),

@@ -45,6 +45,17 @@ def start_daemon(command: list[str], log_path: Path, env: dict | None = None) ->
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def peak_rss_gb(pid: int) -> float | None:
+    """The peak resident memory of a running process (Linux: VmHWM), or None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 2**20, 2)
+    except OSError:
+        pass
+    return None
+
+
 def stop_daemon(process: subprocess.Popen) -> None:
     """Ctrl-C to its session, SIGKILL after 60 s."""
     stop_process_group(process)

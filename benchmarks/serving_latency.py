@@ -4,7 +4,8 @@ answers (/v1/answer) on golden questions, and how long the server takes from sta
     make run   # first: the benchmark serves the champion of an existing RAGOPS_HOME (.ragops)
     .venv/bin/python benchmarks/serving_latency.py --n 100 --m 16
 
-Prints one JSON object. The figures include HTTP and JSON on loopback on top of what the evaluation's
+Prints one JSON object, with the server's peak resident memory (its own process; the Weaviate server
+is another). The figures include HTTP and JSON on loopback on top of what the evaluation's
 latency metrics measure in-process; the machine is shared and noisy, so compare within one run.
 """
 
@@ -20,7 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench_support import RAW_GOLDEN, champion_arguments, champion_inputs, emit, free_port, start_daemon, stop_daemon, wait_ready
+from bench_support import (RAW_GOLDEN, champion_arguments, champion_inputs, emit, free_port, peak_rss_gb, start_daemon,
+                           stop_daemon, wait_ready)
 
 RAGOPS = str(Path(sys.executable).parent / "ragops")
 
@@ -63,10 +65,11 @@ def main() -> None:
             _timed(client, f"{base}/v1/answer", questions[:1])
             route_retrieve = _timed(client, f"{base}/v1/retrieve", list(islice(cycle(questions), args.n)))
             answers = _timed(client, f"{base}/v1/answer", list(islice(cycle(questions), args.m)))
+        server_peak = peak_rss_gb(server.pid)
     finally:
         stop_daemon(server)
     emit("serving_latency", {"bundle": bundle, "bundle_version": ready["version"], "collection": ready["collection"],
-                      "server_start_to_ready_s": round(start_to_ready, 1),
+                      "server_start_to_ready_s": round(start_to_ready, 1), "server_peak_rss_gb": server_peak,
                       "route_retrieve": _summary(route_retrieve), "answer": _summary(answers),
                       "questions": str(args.golden if args.golden.exists() else RAW_GOLDEN)})
 

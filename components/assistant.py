@@ -216,7 +216,7 @@ class Assistant:
             if self.engines.pop(not use_adapter, None) is not None:
                 release_freed_memory()
             engine = ENGINES[self._engine_name]
-            target = self.engine_cache / self._engine_name / f"{engine.version}-{self.engine_keys[use_adapter]}"
+            target = _engine_target(self.engine_cache, self._engine_name, self.engine_keys[use_adapter])
             adapter = self.generator_adapter if use_adapter else None
             if not target.exists():
                 convert_in_child(engine.convert_folder, self.base_path, adapter, target)
@@ -303,13 +303,26 @@ class Assistant:
         return answers
 
 
+def _engine_target(cache: Path, engine_name: str, key: str) -> Path:
+    return cache / engine_name / f"{ENGINES[engine_name].version}-{key}"
+
+
 def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: str, settings: Settings,
-                   client: Any, device: str = "cpu") -> Assistant:
+                   client: Any, device: str = "cpu", convert: Sequence[bool] = (True,)) -> Assistant:
+    """The bundle's models loaded. `convert`: which of the generator's forms for the inference engine
+    (True: fine-tuned, False: the base model) are converted first where the engine cache lacks them,
+    before the models load, so that the converting child process runs beside a small parent."""
+    base_path = resolve_model(manifest.generator_base, settings.models_dir)
+    cache = settings.home / "cache"
+    keys = {True: weights_key(generator_adapter, base_path), False: weights_key(base_path)}
+    if manifest.inference_engine in ENGINES and device == "cpu":
+        for use_adapter in convert:
+            target = _engine_target(cache, manifest.inference_engine, keys[use_adapter])
+            if not target.exists():
+                convert_in_child(ENGINES[manifest.inference_engine].convert_folder, base_path,
+                                 generator_adapter if use_adapter else None, target)
     encoder_path = resolve_model(manifest.encoder, settings.models_dir)
     router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
-    base_path = resolve_model(manifest.generator_base, settings.models_dir)
     return Assistant(manifest, router, router_tok, None, load_tokenizer(generator_adapter), load_embedder(encoder_path, device),
                      client, load_check(generator_adapter, device), base_path=base_path, generator_adapter=generator_adapter,
-                     device=device,
-                     engine_cache=settings.home / "cache",
-                     engine_keys={True: weights_key(generator_adapter, base_path), False: weights_key(base_path)})
+                     device=device, engine_cache=cache, engine_keys=keys)

@@ -46,9 +46,10 @@ def _peak_bytes(reset: bool) -> int:
 
 
 def process_peak_bytes() -> int:
-    """The peak resident memory of this process since it started (a child process's own: the kernel
-    keeps it for each process)."""
-    return _peak_bytes(reset=False)
+    """The peak resident memory of this process since it started or a step reset it: VmHWM on
+    Linux, which a spawned child has of its own (getrusage's would include the parent's size when it
+    forked the child)."""
+    return _peak_bytes(reset=STATUS.exists())
 
 
 def release_freed_memory() -> None:

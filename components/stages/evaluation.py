@@ -73,8 +73,9 @@ def evaluate_stage(ctx: RunContext, manifest: Manifest, router: TrainedModel, ge
     golden = ctx.read_curated("golden.jsonl")
     golden = evaluated_golden(golden, p.evaluation.max_questions)  # a smaller set keeps the golden set's mix
     with connect_weaviate(ctx.settings) as client:
+        # the fine-tuned generator and the base model (the ablation's and general prompts' baseline)
         assistant = load_assistant(manifest, router.adapter_path, generator.adapter_path, ctx.settings, client,
-                                   p.project.device)
+                                   p.project.device, convert=(True, False))
         assistant.memo = memo
         result = evaluate_bundle(assistant, golden, ctx.read_curated("general_prompts.jsonl"), index, p.evaluation,
                                  p.project.seed, ctx.read_curated("redteam.jsonl"), p.index)

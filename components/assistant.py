@@ -27,7 +27,7 @@ from components.index.search import Retrieved, SearchFilters, SearchMode, search
 from components.memory import release_freed_memory
 from components.models.answerability import AnswerabilityCheck, load_check
 from components.models import ct2, ov_engine
-from components.models.engine_cache import Engine, convert_generator, convert_in_child, weights_key
+from components.models.engine_cache import Engine, converted, weights_key
 from components.models.generator import generate_answers, load_generator, load_tokenizer, set_lora_merged
 from components.models.resolve import resolve_model
 from components.models.router import load_router, predict_intents
@@ -208,21 +208,17 @@ class Assistant:
 
     def _engine(self, use_adapter: bool) -> Any:
         """The inference engine's generator of the tuned (adapter merged) or the base model,
-        converted once per adapter, base and engine version into the engine cache, in a child
-        process (converting holds ~2.5 GB more than answering)."""
+        converted once per adapter, base and engine version into the engine cache (a large model in a
+        child process: converting holds ~2.5 GB more than answering)."""
         if use_adapter not in self.engines:
             # One of the two in memory at a time (~1.5 GB each for SmolLM2-135M through OpenVINO, its
             # key/value cache included): only the evaluation asks for both, in runs of each
             if self.engines.pop(not use_adapter, None) is not None:
                 release_freed_memory()
             engine = ENGINES[self._engine_name]
-            target = _engine_target(self.engine_cache, self._engine_name, self.engine_keys[use_adapter])
-            adapter = self.generator_adapter if use_adapter else None
-            if not target.exists():
-                convert_in_child(engine.convert_folder, self.base_path, adapter, target)
-            # converted: marked as used (or converted here if it was pruned since)
-            converted = convert_generator(engine.convert_folder, self.base_path, adapter, target)
-            self.engines[use_adapter] = engine.generator(converted, self.generator_tokenizer)
+            target = engine_target(self.engine_cache, self._engine_name, self.engine_keys[use_adapter])
+            folder = converted(engine.convert_folder, self.base_path, self.generator_adapter if use_adapter else None, target)
+            self.engines[use_adapter] = engine.generator(folder, self.generator_tokenizer)
         return self.engines[use_adapter]
 
     def ready(self) -> None:
@@ -303,7 +299,8 @@ class Assistant:
         return answers
 
 
-def _engine_target(cache: Path, engine_name: str, key: str) -> Path:
+def engine_target(cache: Path, engine_name: str, key: str) -> Path:
+    """Where the engine cache keeps the generator converted for `engine_name` (its key: engine_keys)."""
     return cache / engine_name / f"{ENGINES[engine_name].version}-{key}"
 
 
@@ -311,16 +308,15 @@ def load_assistant(manifest: Manifest, router_adapter: str, generator_adapter: s
                    client: Any, device: str = "cpu", convert: Sequence[bool] = (True,)) -> Assistant:
     """The bundle's models loaded. `convert`: which of the generator's forms for the inference engine
     (True: fine-tuned, False: the base model) are converted first where the engine cache lacks them,
-    before the models load, so that the converting child process runs beside a small parent."""
+    before the models load, so that a converting child process runs beside a small parent."""
     base_path = resolve_model(manifest.generator_base, settings.models_dir)
     cache = settings.home / "cache"
     keys = {True: weights_key(generator_adapter, base_path), False: weights_key(base_path)}
     if manifest.inference_engine in ENGINES and device == "cpu":
         for use_adapter in convert:
-            target = _engine_target(cache, manifest.inference_engine, keys[use_adapter])
-            if not target.exists():
-                convert_in_child(ENGINES[manifest.inference_engine].convert_folder, base_path,
-                                 generator_adapter if use_adapter else None, target)
+            converted(ENGINES[manifest.inference_engine].convert_folder, base_path,
+                      generator_adapter if use_adapter else None,
+                      engine_target(cache, manifest.inference_engine, keys[use_adapter]))
     encoder_path = resolve_model(manifest.encoder, settings.models_dir)
     router, router_tok = load_router(router_adapter, encoder_path, tuple(manifest.intents), device)
     return Assistant(manifest, router, router_tok, None, load_tokenizer(generator_adapter), load_embedder(encoder_path, device),

@@ -121,6 +121,25 @@ def convert_in_child(converter: Callable[[str, str], None], base_path: str, adap
     return converted
 
 
+# A child process costs a Python start with torch and the engine (~3-5 s on 2 cores, more on a busy
+# machine): a model whose weights are smaller than this converts in the calling process, holding a
+# few times its size for seconds (the tests' tiny models, ~2 MB; SmolLM2-135M is 538 MB).
+CHILD_CONVERSION_BYTES = 64 << 20
+
+
+def converted(converter: Callable[[str, str], None], base_path: str, adapter: str | None, target: Path) -> Path:
+    """`target`, the generator converted where the cache lacks it (`convert_generator`): in a child
+    process for a model of CHILD_CONVERSION_BYTES or more, in this one for a smaller one. An
+    existing conversion is marked as used."""
+    if not target.exists() and _folder_bytes(base_path) >= CHILD_CONVERSION_BYTES:
+        convert_in_child(converter, base_path, adapter, target)
+    return convert_generator(converter, base_path, adapter, target)
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
+
+
 def _prune(cache: Path, keep: int) -> None:
     """Remove all but the `keep` most recently used conversions (each is as large as the model: a
     new generator version every day would otherwise fill the disk). A process that already loaded

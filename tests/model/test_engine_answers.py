@@ -12,8 +12,8 @@ import torch
 from peft import LoraConfig, TaskType, get_peft_model
 from transformers import AutoTokenizer
 
-from components.assistant import ENGINES, Assistant, Manifest
-from components.models.engine_cache import convert, weights_key
+from components.assistant import ENGINES, Assistant, Manifest, engine_target
+from components.models.engine_cache import convert, convert_in_child, weights_key
 from components.models.generator import generate_answers, load_base_generator, load_generator, load_tokenizer
 from components.models.resolve import build_tiny_llama
 from components.prompting import build_messages
@@ -76,17 +76,21 @@ def adapter(tiny, tmp_path_factory):
 
 
 def test_a_bundles_generator_answers_alike_through_every_engine_and_loads_only_what_it_uses(tiny, adapter, tmp_path):
-    """What a bundle serves: the adapter merged and converted for the engine in a child process, or
-    transformers' generator, loaded only when the bundle answers through transformers."""
+    """What a bundle serves: the adapter merged and converted for the engine (in a child process as
+    a large model is, or in the bundle's process as a model this small is), or transformers'
+    generator, loaded only when the bundle answers through transformers."""
     folder, _, conversations, base_answers, _ = tiny
     adapter_path, expected = adapter
     assert expected != base_answers  # the adapter changes what the model says
     manifest = Manifest(encoder="e", generator_base="g", collection="c", intents=["catalog"], top_k=3, hybrid_alpha=0.5,
                         confidence_threshold=0.5, fallback_intent="catalog", system_prompt="", out_of_scope_reply="",
                         max_new_tokens=12, router_max_length=64)
+    key = weights_key(adapter_path, folder)
+    # OpenVINO's conversion made in a child (a large model's way), which the bundle then finds in its cache
+    convert_in_child(ENGINES["openvino"].convert_folder, folder, adapter_path, engine_target(tmp_path, "openvino", key))
     for name in ("transformers", *sorted(ENGINES)):
         assistant = Assistant(dataclasses.replace(manifest, inference_engine=name), None, None, None,
                               load_tokenizer(adapter_path), None, None, base_path=folder, generator_adapter=adapter_path,
-                              engine_cache=tmp_path, engine_keys={True: weights_key(adapter_path, folder)})
+                              engine_cache=tmp_path, engine_keys={True: key})
         assert assistant.generate(conversations) == expected, name
         assert ("transformers" in assistant.engines) == (name == "transformers"), name

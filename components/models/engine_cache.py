@@ -115,10 +115,10 @@ def convert_in_child(converter: Callable[[str, str], None], base_path: str, adap
     here."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        converted, peak = pool.submit(_convert_and_measure, converter, base_path, adapter, target).result()
+        folder, peak = pool.submit(_convert_and_measure, converter, base_path, adapter, target).result()
     print(f"{target.parent.name}: converted the generator in a child process (its peak resident memory "
           f"{peak / 2**30:.2f} GB)")
-    return converted
+    return folder
 
 
 # A child process costs a Python start with torch and the engine (~3-5 s on 2 cores, more on a busy

@@ -111,7 +111,8 @@ def child(args: argparse.Namespace) -> None:
                                     params.models.encoder, show_progress=False)
         p = params
         manifest = Manifest.from_params(p, index.collection)
-        assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client)
+        assistant = load_assistant(manifest, str(router_path), str(run_path), settings, client,
+                                   p.project.device, convert=(True, False))  # as the evaluate step loads it
         golden = evaluated_golden(rows["golden.jsonl"], p.evaluation.max_questions)  # as the evaluate step takes it
         # Every gated metric as the evaluate step computes it; the ablation table (not gated) on
         # `--ablation-questions` questions only (params.yaml's 48 cost ~3 min a run here).

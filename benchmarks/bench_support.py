@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import figures
 import httpx
 
 from components.config import Params, load_params
@@ -142,3 +143,4 @@ def emit(name: str, result: dict) -> None:
     print(text, flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(text + "\n")
+    figures.write()  # docs/benchmarks.md quotes the figures from these files

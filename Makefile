@@ -69,8 +69,9 @@ models: $(STAMP)
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml -p 3.11 -o requirements.lock --no-emit-package openvino-telemetry
 
+# All of a project's state: RAGOPS_HOME when it is set, else .ragops.
 clean-state:
-	rm -rf .ragops
+	rm -rf -- "$(or $(RAGOPS_HOME),.ragops)"
 
 # The second example domain (examples/python-faq): its data is committed; `python-faq-data` makes
 # it again from Debian's python3.11-doc package (downloaded with apt-get, not installed).

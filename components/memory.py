@@ -1,5 +1,5 @@
-"""Resident memory of a run: each pipeline step's peak, printed when the step ends, and memory the
-allocator kept after a large job handed back to the system.
+"""Resident memory of a run: each pipeline step's peak, printed with its time when the step ends,
+and memory the allocator kept after a large job handed back to the system.
 
 On Linux a step's own peak: the kernel's high-water mark of the process (VmHWM) is reset when the
 step starts (writing 5 to /proc/self/clear_refs) and read when it ends. Elsewhere the process's
@@ -11,7 +11,7 @@ later step of the run carried it. `release_freed_memory` returns it (malloc_trim
 
     >>> with peak_memory("curate-and-version"):  # doctest: +SKIP
     ...     ...
-    curate-and-version: peak resident memory 0.61 GB
+    curate-and-version: 3.9 s, peak resident memory 0.61 GB
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import ctypes
 import gc
 import resource
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,11 +65,11 @@ def release_freed_memory() -> None:
 
 @contextlib.contextmanager
 def peak_memory(step: str) -> Iterator[None]:
-    """Print the step's peak when it ends, and release what it freed for the steps after it."""
-    reset = _reset_peak()
+    """Print the step's time and peak when it ends, and release what it freed for the steps after it."""
+    reset, tic = _reset_peak(), time.perf_counter()
     try:
         yield
     finally:
         scope = "" if reset else " (the process's peak so far)"
-        print(f"{step}: peak resident memory {_peak_bytes(reset) / 2**30:.2f} GB{scope}")
+        print(f"{step}: {time.perf_counter() - tic:.1f} s, peak resident memory {_peak_bytes(reset) / 2**30:.2f} GB{scope}")
         release_freed_memory()

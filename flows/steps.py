@@ -58,7 +58,7 @@ Steps = make_dataclass("Steps", [(step, Task) for step in STEPS], frozen=True)
 
 
 def _with_peak_memory(fn: Callable, name: str) -> Callable:
-    """`fn`, printing the step's peak resident memory when it ends (components/memory.py)."""
+    """`fn`, printing the step's time and peak resident memory when it ends (components/memory.py)."""
     @functools.wraps(fn)
     def step(*args, **kwargs):
         with peak_memory(name):

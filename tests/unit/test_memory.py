@@ -26,6 +26,7 @@ def test_a_steps_peak_counts_what_it_allocated_not_what_came_before(capsys):
     with peak_memory("build-index-version"):
         during = np.ones(200 * 2**20 // 8)  # 200 MB touched within the step
         del during
-    printed = re.fullmatch(r"build-index-version: peak resident memory (\d+\.\d\d) GB\n", capsys.readouterr().out)
-    assert printed, "one line naming the step and its peak"
+    printed = re.fullmatch(r"build-index-version: \d+\.\d s, peak resident memory (\d+\.\d\d) GB\n",
+                           capsys.readouterr().out)
+    assert printed, "one line naming the step, its time and its peak"
     assert start + 0.18 <= float(printed.group(1)) < start + 0.35

@@ -24,9 +24,13 @@ from pathlib import Path
 from bench_support import emit
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP = re.compile(r"^(?P<step>[\w-]+): (?P<seconds>[\d.]+) s, peak resident memory (?P<gb>[\d.]+) GB", re.MULTILINE)
+# Prefect prints a step's line inside its own log line (`... Task run 'train-router-cc8' - train-router: 16.2 s, ...`).
+STEP = re.compile(r"(?<![\w-])(?P<step>[\w-]+): (?P<seconds>[\d.]+) s, peak resident memory (?P<gb>[\d.]+) GB")
 GATE = re.compile(r"gate: (?P<metric>\S+) (?P<value>-?[\d.]+) \(n=(?P<n>\d+)\) (?P<op>\S+) (?P<threshold>\S+)")
-ENDINGS = {"champion": "→ champion", "held": "no new champion", "nothing changed": "nothing changed since"}
+# The line each ending prints, most specific first: the summary table says `version N → champion`
+# in a run that changed nothing too.
+ENDINGS = {"nothing changed": "nothing changed since", "held": "no new champion", "awaiting approval": "awaits approval",
+           "champion": "→ champion"}
 
 
 def timed_make_run(clone: Path, log: Path) -> tuple[float, str]:
@@ -45,8 +49,7 @@ def timed_make_run(clone: Path, log: Path) -> tuple[float, str]:
 
 
 def ending(output: str) -> str:
-    found = [name for name, marker in ENDINGS.items() if marker in output]
-    return found[0] if len(found) == 1 else f"unclear: {found}"
+    return next((name for name, marker in ENDINGS.items() if marker in output), "none of the three")
 
 
 def summary(output: str) -> dict:

@@ -35,7 +35,29 @@ def _statuses(endpoints: dict) -> str:
     return ", ".join(f"{status}: {counts[status]:,}" for status in sorted(counts))
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
+
+
+def _steps(steps: dict) -> str:
+    """Each step's time and peak resident memory, in the order the run took them."""
+    return "; ".join(f"{name} {step['seconds']:.0f} s, {step['peak_gb']:.2f} GB" for name, step in steps.items())
+
+
+def _gates(gates: dict) -> str:
+    return "; ".join(f"{name} {gate['value']:.3f} (n={gate['n']}) {gate['gate']}" for name, gate in gates.items())
+
+
 FIGURES: dict[str, list[Figure]] = {
+    "make_run": [
+        ("`make run` on a fresh clone with warm caches: wall time, ending", ("first_run",),
+         lambda run: f"{_minutes(run['seconds'])}, {run['ending']}"),
+        ("each step: time, peak resident memory", ("first_run", "steps"), _steps),
+        ("the gates it printed", ("first_run", "gates"), _gates),
+        ("`git status` clean afterwards", ("git_status_clean",), lambda clean: "yes" if clean else "no"),
+        ("`make run` again with nothing changed: wall time, ending", ("second_run",),
+         lambda run: f"{run['seconds']:.0f} s, {run['ending']}"),
+    ],
     "answer_engines": [
         ("one answer at a time, p50: OpenVINO (the default engine)", ("openvino", "answer_p50_ms"), "{:.0f} ms"),
         ("the same through CTranslate2", ("ctranslate2", "answer_p50_ms"), "{:.0f} ms"),

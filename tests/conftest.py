@@ -11,6 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.support.environment import without_services
+
+without_services(os.environ)  # before the settings below and any import that reads them
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ragops-test-prefect-")
 for _key, _value in {
     "PREFECT_HOME": _PREFECT_HOME,

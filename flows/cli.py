@@ -43,7 +43,31 @@ def _before_every_command() -> None:
 
 def main() -> None:
     """The `ragops` entry point (flows/process.py says what its exit skips)."""
-    run_and_exit(app)
+    run_and_exit(_service_failures_said(app))
+
+
+def _service_failures_said(command: typer.Typer):
+    """`command`, where a service that did not answer (MLflow, Weaviate, the DVC remote, a Prefect
+    API) exits 2 naming it and what to check, instead of a traceback; any other error keeps its own."""
+    def guarded() -> None:
+        try:
+            command()
+        except Exception as exc:  # noqa: BLE001 - only the transient ones are caught, the rest re-raised
+            from components.settings import Settings, scrubbed
+            from flows.transient import is_transient
+
+            if not is_transient(exc):
+                raise
+            settings = Settings()
+            said = scrubbed(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}", settings.mlflow_tracking_uri,
+                            settings.weaviate_url, settings.dvc_remote_url)
+            try:  # outside typer's own handling, where its Exit would not become the exit status
+                fail(f"a service did not answer ({said}). Check that it runs and that RAGOPS_MLFLOW_TRACKING_URI, "
+                     f"RAGOPS_WEAVIATE_URL, RAGOPS_DVC_REMOTE_URL and PREFECT_API_URL name it (unset: the embedded "
+                     f"defaults under RAGOPS_HOME={settings.home}), then run the command again")
+            except typer.Exit as stop:
+                raise SystemExit(stop.exit_code) from None
+    return guarded
 
 
 def _ask(questions: list[str], params_path: Path, version: str = "") -> list[dict]:

@@ -36,9 +36,10 @@ PRODUCING_CODE = {
     "bundle": ("components.assistant", "components.evaluation.bundle", "components.evaluation.gates"),
 }
 # Imported by them, but never what shapes a result: the configuration (its values are in every
-# fingerprint, so its code would only add noise), where the services live, and the processes of
-# the local Weaviate server.
-NOT_PRODUCING = ("components.config", "components.settings", "components.index.server", "components.index.shared_server")
+# fingerprint, so its code would only add noise), where the services live, the processes of the
+# local Weaviate server, and the memory accounting (what a step prints, what it hands back).
+NOT_PRODUCING = ("components.config", "components.settings", "components.index.server", "components.index.shared_server",
+                 "components.memory")
 
 
 def _source(name: str) -> str:

@@ -91,6 +91,19 @@ def test_ask_without_a_champion_says_to_run_first(project_root, tmp_path):
     assert "Traceback" not in output(ask)
 
 
+def test_a_service_that_does_not_answer_is_named_without_a_traceback_or_its_password(project_root, tmp_path):
+    """`ragops ask` with its MLflow server down (a free port, nothing listening) exits 2 naming the
+    service and what to check; the password in the tracking URI is not printed. MLflow's own HTTP
+    retries are cut to none (they take minutes: 4m16s measured), which changes nothing else."""
+    repo = project_copy(project_root, tmp_path / "repo")
+    ask = ragops(repo, "ask", "How much does the Kettlo Glass Kettle cost?", timeout=300, env={
+        "RAGOPS_MLFLOW_TRACKING_URI": f"http://ana:s3cret-pw@127.0.0.1:{free_port()}",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert ask.returncode == 2 and "a service did not answer" in said(ask), output(ask)
+    assert "RAGOPS_MLFLOW_TRACKING_URI" in said(ask) and "Traceback" not in output(ask)
+    assert "s3cret-pw" not in output(ask)
+
+
 def _serve(repo: Path, weaviate_env: dict, port: int) -> subprocess.Popen:
     """`mlflow models serve` on the champion, as a deployment would run it (its own process, the
     registry and Weaviate reached through the environment)."""

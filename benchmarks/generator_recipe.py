@@ -207,18 +207,10 @@ def summary(runs: list[dict], gates: dict[str, float]) -> dict:
 
 
 def markdown(report: dict) -> str:
-    """The summary as the README's table: one row per gate."""
-    runs = ", ".join(f"seed {r['seed']} {r['precision']}" for r in report["runs"])
-    lines = [f"{len(report['runs'])} runs ({runs}) on {report['cpu']}, {report['cores']} cores", "",
-             "| gated metric | gate | min | mean | max | margin at the worst run |", "|---|---|---|---|---|---|"]
-    for name, row in report["summary"].items():
-        if name.startswith("latency"):
-            cells = [f"{row[k]:.0f}" for k in ("min", "mean", "max")] + [f"{row['margin']:.0f}"]
-        else:
-            cells = [f"{row[k]:.3f}" for k in ("min", "mean", "max")] + [f"{row['margin']:+.3f}" if "margin" in row
-                                                                          else "(not gated)"]
-        lines.append(f"| {name} | {row['gate']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The summary as docs/benchmarks.md renders it (benchmarks/figures.py): one row per gate."""
+    from figures import summary_table
+
+    return f"{report['cpu']}, {report['cores']} cores: " + "\n".join(summary_table(report))
 
 
 def main() -> None:
